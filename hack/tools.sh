@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds the tools podid's build and tests need into bin/, from the Go module
+# proxy at pinned versions. Each tool is built once per pin into a cache outside
+# the work tree (PODID_TOOLS_CACHE, default ~/.cache/podid-tools/<key>), so a
+# fresh clone only copies it; changing a pin changes the key and rebuilds.
+#
+#   hack/tools.sh            build or copy every tool
+#   hack/tools.sh NAME...    only these (kube, controller-gen, helm)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/bin"
+cache="${PODID_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/podid-tools}"
+mkdir -p "$bin" "$cache"
+
+# Pins of the tools installed with `go install module@version`.
+CONTROLLER_TOOLS_VERSION=v0.23.0
+
+gover=$(go env GOVERSION)
+
+# key NAME INPUTS... prints a cache key over the Go version and the inputs.
+key() {
+	local name=$1; shift
+	{ echo "$gover"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16 | sed "s/^/$name-/"
+}
+
+# place DIR FILES... copies built files from a cache dir into bin/ when they differ.
+place() {
+	local dir=$1; shift
+	for f in "$@"; do
+		if ! cmp -s "$dir/$f" "$bin/$f"; then
+			cp "$dir/$f" "$bin/$f.tmp" && mv "$bin/$f.tmp" "$bin/$f"
+		fi
+	done
+}
+
+# kube-apiserver and etcd: the module in hack/tools/kube pins them.
+tool_kube() {
+	local mod="$root/hack/tools/kube"
+	local kv; kv=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$mod/go.mod")
+	local minor; minor=$(echo "$kv" | cut -d. -f2)
+	# Stamp the release into the binary, or it answers /version with v0.0.0-master.
+	local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+	local k; k=$(key kube "$ldflags" "$(cat "$mod/go.mod" "$mod/go.sum" "$mod/etcd/main.go")")
+	local dir="$cache/$k"
+	if [ ! -x "$dir/kube-apiserver" ] || [ ! -x "$dir/etcd" ]; then
+		echo "tools: building kube-apiserver and etcd ($k); the first build takes about 5 minutes" >&2
+		mkdir -p "$dir.tmp"
+		(cd "$mod" && go build -trimpath -ldflags="$ldflags" -o "$dir.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+		(cd "$mod" && go build -trimpath -ldflags='-s -w' -o "$dir.tmp/etcd" ./etcd)
+		rm -rf "$dir" && mv "$dir.tmp" "$dir"
+	fi
+	place "$dir" kube-apiserver etcd
+}
+
+# go_install NAME PACKAGE VERSION: a tool that `go install pkg@version` builds.
+go_install() {
+	local name=$1 pkg=$2 version=$3
+	local k; k=$(key "$name" "$pkg@$version")
+	local dir="$cache/$k"
+	if [ ! -x "$dir/$name" ]; then
+		echo "tools: building $name $version" >&2
+		mkdir -p "$dir.tmp"
+		GOBIN="$dir.tmp" go install -trimpath "$pkg@$version"
+		rm -rf "$dir" && mv "$dir.tmp" "$dir"
+	fi
+	place "$dir" "$name"
+}
+
+tool_controller-gen() { go_install controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION"; }
+
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen)
+for t in "${tools[@]}"; do
+	if ! declare -F "tool_$t" >/dev/null; then
+		echo "tools: unknown tool '$t' (known: kube controller-gen)" >&2
+		exit 2
+	fi
+	"tool_$t"
+done

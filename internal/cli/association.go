@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/kube"
+)
+
+// associationFlags are the flags every association command shares.
+type associationFlags struct {
+	streams        Streams
+	conn           *kube.ConnectionFlags
+	serviceAccount string
+	associationID  string
+	output         string
+	wait           time.Duration
+}
+
+func newAssociationCommand(streams Streams) *cobra.Command {
+	f := &associationFlags{streams: streams, conn: kube.NewConnectionFlags()}
+	cmd := &cobra.Command{
+		Use:     "association",
+		Aliases: []string{"associations", "pia"},
+		Short:   "Create, show, change and delete pod identity associations",
+		Long: `An association maps a ServiceAccount to an IAM role: every pod running as the
+ServiceAccount can obtain credentials for the role. Flags are named after
+'aws eks create-pod-identity-association' and friends; the connection flags
+are kubectl's.`,
+	}
+	f.conn.AddFlags(cmd.PersistentFlags())
+	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.AddCommand(
+		newAssociationCreateCommand(f),
+		newAssociationGetCommand(f),
+		newAssociationListCommand(f),
+		newAssociationUpdateCommand(f),
+		newAssociationDeleteCommand(f),
+	)
+	return cmd
+}
+
+// addTargetFlags adds the flags that pick one association.
+func (f *associationFlags) addTargetFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "the ServiceAccount whose association this is, in --namespace")
+	cmd.Flags().StringVar(&f.associationID, "association-id", "", "the association's ID (a-…), instead of --service-account")
+}
+
+func (f *associationFlags) addWaitFlag(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.wait, "wait", 10*time.Second, "how long to wait for podid server to take the change into account; 0 does not wait")
+}
+
+func (f *associationFlags) client() (client.Client, string, error) {
+	cfg, err := f.conn.RESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
+	if err != nil {
+		return nil, "", explain(err, cfg.Host, "")
+	}
+	return c, cfg.Host, nil
+}
+
+func (f *associationFlags) checkOutput() error {
+	switch f.output {
+	case "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("--output %q is not one of table, json, yaml", f.output)
+}
+
+// find returns the association --service-account or --association-id names.
+func (f *associationFlags) find(ctx context.Context, c client.Client, host string) (*v1alpha1.PodIdentityAssociation, error) {
+	ns, explicitNS, err := f.conn.Namespace()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case f.serviceAccount != "" && f.associationID != "":
+		return nil, fmt.Errorf("give --service-account or --association-id, not both")
+	case f.serviceAccount != "":
+		var pia v1alpha1.PodIdentityAssociation
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: f.serviceAccount}, &pia); err != nil {
+			return nil, explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
+		}
+		return &pia, nil
+	case f.associationID != "":
+		if !association.IsID(f.associationID) {
+			return nil, fmt.Errorf("--association-id %q is not an association ID: they look like a-abcdefghij0123456", f.associationID)
+		}
+		var opts []client.ListOption
+		if explicitNS {
+			opts = append(opts, client.InNamespace(ns))
+		}
+		var list v1alpha1.PodIdentityAssociationList
+		if err := c.List(ctx, &list, opts...); err != nil {
+			return nil, explain(err, host, "")
+		}
+		for i := range list.Items {
+			if association.IDFor(list.Items[i].UID) == f.associationID {
+				return &list.Items[i], nil
+			}
+		}
+		return nil, fmt.Errorf("no association has ID %s; list them with `podid association list`", f.associationID)
+	default:
+		return nil, fmt.Errorf("say which association: --service-account NAME (in --namespace, default %q) or --association-id a-…", ns)
+	}
+}
+
+// waitForController waits until podid server has observed pia's generation,
+// so that what is printed is what is in force. When it does not come, the
+// object is still written: say so, and why that may be.
+func (f *associationFlags) waitForController(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAssociation) {
+	if f.wait <= 0 {
+		return
+	}
+	key := client.ObjectKeyFromObject(pia)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, f.wait, true, func(ctx context.Context) (bool, error) {
+		var cur v1alpha1.PodIdentityAssociation
+		if err := c.Get(ctx, key, &cur); err != nil {
+			return false, err
+		}
+		if cur.Generation != pia.Generation {
+			return true, nil // changed again meanwhile: print what we wrote
+		}
+		*pia = cur
+		return cur.Status.ObservedGeneration == cur.Generation, nil
+	})
+	if err != nil {
+		fmt.Fprintf(f.streams.Err, "warning: podid server has not taken association %s/%s into account after %s; is it running? Check with `podid association get -n %s --service-account %s`\n",
+			pia.Namespace, pia.Name, f.wait, pia.Namespace, pia.Name)
+	}
+}
+
+// readPolicy reads --policy: a JSON document, or file://PATH as in the AWS CLI.
+func readPolicy(value string) (string, error) {
+	if path, ok := strings.CutPrefix(value, "file://"); ok {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("reading --policy: %w", err)
+		}
+		value = string(data)
+	}
+	if err := association.ValidatePolicy(value); err != nil {
+		return "", fmt.Errorf("--policy: %w", err)
+	}
+	return value, nil
+}
+
+// parseTags reads --tags as key=value,key=value or as a JSON object, as the
+// AWS CLI accepts them. A key given twice is an error, not a silent overwrite.
+func parseTags(value string) (map[string]string, error) {
+	value = strings.TrimSpace(value)
+	if strings.HasPrefix(value, "{") {
+		var tags map[string]string
+		if err := json.Unmarshal([]byte(value), &tags); err != nil {
+			return nil, fmt.Errorf("--tags: not a JSON object of strings: %w", err)
+		}
+		return tags, nil
+	}
+	tags := map[string]string{}
+	for pair := range strings.SplitSeq(value, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--tags: %q is not key=value; write --tags team=web,env=prod or a JSON object", pair)
+		}
+		if _, dup := tags[k]; dup {
+			return nil, fmt.Errorf("--tags: key %q is given twice", k)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}

@@ -1,0 +1,250 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/api/v1alpha1"
+)
+
+// specFlags are the flags that set an association's spec.
+type specFlags struct {
+	roleARN, targetRoleARN, policy, tags string
+	disableSessionTags                   bool
+}
+
+func (s *specFlags) add(cmd *cobra.Command, withTags bool) {
+	fs := cmd.Flags()
+	fs.StringVar(&s.roleARN, "role-arn", "", "the IAM role the pods receive credentials for")
+	fs.StringVar(&s.targetRoleARN, "target-role-arn", "", `a role to assume next with the first role's credentials, e.g. in another account ("" removes it)`)
+	fs.BoolVar(&s.disableSessionTags, "disable-session-tags", false, "attach no session tags to the role session")
+	fs.StringVar(&s.policy, "policy", "", `a session policy (JSON, or file://PATH) that narrows the role's permissions ("" removes it)`)
+	if withTags {
+		fs.StringVar(&s.tags, "tags", "", "tags of the association: key=value,key=value or a JSON object")
+	}
+}
+
+func newAssociationCreateCommand(f *associationFlags) *cobra.Command {
+	var spec specFlags
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Associate a ServiceAccount with an IAM role",
+		Example: `  podid association create -n shop --service-account billing \
+    --role-arn arn:aws:iam::111122223333:role/billing`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			if f.serviceAccount == "" || spec.roleARN == "" {
+				return fmt.Errorf("--service-account and --role-arn are required")
+			}
+			ns, _, err := f.conn.Namespace()
+			if err != nil {
+				return err
+			}
+			pia := &v1alpha1.PodIdentityAssociation{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: f.serviceAccount},
+				Spec: v1alpha1.PodIdentityAssociationSpec{
+					ServiceAccount:     f.serviceAccount,
+					RoleARN:            spec.roleARN,
+					TargetRoleARN:      spec.targetRoleARN,
+					DisableSessionTags: spec.disableSessionTags,
+				},
+			}
+			if pia.Spec.Policy, err = readPolicy(spec.policy); err != nil {
+				return err
+			}
+			if spec.tags != "" {
+				if pia.Spec.Tags, err = parseTags(spec.tags); err != nil {
+					return err
+				}
+			}
+			c, host, err := f.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Create(cmd.Context(), pia); err != nil {
+				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
+			}
+			f.waitForController(cmd.Context(), c, pia)
+			return f.printChange(pia, "created")
+		},
+	}
+	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "the ServiceAccount, in --namespace, whose pods receive credentials (it need not exist yet)")
+	spec.add(cmd, true)
+	f.addWaitFlag(cmd)
+	return cmd
+}
+
+func newAssociationGetCommand(f *associationFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "get",
+		Aliases: []string{"describe"},
+		Short:   "Show one association",
+		Example: `  podid association get -n shop --service-account billing
+  podid association get --association-id a-0123456789abcdefg -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, host, err := f.client()
+			if err != nil {
+				return err
+			}
+			pia, err := f.find(cmd.Context(), c, host)
+			if err != nil {
+				return err
+			}
+			return f.printOne(pia)
+		},
+	}
+	f.addTargetFlags(cmd)
+	return cmd
+}
+
+func newAssociationListCommand(f *associationFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List associations, in every namespace unless --namespace is given",
+		Example: `  podid association list
+  podid association list -n shop
+  podid association list --service-account billing -o yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			ns, explicitNS, err := f.conn.Namespace()
+			if err != nil {
+				return err
+			}
+			var opts []client.ListOption
+			if explicitNS {
+				opts = append(opts, client.InNamespace(ns))
+			}
+			if f.serviceAccount != "" {
+				// The object is named after its ServiceAccount.
+				opts = append(opts, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", f.serviceAccount)})
+			}
+			c, host, err := f.client()
+			if err != nil {
+				return err
+			}
+			var list v1alpha1.PodIdentityAssociationList
+			if err := c.List(cmd.Context(), &list, opts...); err != nil {
+				return explain(err, host, "")
+			}
+			slices.SortFunc(list.Items, func(a, b v1alpha1.PodIdentityAssociation) int {
+				if a.Namespace != b.Namespace {
+					return compare(a.Namespace, b.Namespace)
+				}
+				return compare(a.Name, b.Name)
+			})
+			return f.printList(list.Items)
+		},
+	}
+	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "list only the associations of ServiceAccounts with this name")
+	return cmd
+}
+
+func newAssociationUpdateCommand(f *associationFlags) *cobra.Command {
+	var spec specFlags
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Change an association's role, target role, session tags or policy",
+		Long: `Changes only the fields whose flags are given. The namespace and ServiceAccount
+of an association never change: delete it and create another instead.`,
+		Example: `  podid association update -n shop --service-account billing \
+    --role-arn arn:aws:iam::111122223333:role/billing-v2
+  podid association update -n shop --service-account billing --policy ""`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			changed := cmd.Flags().Changed
+			if !changed("role-arn") && !changed("target-role-arn") && !changed("disable-session-tags") && !changed("policy") {
+				return fmt.Errorf("nothing to change: give --role-arn, --target-role-arn, --disable-session-tags or --policy")
+			}
+			if changed("role-arn") && spec.roleARN == "" {
+				return fmt.Errorf("--role-arn cannot be empty: an association always has a role")
+			}
+			policy, err := readPolicy(spec.policy)
+			if err != nil {
+				return err
+			}
+			c, host, err := f.client()
+			if err != nil {
+				return err
+			}
+			var pia *v1alpha1.PodIdentityAssociation
+			ref := ""
+			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				if pia, err = f.find(cmd.Context(), c, host); err != nil {
+					return err
+				}
+				ref = fmt.Sprintf("ServiceAccount %s/%s", pia.Namespace, pia.Name)
+				if changed("role-arn") {
+					pia.Spec.RoleARN = spec.roleARN
+				}
+				if changed("target-role-arn") {
+					pia.Spec.TargetRoleARN = spec.targetRoleARN
+				}
+				if changed("disable-session-tags") {
+					pia.Spec.DisableSessionTags = spec.disableSessionTags
+				}
+				if changed("policy") {
+					pia.Spec.Policy = policy
+				}
+				return c.Update(cmd.Context(), pia)
+			})
+			if err != nil {
+				return explain(err, host, ref)
+			}
+			f.waitForController(cmd.Context(), c, pia)
+			return f.printChange(pia, "updated")
+		},
+	}
+	f.addTargetFlags(cmd)
+	spec.add(cmd, false)
+	f.addWaitFlag(cmd)
+	return cmd
+}
+
+func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete",
+		Short: "Delete an association: its pods stop receiving new credentials",
+		Example: `  podid association delete -n shop --service-account billing
+  podid association delete --association-id a-0123456789abcdefg`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.checkOutput(); err != nil {
+				return err
+			}
+			c, host, err := f.client()
+			if err != nil {
+				return err
+			}
+			pia, err := f.find(cmd.Context(), c, host)
+			if err != nil {
+				return err
+			}
+			// Delete exactly the object shown, not a re-created namesake.
+			if err := c.Delete(cmd.Context(), pia, client.Preconditions{UID: &pia.UID}); err != nil {
+				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", pia.Namespace, pia.Name))
+			}
+			return f.printChange(pia, "deleted")
+		},
+	}
+	f.addTargetFlags(cmd)
+	return cmd
+}

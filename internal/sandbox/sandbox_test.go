@@ -1,0 +1,72 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer lets the test read the narration while Up writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
+	dir := t.TempDir()
+	var out syncBuffer
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Up(ctx, Options{Dir: dir, Identity: DefaultIdentity, Out: &out, Ready: ready}) }()
+
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("sandbox stopped before it was up: %v\n%s", err, out.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("sandbox not up after 2 minutes:\n%s", out.String())
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "sandbox.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"KUBECONFIG=", "PODID_CLUSTER_NAME=\"sandbox\"", "AWS_REGION=\"us-east-1\""} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("sandbox.env lacks %s:\n%s", want, env)
+		}
+	}
+	if !strings.Contains(out.String(), "receive credentials for arn:aws:iam::111122223333:role/demo-app (Associated)") {
+		t.Errorf("narration does not show the sample association in force:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sandbox.pid")); err != nil {
+		t.Errorf("no pid file while up: %v", err)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("sandbox did not stop cleanly: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sandbox.pid")); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind after stop: %v", err)
+	}
+}
+
+func TestDownWithoutSandbox(t *testing.T) {
+	err := Down(t.Context(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "no sandbox is running") {
+		t.Fatalf("Down on an empty dir: %v", err)
+	}
+}

@@ -1,0 +1,114 @@
+// Package server assembles `podid server`, podid's control plane: a
+// controller-runtime manager whose cache feeds the association Index on every
+// replica, and whose leader runs the association controller. Later parts of
+// the server (the credential exchange, the webhook, the EKS-compatible API)
+// hang off the same manager and Index.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/controller"
+	"github.com/podid/podid/internal/kube"
+)
+
+// Options configure a Server. Flags in package cli fill them.
+type Options struct {
+	// Identity names the cluster in association IDs and ARNs.
+	Identity association.Identity
+	// LeaderElection makes only one replica run controllers.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the Lease; empty means the namespace
+	// podid runs in (in a cluster).
+	LeaderElectionNamespace string
+	// MetricsAddr serves Prometheus metrics; "0" turns them off.
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz; "0" turns them off.
+	ProbeAddr string
+	// Clock is the time source; nil means the real clock.
+	Clock clock.PassiveClock
+}
+
+// LeaderElectionID names the Lease the replicas compete for.
+const LeaderElectionID = "podid-server.podid.io"
+
+// Server is an assembled, not yet started, podid server.
+type Server struct {
+	Manager ctrl.Manager
+	// Index answers association lookups once the cache has synced.
+	Index *association.Index
+}
+
+// New assembles a server against the API server cfg points at.
+func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
+	if err := opts.Identity.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        kube.NewScheme(),
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.ProbeAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		// managedFields are most of an object's size and podid never reads them.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the controller manager: %w", err)
+	}
+
+	index := association.NewIndex(opts.Identity)
+	informer, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.PodIdentityAssociation{})
+	if err != nil {
+		return nil, fmt.Errorf("watching PodIdentityAssociations (are podid's CRDs installed?): %w", err)
+	}
+	if _, err := informer.AddEventHandler(index.Handler()); err != nil {
+		return nil, fmt.Errorf("feeding the association index: %w", err)
+	}
+
+	reconciler := &controller.AssociationReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Identity:  opts.Identity,
+		Recorder:  mgr.GetEventRecorder("podid-server"),
+		Clock:     opts.Clock,
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the association controller: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("associations", func(*http.Request) error {
+		if !informer.HasSynced() {
+			return errors.New("the association index has not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return &Server{Manager: mgr, Index: index}, nil
+}
+
+// Start runs the server until ctx is cancelled.
+func (s *Server) Start(ctx context.Context) error {
+	return s.Manager.Start(ctx)
+}
