@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,9 +145,9 @@ func newAssociationListCommand(f *associationFlags) *cobra.Command {
 			}
 			slices.SortFunc(list.Items, func(a, b v1alpha1.PodIdentityAssociation) int {
 				if a.Namespace != b.Namespace {
-					return compare(a.Namespace, b.Namespace)
+					return strings.Compare(a.Namespace, b.Namespace)
 				}
-				return compare(a.Name, b.Name)
+				return strings.Compare(a.Name, b.Name)
 			})
 			return f.printList(list.Items)
 		},

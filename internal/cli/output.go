@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -137,5 +136,3 @@ func printStructured(w io.Writer, format string, v any) error {
 	_, err = w.Write(data)
 	return err
 }
-
-func compare(a, b string) int { return strings.Compare(a, b) }
