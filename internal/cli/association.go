@@ -38,6 +38,8 @@ ServiceAccount can obtain credentials for the role. Flags are named after
 'aws eks create-pod-identity-association' and friends; the connection flags
 are kubectl's.`,
 	}
+	// Refuse a bad -o before doing anything, for every subcommand.
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error { return f.checkOutput() }
 	f.conn.AddFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
 	cmd.AddCommand(
@@ -116,6 +118,16 @@ func (f *associationFlags) find(ctx context.Context, c client.Client, host strin
 	default:
 		return nil, fmt.Errorf("say which association: --service-account NAME (in --namespace, default %q) or --association-id a-…", ns)
 	}
+}
+
+// connectAndFind connects and returns the association the flags name.
+func (f *associationFlags) connectAndFind(ctx context.Context) (client.Client, string, *v1alpha1.PodIdentityAssociation, error) {
+	c, host, err := f.client()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pia, err := f.find(ctx, c, host)
+	return c, host, pia, err
 }
 
 // waitForController waits until podid server has observed pia's generation,

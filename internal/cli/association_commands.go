@@ -40,9 +40,6 @@ func newAssociationCreateCommand(f *associationFlags) *cobra.Command {
     --role-arn arn:aws:iam::111122223333:role/billing`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			if f.serviceAccount == "" || spec.roleARN == "" {
 				return fmt.Errorf("--service-account and --role-arn are required")
 			}
@@ -93,14 +90,7 @@ func newAssociationGetCommand(f *associationFlags) *cobra.Command {
   podid association get --association-id a-0123456789abcdefg -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, host, err := f.client()
-			if err != nil {
-				return err
-			}
-			pia, err := f.find(cmd.Context(), c, host)
+			_, _, pia, err := f.connectAndFind(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -120,9 +110,6 @@ func newAssociationListCommand(f *associationFlags) *cobra.Command {
   podid association list --service-account billing -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			ns, explicitNS, err := f.conn.Namespace()
 			if err != nil {
 				return err
@@ -168,9 +155,6 @@ of an association never change: delete it and create another instead.`,
   podid association update -n shop --service-account billing --policy ""`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
 			changed := cmd.Flags().Changed
 			if !changed("role-arn") && !changed("target-role-arn") && !changed("disable-session-tags") && !changed("policy") {
 				return fmt.Errorf("nothing to change: give --role-arn, --target-role-arn, --disable-session-tags or --policy")
@@ -228,14 +212,7 @@ func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
   podid association delete --association-id a-0123456789abcdefg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.checkOutput(); err != nil {
-				return err
-			}
-			c, host, err := f.client()
-			if err != nil {
-				return err
-			}
-			pia, err := f.find(cmd.Context(), c, host)
+			c, host, pia, err := f.connectAndFind(cmd.Context())
 			if err != nil {
 				return err
 			}
