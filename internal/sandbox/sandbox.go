@@ -117,11 +117,19 @@ func Up(ctx context.Context, opts Options) error {
 
 	select {
 	case <-ctx.Done():
+		stopServer()
+		return <-srvDone
 	case err := <-srvDone:
+		// The server's context is a child of ctx: when both are done, this
+		// is the ordinary stop, seen from the server's side first.
+		if ctx.Err() != nil {
+			return err
+		}
+		if err == nil {
+			err = errors.New("it exited without being asked to")
+		}
 		return fmt.Errorf("podid server stopped: %w", err)
 	}
-	stopServer()
-	return <-srvDone
 }
 
 func createSample(ctx context.Context, c client.Client) (*v1alpha1.PodIdentityAssociation, error) {
