@@ -10,7 +10,7 @@ all: build
 build: ## Build bin/podid.
 	go build -trimpath -o $(BIN)/podid ./cmd/podid
 
-tools: ## Build the pinned kube-apiserver, etcd and controller-gen into bin/ (cached by pin).
+tools: ## Build the pinned kube-apiserver, etcd, controller-gen and MinIO into bin/ (cached by pin).
 	hack/tools.sh
 
 generate: tools ## Regenerate deep-copy code, CRD and RBAC manifests from api/ and the markers.
@@ -30,7 +30,7 @@ test: verify ## Everything: verification, unit, integration and node tests, with
 	go test -race -count=1 ./...
 
 bench: ## The benchmarks whose figures the docs quote.
-	go test ./internal/association -run '^$$' -bench . -benchmem
+	go test ./internal/association ./internal/auth -run '^$$' -bench . -benchmem
 
 sandbox: tools build ## Run podid on this machine: a real API server, podid server, a sample association.
 	$(BIN)/podid sandbox up

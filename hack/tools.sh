@@ -5,7 +5,7 @@
 # fresh clone only copies it; changing a pin changes the key and rebuilds.
 #
 #   hack/tools.sh            build or copy every tool
-#   hack/tools.sh NAME...    only these (kube, controller-gen, helm)
+#   hack/tools.sh NAME...    only these (kube, controller-gen, minio)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +15,9 @@ mkdir -p "$bin" "$cache"
 
 # Pins of the tools installed with `go install module@version`.
 CONTROLLER_TOOLS_VERSION=v0.23.0
+# MinIO has no semver tags; this is the proxy's @latest, a real third-party STS
+# and S3 for the interop tests.
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 gover=$(go env GOVERSION)
 
@@ -68,12 +71,13 @@ go_install() {
 }
 
 tool_controller-gen() { go_install controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION"; }
+tool_minio() { go_install minio github.com/minio/minio "$MINIO_VERSION"; }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen)
+[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen minio)
 for t in "${tools[@]}"; do
 	if ! declare -F "tool_$t" >/dev/null; then
-		echo "tools: unknown tool '$t' (known: kube controller-gen)" >&2
+		echo "tools: unknown tool '$t' (known: kube controller-gen minio)" >&2
 		exit 2
 	fi
 	"tool_$t"

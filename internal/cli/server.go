@@ -2,10 +2,12 @@ package cli
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/server"
@@ -17,9 +19,17 @@ func newServerCommand() *cobra.Command {
 	conn := kube.NewConnectionFlags()
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run podid's control plane: the association controller (and, later, the credential exchange and webhook)",
-		Long: `podid server watches PodIdentityAssociations on every replica and, on the
-elected leader, keeps their status up to date. Run two or more replicas.`,
+		Short: "Run podid's control plane: the credential exchange API and the association controller",
+		Long: `podid server watches PodIdentityAssociations and pods on every replica, serves
+the EKS Auth-compatible credential exchange (POST
+/clusters/{cluster}/assume-role-for-pod-identity) to podid agents and to
+SigV4 callers with configured access keys, and, on the elected leader, keeps
+association status up to date. Run two or more replicas.
+
+Its own AWS identity comes from the standard SDK credential chain
+(environment, web identity, instance profile, credential_process); every role
+an association names must trust that identity with sts:AssumeRole and
+sts:TagSession.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := logging.Setup(os.Stderr, logOpts); err != nil {
@@ -46,6 +56,18 @@ elected leader, keeps their status up to date. Run two or more replicas.`,
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the namespace podid runs in)")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" turns it off`)
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
+	fs.StringVar(&opts.API.Addr, "api-bind-address", ":8443", `address of the credential exchange API; "0" turns it off`)
+	fs.StringVar(&opts.API.TLSCertFile, "tls-cert-file", "", "TLS certificate of the credential API (PEM; reloaded when it changes)")
+	fs.StringVar(&opts.API.TLSKeyFile, "tls-key-file", "", "TLS private key of the credential API (PEM)")
+	fs.BoolVar(&opts.API.InsecureHTTP, "insecure-http", false, "serve the credential API over plain HTTP (tests and the sandbox only)")
+	fs.StringVar(&opts.API.Audience, "token-audience", auth.DefaultAudience, "audience of the pod tokens the API accepts")
+	fs.StringVar(&opts.API.AgentAudience, "agent-token-audience", auth.DefaultAgentAudience, "audience of podid agents' own tokens")
+	fs.StringSliceVar(&opts.API.AgentServiceAccounts, "agent-service-account", []string{"podid-system/podid-agent"}, "namespace/name of the ServiceAccount podid agents run as (repeatable)")
+	fs.StringVar(&opts.API.TokenIssuer, "token-issuer", "", "OIDC issuer URL of the cluster's ServiceAccount tokens (default: discovered from the API server)")
+	fs.StringVar(&opts.API.AccessKeysFile, "access-keys-file", "", "file of access keys SigV4 callers (the stock EKS Pod Identity Agent) may sign with")
+	fs.StringVar(&opts.API.STSEndpoint, "sts-endpoint", "", "STS endpoint URL (default: the SDK's regional endpoint)")
+	fs.StringVar(&opts.API.STSRegion, "sts-region", "", "region to call STS in (default --region)")
+	fs.DurationVar(&opts.API.SessionDuration, "session-duration", time.Hour, "lifetime of issued credentials: 15m to the roles' MaxSessionDuration; 1h at most with targetRoleArn")
 	fs.StringVar(&logOpts.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "log level: debug, info, warn or error")
 	conn.AddFlags(fs)

@@ -98,6 +98,13 @@ func (c *Cluster) AddUser(name string, groups ...string) (User, error) {
 	return User{Config: u.Config(), Kubeconfig: kubeconfig}, nil
 }
 
+// ServiceAccountSigningKeyFile is the PEM private key the API server signs
+// ServiceAccount tokens with. Tests use it to forge tokens the cluster would
+// have signed but never issues (expired, wrong audience, from the future).
+func (c *Cluster) ServiceAccountSigningKeyFile() string {
+	return filepath.Join(c.env.ControlPlane.GetAPIServer().CertDir, "sa-signer.key")
+}
+
 // Stop stops kube-apiserver and etcd and removes their data.
 func (c *Cluster) Stop() error {
 	return c.env.Stop()

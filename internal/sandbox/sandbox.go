@@ -4,8 +4,9 @@
 // writing a kubeconfig and sandbox.env so that the CLI and kubectl can be
 // pointed at it.
 //
-// Today it stops at associations; the STS emulator, a node with an agent and
-// a sample workload join it as they are built.
+// AWS is the STS/IAM emulator (package awsemu). The sandbox exchanges a
+// sample pod's token through podid's EKS Auth API and uses the credentials;
+// a node with an agent and a workload process join it as they are built.
 package sandbox
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/internal/sigv4"
 )
 
 // Options configure Up.
@@ -78,10 +80,27 @@ func Up(ctx context.Context, opts Options) error {
 	}
 	say("API server at %s, kubeconfig in %s", cluster.Config.Host, kubeconfig)
 
+	say("starting the STS/IAM emulator")
+	awsCtx, stopAWS := context.WithCancel(ctx)
+	defer stopAWS()
+	awsSide, err := startAWS(awsCtx, opts.Identity)
+	if err != nil {
+		return err
+	}
+	say("STS and IAM at %s; role %s trusts podid server's user", awsSide.endpoint, awsSide.sampleRole)
+
 	say("starting podid server for cluster %q", opts.Identity.ClusterName)
 	srvCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()
-	srv, err := server.New(srvCtx, cluster.Config, server.Options{Identity: opts.Identity, MetricsAddr: "0", ProbeAddr: "0"})
+	srv, err := server.New(srvCtx, cluster.Config, server.Options{
+		Identity: opts.Identity, MetricsAddr: "0", ProbeAddr: "0",
+		API: server.APIOptions{
+			// Loopback only, so plain HTTP is acceptable here and nowhere else.
+			Addr: "127.0.0.1:0", InsecureHTTP: true,
+			AccessKeys: []sigv4.Key{awsSide.clientKey},
+			STS:        awsSide.stsForServer(),
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -89,7 +108,7 @@ func Up(ctx context.Context, opts Options) error {
 	go func() { srvDone <- srv.Start(srvCtx) }()
 
 	say("creating namespace demo, ServiceAccount demo-app and its association")
-	pia, err := createSample(ctx, cluster.Client)
+	pia, err := createSample(ctx, cluster.Client, awsSide.sampleRole)
 	if err != nil {
 		return err
 	}
@@ -98,9 +117,21 @@ func Up(ctx context.Context, opts Options) error {
 		return err
 	}
 	say("association %s: %s (%s)", pia.Status.AssociationID, ready.Message, ready.Reason)
+	if err := waitIndexed(ctx, srv.Index, pia); err != nil {
+		return err
+	}
+
+	say("exchanging a sample pod's token for credentials")
+	lines, err := awsSide.demoExchange(ctx, cluster.Config, srv.APIURL)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		say("%s", l)
+	}
 
 	env := filepath.Join(opts.Dir, "sandbox.env")
-	if err := writeEnv(env, kubeconfig, opts.Identity); err != nil {
+	if err := writeEnv(env, kubeconfig, opts.Identity, srv.APIURL, awsSide); err != nil {
 		return err
 	}
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
@@ -132,7 +163,7 @@ func Up(ctx context.Context, opts Options) error {
 	}
 }
 
-func createSample(ctx context.Context, c client.Client) (*v1alpha1.PodIdentityAssociation, error) {
+func createSample(ctx context.Context, c client.Client, role string) (*v1alpha1.PodIdentityAssociation, error) {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "demo-app"}},
@@ -146,7 +177,7 @@ func createSample(ctx context.Context, c client.Client) (*v1alpha1.PodIdentityAs
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "demo-app"},
 		Spec: v1alpha1.PodIdentityAssociationSpec{
 			ServiceAccount: "demo-app",
-			RoleARN:        "arn:aws:iam::111122223333:role/demo-app",
+			RoleARN:        role,
 		},
 	}
 	if err := c.Create(ctx, pia); err != nil {
@@ -175,18 +206,33 @@ func waitReady(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAs
 	return ready, nil
 }
 
-func writeEnv(path, kubeconfig string, id association.Identity) error {
+// waitIndexed waits until the server's index serves pia: the exchange reads
+// the index, which the Ready condition does not prove.
+func waitIndexed(ctx context.Context, index *association.Index, pia *v1alpha1.PodIdentityAssociation) error {
+	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		_, ok := index.Lookup(pia.Namespace, pia.Name)
+		return ok, nil
+	})
+}
+
+func writeEnv(path, kubeconfig string, id association.Identity, serverURL string, a *awsSide) error {
 	vars := [][2]string{
 		{"KUBECONFIG", kubeconfig},
 		{"PODID_CLUSTER_NAME", id.ClusterName},
+		{"PODID_SERVER_URL", serverURL},
+		{"PODID_STS_ENDPOINT", a.endpoint},
 		{"AWS_REGION", id.Region},
+		// Accepted by podid's SigV4-authenticated APIs.
+		{"AWS_ACCESS_KEY_ID", a.clientKey.AccessKeyID},
+		{"AWS_SECRET_ACCESS_KEY", a.clientKey.SecretAccessKey},
 	}
 	var b strings.Builder
 	b.WriteString("# Written by `podid sandbox up`; source it to point kubectl and podid at the sandbox.\n")
 	for _, kv := range vars {
 		fmt.Fprintf(&b, "export %s=%q\n", kv[0], kv[1])
 	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	// It holds a secret key: readable by its owner only.
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // Down stops the sandbox running in dir and waits for it to finish.

@@ -43,13 +43,18 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"KUBECONFIG=", "PODID_CLUSTER_NAME=\"sandbox\"", "AWS_REGION=\"us-east-1\""} {
+	for _, want := range []string{"KUBECONFIG=", "PODID_CLUSTER_NAME=\"sandbox\"", "AWS_REGION=\"us-east-1\"", "PODID_SERVER_URL=\"http://127.0.0.1:", "PODID_STS_ENDPOINT=\"http://127.0.0.1:", "AWS_ACCESS_KEY_ID=\"AKIA", "AWS_SECRET_ACCESS_KEY="} {
 		if !strings.Contains(string(env), want) {
 			t.Errorf("sandbox.env lacks %s:\n%s", want, env)
 		}
 	}
 	if !strings.Contains(out.String(), "receive credentials for arn:aws:iam::111122223333:role/demo-app (Associated)") {
 		t.Errorf("narration does not show the sample association in force:\n%s", out.String())
+	}
+	for _, want := range []string{"credentials obtained: ASIA", "GetCallerIdentity with them: arn:aws:sts::111122223333:assumed-role/demo-app/eks-sandbox-demo-app-0-", "kubernetes-namespace=demo"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("narration lacks %q:\n%s", want, out.String())
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sandbox.pid")); err != nil {
 		t.Errorf("no pid file while up: %v", err)

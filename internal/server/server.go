@@ -2,7 +2,8 @@
 // controller-runtime manager whose cache feeds the association Index on every
 // replica, and whose leader runs the association controller. Later parts of
 // the server (the credential exchange, the webhook, the EKS-compatible API)
-// hang off the same manager and Index.
+// hang off the same manager and Index. The credential exchange API
+// (internal/auth) is served by every replica.
 package server
 
 import (
@@ -11,15 +12,18 @@ import (
 	"fmt"
 	"net/http"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/controller"
 	"github.com/podid/podid/internal/kube"
 )
@@ -39,6 +43,8 @@ type Options struct {
 	ProbeAddr string
 	// Clock is the time source; nil means the real clock.
 	Clock clock.PassiveClock
+	// API is the credential exchange API.
+	API APIOptions
 }
 
 // LeaderElectionID names the Lease the replicas compete for.
@@ -49,6 +55,8 @@ type Server struct {
 	Manager ctrl.Manager
 	// Index answers association lookups once the cache has synced.
 	Index *association.Index
+	// APIURL is where the credential API listens ("" when it is off).
+	APIURL string
 }
 
 // New assembles a server against the API server cfg points at.
@@ -68,7 +76,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		// managedFields are most of an object's size and podid never reads them.
-		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			// The exchange only asks whether a pod exists, with which UID, on
+			// which node: keep nothing else of a cluster's pods in memory.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: auth.StripPod}},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the controller manager: %w", err)
@@ -81,6 +94,15 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	}
 	if _, err := informer.AddEventHandler(index.Handler()); err != nil {
 		return nil, fmt.Errorf("feeding the association index: %w", err)
+	}
+
+	pods, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("watching pods: %w", err)
+	}
+	apiURL, err := newAPI(ctx, mgr, cfg, opts.Identity, index, opts.API)
+	if err != nil {
+		return nil, err
 	}
 
 	reconciler := &controller.AssociationReconciler{
@@ -101,11 +123,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		if !informer.HasSynced() {
 			return errors.New("the association index has not synced yet")
 		}
+		if !pods.HasSynced() {
+			return errors.New("the pod cache has not synced yet")
+		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	return &Server{Manager: mgr, Index: index}, nil
+	return &Server{Manager: mgr, Index: index, APIURL: apiURL}, nil
 }
 
 // Start runs the server until ctx is cancelled.

@@ -47,6 +47,10 @@ func run(m *testing.M) int {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := startEmulator(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
 	srv, err = server.New(ctx, cluster.Config, server.Options{
 		Identity:                identity,
 		LeaderElection:          true,
@@ -54,6 +58,7 @@ func run(m *testing.M) int {
 		MetricsAddr:             "0",
 		ProbeAddr:               "0",
 		Clock:                   fakeClock,
+		API:                     apiOptions(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
@@ -61,6 +66,12 @@ func run(m *testing.M) int {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()
+	if err := setupNodesAndAgents(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		cancel()
+		<-done
+		return 1
+	}
 	code := m.Run()
 	cancel()
 	if err := <-done; err != nil {

@@ -1,0 +1,258 @@
+// Package auth serves podid's EKS Auth-compatible API:
+// POST /clusters/{clusterName}/assume-role-for-pod-identity, which turns a
+// pod's projected ServiceAccount token into credentials for the role its
+// association names.
+//
+// A request passes, in order: the cluster name; the caller (a podid agent's
+// own token, or SigV4 with a configured access key); the pod's token,
+// verified offline; the bound pod, which must still exist with that UID;
+// the node binding (the pod must run on the caller's node); the association
+// from the watch-backed index; then STS through internal/sts. Every refusal
+// becomes an EKS Auth error in one place (errors.go), and every request
+// leaves one audit record and its metrics. docs/threat-model.md says why.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/internal/token"
+)
+
+// DefaultAudience is the audience of the pod tokens EKS Pod Identity uses.
+const DefaultAudience = "pods.eks.amazonaws.com"
+
+// DefaultAgentAudience is the audience of a podid agent's own token.
+const DefaultAgentAudience = "podid.io/agent"
+
+// agentCacheTTL is how long a verified agent token is taken on trust: an
+// agent pod deleted within it keeps calling for at most this long.
+const agentCacheTTL = 10 * time.Second
+
+// Assumer obtains role credentials; *sts.Assumer is one.
+type Assumer interface {
+	Assume(ctx context.Context, a *association.Association, pod sts.Pod) (*sts.Result, error)
+}
+
+// Options configure a Handler.
+type Options struct {
+	Identity association.Identity
+	Index    *association.Index
+	// Tokens verifies pod and agent tokens of this cluster.
+	Tokens *token.Verifier
+	// Audience of pod tokens; default DefaultAudience.
+	Audience string
+	// AgentAudience of agent tokens; default DefaultAgentAudience.
+	AgentAudience string
+	// AgentServiceAccounts are "namespace/name" of the ServiceAccounts podid
+	// agents run as.
+	AgentServiceAccounts []string
+	// AccessKeys, when non-nil, admits SigV4 callers signing with them.
+	AccessKeys sigv4.KeyStore
+	Pods       Pods
+	Assumer    Assumer
+	// Log receives errors; Audit receives one record per request.
+	Log, Audit *slog.Logger
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Handler is the EKS Auth API. It is an http.Handler.
+type Handler struct {
+	opts    Options
+	callers *callers
+	metrics *metrics
+	mux     *http.ServeMux
+}
+
+// NewHandler returns the API over opts.
+func NewHandler(opts Options) *Handler {
+	if opts.Audience == "" {
+		opts.Audience = DefaultAudience
+	}
+	if opts.AgentAudience == "" {
+		opts.AgentAudience = DefaultAgentAudience
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Audit == nil {
+		opts.Audit = opts.Log
+	}
+	h := &Handler{opts: opts, metrics: newMetrics(opts.Registerer), mux: http.NewServeMux()}
+	h.callers = &callers{tokens: opts.Tokens, agentAudience: opts.AgentAudience, agentAccounts: map[string]bool{}, pods: opts.Pods,
+		cache: newAgentCache(agentCacheTTL, 10000), now: opts.Now}
+	for _, sa := range opts.AgentServiceAccounts {
+		h.callers.agentAccounts[sa] = true
+	}
+	if opts.AccessKeys != nil {
+		h.callers.signed = &sigv4.Verifier{Service: "eks-auth", Region: opts.Identity.Region, Keys: opts.AccessKeys, MaxBody: maxBody, Now: opts.Now}
+	}
+	h.mux.HandleFunc("POST /clusters/{clusterName}/assume-role-for-pod-identity", h.assumeRoleForPodIdentity)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fail(UnknownOperation, "no such operation: podid serves POST /clusters/{clusterName}/assume-role-for-pod-identity", nil))
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// response is the AssumeRoleForPodIdentity output, in the model's member order.
+type response struct {
+	Subject struct {
+		Namespace      string `json:"namespace"`
+		ServiceAccount string `json:"serviceAccount"`
+	} `json:"subject"`
+	Audience               string `json:"audience"`
+	PodIdentityAssociation struct {
+		AssociationARN string `json:"associationArn"`
+		AssociationID  string `json:"associationId"`
+	} `json:"podIdentityAssociation"`
+	AssumedRoleUser struct {
+		ARN          string `json:"arn"`
+		AssumeRoleID string `json:"assumeRoleId"`
+	} `json:"assumedRoleUser"`
+	Credentials struct {
+		SessionToken    string `json:"sessionToken"`
+		SecretAccessKey string `json:"secretAccessKey"`
+		AccessKeyID     string `json:"accessKeyId"`
+		// Expiration is epoch seconds: the SDKs reject a string.
+		Expiration int64 `json:"expiration"`
+	} `json:"credentials"`
+}
+
+func (h *Handler) assumeRoleForPodIdentity(w http.ResponseWriter, r *http.Request) {
+	start := h.opts.Now()
+	rec := &record{Cluster: r.PathValue("clusterName")}
+	out, err := h.exchange(r, rec)
+	if err != nil {
+		e := toAPIError(err)
+		rec.Outcome, rec.Code = "refused", e.Code
+		h.metrics.observe(rec, h.opts.Now().Sub(start))
+		h.audit(rec, e)
+		writeError(w, e)
+		return
+	}
+	rec.Outcome = "issued"
+	h.metrics.observe(rec, h.opts.Now().Sub(start))
+	h.audit(rec, nil)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
+// exchange does the work, filling rec as it learns who is asking for what.
+func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
+	if err := checkClusterName(rec.Cluster, h.opts.Identity.ClusterName); err != nil {
+		return nil, err
+	}
+	caller, body, err := h.callers.authenticate(r)
+	if err != nil {
+		return nil, err
+	}
+	rec.Caller = caller.Kind + ":" + caller.Name
+	req, err := decodeRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := h.opts.Tokens.Verify(r.Context(), req.Token, h.opts.Audience)
+	if err != nil {
+		return nil, err
+	}
+	rec.Namespace, rec.ServiceAccount = claims.Namespace, claims.ServiceAccount.Name
+	if claims.Pod == nil {
+		return nil, fail(InvalidToken, "the token is not bound to a pod; use the projected token the pod identity webhook mounts", nil)
+	}
+	rec.Pod = claims.Pod.Name
+	pod, err := h.opts.Pods.Pod(r.Context(), claims.Namespace, claims.Pod.Name, claims.Pod.UID)
+	if errors.Is(err, ErrPodGone) {
+		return nil, fail(InvalidToken, "the pod this token is bound to no longer exists", err)
+	}
+	if err != nil {
+		return nil, fail(ServiceUnavailable, "the pod could not be checked with the API server; retry later", err)
+	}
+	rec.Node = pod.NodeName
+	if err := checkNode(caller, pod, claims, req); err != nil {
+		return nil, err
+	}
+	a, ok := h.opts.Index.Lookup(claims.Namespace, claims.ServiceAccount.Name)
+	if !ok {
+		return nil, fail(ResourceNotFound, "No Pod Identity association found for namespace "+claims.Namespace+" and service account "+claims.ServiceAccount.Name+".", nil)
+	}
+	rec.AssociationID, rec.Role = a.ID, a.RoleARN
+	if a.Policy != "" {
+		if err := association.ValidatePolicy(a.Policy); err != nil {
+			return nil, fail(InvalidRequest, "the association's session policy is invalid ("+err.Error()+"); fix spec.policy", nil)
+		}
+	}
+	res, err := h.opts.Assumer.Assume(r.Context(), a, sts.Pod{Namespace: claims.Namespace, ServiceAccount: claims.ServiceAccount.Name, Name: claims.Pod.Name, UID: claims.Pod.UID})
+	if err != nil {
+		return nil, err
+	}
+	rec.Role, rec.SessionName, rec.Expiration = res.RoleARN, res.SessionName, res.Credentials.Expiration
+
+	out := &response{Audience: h.opts.Audience}
+	out.Subject.Namespace, out.Subject.ServiceAccount = claims.Namespace, claims.ServiceAccount.Name
+	out.PodIdentityAssociation.AssociationARN, out.PodIdentityAssociation.AssociationID = a.ARN, a.ID
+	out.AssumedRoleUser.ARN, out.AssumedRoleUser.AssumeRoleID = res.AssumedRoleARN, res.AssumedRoleID
+	c := res.Credentials
+	out.Credentials.AccessKeyID, out.Credentials.SecretAccessKey, out.Credentials.SessionToken = c.AccessKeyID, c.SecretAccessKey, c.SessionToken
+	out.Credentials.Expiration = c.Expiration.Unix()
+	return out, nil
+}
+
+// checkNode holds a caller to its node: a stolen token is useless from
+// anywhere but the node its pod runs on.
+func checkNode(caller *Caller, pod *PodInfo, claims *token.Claims, req *request) error {
+	if claims.Node != nil && claims.Node.Name != pod.NodeName {
+		return fail(InvalidToken, "the token names a node the pod does not run on", nil)
+	}
+	if caller.Node != "" && caller.Node != pod.NodeName {
+		return fail(AccessDenied, "the pod does not run on the caller's node ("+caller.Node+"); an agent may only exchange tokens of pods on its own node", nil)
+	}
+	if req.EKSNodeName != "" && req.EKSNodeName != pod.NodeName {
+		return fail(AccessDenied, "eksNodeName does not match the node the pod runs on", nil)
+	}
+	return nil
+}
+
+// record is one audit record. It never holds a token or a credential.
+type record struct {
+	Cluster, Caller, Namespace, ServiceAccount, Pod, Node string
+	AssociationID, Role, SessionName                      string
+	Expiration                                            time.Time
+	Outcome, Code                                         string
+}
+
+func (h *Handler) audit(rec *record, e *apiError) {
+	attrs := []any{
+		"cluster", rec.Cluster, "caller", rec.Caller,
+		logging.KeyNamespace, rec.Namespace, logging.KeyServiceAccount, rec.ServiceAccount,
+		logging.KeyPod, rec.Pod, logging.KeyNode, rec.Node,
+		logging.KeyAssociationID, rec.AssociationID, logging.KeyRole, rec.Role,
+		"outcome", rec.Outcome,
+	}
+	if e == nil {
+		attrs = append(attrs, "sessionName", rec.SessionName, "expiration", rec.Expiration.UTC().Format(time.RFC3339))
+		h.opts.Audit.Info("credentials issued", attrs...)
+		return
+	}
+	attrs = append(attrs, "code", e.Code, "message", e.Message)
+	if e.Err != nil {
+		attrs = append(attrs, "error", e.Err.Error())
+	}
+	h.opts.Audit.Info("credentials refused", attrs...)
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/podid/podid/internal/accesskey"
+	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/auth"
+	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/internal/token"
+)
+
+// APIOptions configure the HTTP API the server answers agents and AWS
+// clients on (EKS Auth today).
+type APIOptions struct {
+	// Addr to listen on; "0" turns the API off.
+	Addr string
+	// TLSCertFile and TLSKeyFile serve TLS, reloaded when they change.
+	TLSCertFile, TLSKeyFile string
+	// InsecureHTTP serves plain HTTP; only for tests and the sandbox.
+	InsecureHTTP bool
+	// Audience of pod tokens (default pods.eks.amazonaws.com).
+	Audience string
+	// AgentAudience of podid agents' own tokens (default podid.io/agent).
+	AgentAudience string
+	// AgentServiceAccounts are "namespace/name" of the agents' ServiceAccounts.
+	AgentServiceAccounts []string
+	// TokenIssuer, when set, is an OIDC issuer URL whose discovery document
+	// names the JWKS; otherwise the API server's issuer and keys are used.
+	TokenIssuer string
+	// AccessKeysFile admits SigV4 callers with the keys in it (see
+	// internal/accesskey); AccessKeys does the same from memory.
+	AccessKeysFile string
+	AccessKeys     []sigv4.Key
+	// STSEndpoint and STSRegion reach STS; the region defaults to the
+	// cluster's. STS, when set, is used instead (tests).
+	STSEndpoint, STSRegion string
+	STS                    sts.API
+	// SessionDuration of issued credentials (default 1 h).
+	SessionDuration time.Duration
+	// Now is the clock tokens and signatures are checked against; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// newAPI builds the EKS Auth handler and adds its listener to the manager.
+// It returns the URL the API is reachable at ("" when off).
+func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity association.Identity, index *association.Index, opts APIOptions) (string, error) {
+	if opts.Addr == "0" || opts.Addr == "" {
+		return "", nil
+	}
+	if !opts.InsecureHTTP && (opts.TLSCertFile == "" || opts.TLSKeyFile == "") {
+		return "", errors.New("the credential API needs --tls-cert-file and --tls-key-file (or --insecure-http, for tests only)")
+	}
+	if d := opts.SessionDuration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
+		return "", fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
+	}
+	verifier, err := tokenVerifier(ctx, cfg, opts.TokenIssuer, opts.Now)
+	if err != nil {
+		return "", err
+	}
+	stsClient := opts.STS
+	if stsClient == nil {
+		if stsClient, err = newSTSClient(ctx, identity, opts); err != nil {
+			return "", err
+		}
+	}
+	keys := opts.AccessKeys
+	if opts.AccessKeysFile != "" {
+		fromFile, err := accesskey.Load(opts.AccessKeysFile)
+		if err != nil {
+			return "", err
+		}
+		keys = append(keys, fromFile...)
+	}
+	var keyStore sigv4.KeyStore
+	if len(keys) > 0 {
+		keyStore = sigv4.NewStaticKeys(keys...)
+	}
+	log := slog.Default().With("logger", "eks-auth")
+	handler := auth.NewHandler(auth.Options{
+		Identity:             identity,
+		Index:                index,
+		Tokens:               verifier,
+		Audience:             opts.Audience,
+		AgentAudience:        opts.AgentAudience,
+		AgentServiceAccounts: opts.AgentServiceAccounts,
+		AccessKeys:           keyStore,
+		Pods:                 &auth.KubePods{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration},
+		Log:                  log,
+		Audit:                slog.Default().With("logger", "audit"),
+		Registerer:           ctrlmetrics.Registry,
+		Now:                  opts.Now,
+	})
+
+	l, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return "", fmt.Errorf("listening for the credential API on %s: %w", opts.Addr, err)
+	}
+	url := "http://" + l.Addr().String()
+	if !opts.InsecureHTTP {
+		watcher, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			l.Close()
+			return "", fmt.Errorf("loading the credential API's TLS certificate: %w", err)
+		}
+		if err := mgr.Add(watcher); err != nil {
+			l.Close()
+			return "", err
+		}
+		l = tls.NewListener(l, &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12})
+		url = "https://" + strings.TrimPrefix(url, "http://")
+	}
+	shutdown := 10 * time.Second
+	if err := mgr.Add(&manager.Server{
+		Name: "eks-auth",
+		Server: &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		Listener:        l,
+		ShutdownTimeout: &shutdown,
+	}); err != nil {
+		l.Close()
+		return "", err
+	}
+	return url, nil
+}
+
+// tokenVerifier verifies tokens against the API server's own issuer and keys,
+// or against an external OIDC issuer's.
+func tokenVerifier(ctx context.Context, cfg *rest.Config, issuer string, now func() time.Time) (*token.Verifier, error) {
+	if issuer != "" {
+		d, err := token.Discover(ctx, http.DefaultClient, strings.TrimSuffix(issuer, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("--token-issuer %s: %w", issuer, err)
+		}
+		keys := token.NewKeySet(token.HTTPFetcher(http.DefaultClient, d.JWKSURI), token.KeySetOptions{Now: now})
+		return token.NewVerifier(token.Options{Issuer: d.Issuer, Keys: keys, Now: now}), nil
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building a client for the API server: %w", err)
+	}
+	host := strings.TrimSuffix(cfg.Host, "/")
+	d, err := token.Discover(ctx, client, host)
+	if err != nil {
+		return nil, fmt.Errorf("discovering the cluster's ServiceAccount token issuer (the server's ServiceAccount needs the system:service-account-issuer-discovery role): %w", err)
+	}
+	// The discovery document's jwks_uri is the issuer's public address, which
+	// may not be reachable from inside; the API server serves the same keys.
+	keys := token.NewKeySet(token.HTTPFetcher(client, host+"/openid/v1/jwks"), token.KeySetOptions{Now: now})
+	ctrl.Log.Info("verifying ServiceAccount tokens", "issuer", d.Issuer)
+	return token.NewVerifier(token.Options{Issuer: d.Issuer, Keys: keys, Now: now}), nil
+}
+
+// newSTSClient uses the standard credential chain.
+func newSTSClient(ctx context.Context, identity association.Identity, opts APIOptions) (*awssts.Client, error) {
+	region := opts.STSRegion
+	if region == "" {
+		region = identity.Region
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	if err != nil {
+		return nil, fmt.Errorf("loading podid server's AWS configuration: %w", err)
+	}
+	return awssts.NewFromConfig(cfg, func(o *awssts.Options) {
+		if opts.STSEndpoint != "" {
+			o.BaseEndpoint = aws.String(opts.STSEndpoint)
+		}
+	}), nil
+}
