@@ -29,9 +29,11 @@ type clock struct {
 	now time.Time
 }
 
-func (c *clock) Now() time.Time         { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration)    { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-func trust(statements ...string) string { return `{"Version":"2012-10-17","Statement":[` + strings.Join(statements, ",") + `]}` }
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+func trust(statements ...string) string {
+	return `{"Version":"2012-10-17","Statement":[` + strings.Join(statements, ",") + `]}`
+}
 
 func allow(principal, actions string, condition ...string) string {
 	s := `{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":` + actions

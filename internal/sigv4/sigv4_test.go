@@ -117,8 +117,12 @@ func TestVerifyRefuses(t *testing.T) {
 		}, InvalidSignature},
 		{"wrong service", func(t *testing.T, r *http.Request) { sign(t, r, longKey, "eks", "us-east-1", signedAt) }, InvalidSignature},
 		{"wrong region", func(t *testing.T, r *http.Request) { sign(t, r, longKey, "eks-auth", "eu-west-1", signedAt) }, InvalidSignature},
-		{"too old", func(t *testing.T, r *http.Request) { sign(t, r, longKey, "eks-auth", "us-east-1", signedAt.Add(-10*time.Minute)) }, SignatureExpired},
-		{"from the future", func(t *testing.T, r *http.Request) { sign(t, r, longKey, "eks-auth", "us-east-1", signedAt.Add(10*time.Minute)) }, SignatureExpired},
+		{"too old", func(t *testing.T, r *http.Request) {
+			sign(t, r, longKey, "eks-auth", "us-east-1", signedAt.Add(-10*time.Minute))
+		}, SignatureExpired},
+		{"from the future", func(t *testing.T, r *http.Request) {
+			sign(t, r, longKey, "eks-auth", "us-east-1", signedAt.Add(10*time.Minute))
+		}, SignatureExpired},
 		{"temporary key without its token", func(t *testing.T, r *http.Request) {
 			sign(t, r, Key{AccessKeyID: tempKey.AccessKeyID, SecretAccessKey: tempKey.SecretAccessKey}, "eks-auth", "us-east-1", signedAt)
 		}, UnrecognizedClient},

@@ -60,13 +60,13 @@ type Reason string
 
 // The reasons a token is refused.
 const (
-	Malformed      Reason = "Malformed"
-	BadSignature   Reason = "BadSignature"
-	Expired        Reason = "Expired"
-	NotYetValid    Reason = "NotYetValid"
-	WrongIssuer    Reason = "WrongIssuer"
-	WrongAudience  Reason = "WrongAudience"
-	NotKubernetes  Reason = "NotKubernetes"
+	Malformed       Reason = "Malformed"
+	BadSignature    Reason = "BadSignature"
+	Expired         Reason = "Expired"
+	NotYetValid     Reason = "NotYetValid"
+	WrongIssuer     Reason = "WrongIssuer"
+	WrongAudience   Reason = "WrongAudience"
+	NotKubernetes   Reason = "NotKubernetes"
 	KeysUnavailable Reason = "KeysUnavailable"
 )
 
