@@ -13,31 +13,29 @@ import (
 
 // The EKS Auth error types (X-Amzn-ErrorType), each with its HTTP status.
 const (
-	AccessDenied        = "AccessDeniedException"
-	ExpiredToken        = "ExpiredTokenException"
-	InvalidParameter    = "InvalidParameterException"
-	InvalidRequest      = "InvalidRequestException"
-	InvalidToken        = "InvalidTokenException"
-	ResourceNotFound    = "ResourceNotFoundException"
-	Throttling          = "ThrottlingException"
-	InternalServer      = "InternalServerException"
-	ServiceUnavailable  = "ServiceUnavailableException"
-	UnknownOperation    = "UnknownOperationException"
-	MethodNotAllowedErr = "MethodNotAllowedException"
+	AccessDenied       = "AccessDeniedException"
+	ExpiredToken       = "ExpiredTokenException"
+	InvalidParameter   = "InvalidParameterException"
+	InvalidRequest     = "InvalidRequestException"
+	InvalidToken       = "InvalidTokenException"
+	ResourceNotFound   = "ResourceNotFoundException"
+	Throttling         = "ThrottlingException"
+	InternalServer     = "InternalServerException"
+	ServiceUnavailable = "ServiceUnavailableException"
+	UnknownOperation   = "UnknownOperationException"
 )
 
 var statusOf = map[string]int{
-	AccessDenied:        http.StatusBadRequest,
-	ExpiredToken:        http.StatusBadRequest,
-	InvalidParameter:    http.StatusBadRequest,
-	InvalidRequest:      http.StatusBadRequest,
-	InvalidToken:        http.StatusBadRequest,
-	ResourceNotFound:    http.StatusNotFound,
-	Throttling:          http.StatusTooManyRequests,
-	InternalServer:      http.StatusInternalServerError,
-	ServiceUnavailable:  http.StatusServiceUnavailable,
-	UnknownOperation:    http.StatusNotFound,
-	MethodNotAllowedErr: http.StatusMethodNotAllowed,
+	AccessDenied:       http.StatusBadRequest,
+	ExpiredToken:       http.StatusBadRequest,
+	InvalidParameter:   http.StatusBadRequest,
+	InvalidRequest:     http.StatusBadRequest,
+	InvalidToken:       http.StatusBadRequest,
+	ResourceNotFound:   http.StatusNotFound,
+	Throttling:         http.StatusTooManyRequests,
+	InternalServer:     http.StatusInternalServerError,
+	ServiceUnavailable: http.StatusServiceUnavailable,
+	UnknownOperation:   http.StatusNotFound,
 	// SigV4 failures keep AWS's own codes and 403.
 	string(sigv4.MissingAuthentication): http.StatusForbidden,
 	string(sigv4.IncompleteSignature):   http.StatusForbidden,

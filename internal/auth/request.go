@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -38,13 +39,13 @@ func decodeRequest(body []byte) (*request, error) {
 	return &r, nil
 }
 
+// jsonProblem names what is wrong without echoing the body back.
 func jsonProblem(err error) string {
 	var typeErr *json.UnmarshalTypeError
-	if e, ok := err.(*json.UnmarshalTypeError); ok {
-		typeErr = e
+	switch {
+	case errors.As(err, &typeErr):
 		return fmt.Sprintf("field %q must be a %s", typeErr.Field, typeErr.Type)
-	}
-	if err == io.EOF {
+	case errors.Is(err, io.EOF):
 		return "the body is empty"
 	}
 	return "malformed JSON"
