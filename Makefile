@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail
 BIN   := $(CURDIR)/bin
 export KUBEBUILDER_ASSETS := $(BIN)
 
-.PHONY: all build tools generate verify test bench sandbox clean
+.PHONY: all build tools js generate verify test bench sandbox clean
 
 all: build
 
@@ -12,6 +12,9 @@ build: ## Build bin/podid.
 
 tools: ## Build the pinned kube-apiserver, etcd, controller-gen and MinIO into bin/ (cached by pin).
 	hack/tools.sh
+
+js: ## Install the pinned JS SDK clients (npm) the integration tests drive podid with.
+	cd test/integration/js && npm ci --no-audit --no-fund --loglevel=error
 
 generate: tools ## Regenerate deep-copy code, CRD and RBAC manifests from api/ and the markers.
 	$(BIN)/controller-gen object paths=./api/...
@@ -26,7 +29,7 @@ verify: generate ## Fail on unformatted code, vet findings or stale generated fi
 		echo "generated files are stale: run 'make generate' and commit the result:"; \
 		git status --porcelain -- api config; git diff -- api config | head -50; exit 1; fi
 
-test: verify ## Everything: verification, unit, integration and node tests, with the race detector.
+test: verify js ## Everything: verification, unit, integration and node tests, with the race detector.
 	go test -race -count=1 ./...
 
 bench: ## The benchmarks whose figures the docs quote.

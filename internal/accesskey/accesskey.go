@@ -9,6 +9,13 @@
 //	  secretAccessKey: <40 random characters>
 //	  name: stock-agent          # who this is, in logs and the audit trail
 //	  node: ip-10-0-1-5          # optional: only pods on this node (EKS Auth)
+//	  user: jane@example.com     # optional: the Kubernetes user the EKS API acts as
+//	  groups: [platform-admins]  # optional: and its groups
+//
+// The EKS-compatible association API acts in Kubernetes as the key's user
+// (impersonation), so RBAC decides what the key may change and the API
+// server's audit log names it; without user the key is
+// "podid:access-key:<name>" in group "podid:access-keys".
 package accesskey
 
 import (
@@ -30,6 +37,17 @@ type Entry struct {
 	// Node, when set, limits EKS Auth exchanges made with this key to pods
 	// on that node, as a podid agent's own token does.
 	Node string `json:"node,omitempty"`
+	// User and Groups are the Kubernetes identity the EKS API impersonates.
+	User   string   `json:"user,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// KubernetesUser is the user the key acts as in Kubernetes.
+func (e Entry) KubernetesUser() (string, []string) {
+	if e.User != "" {
+		return e.User, e.Groups
+	}
+	return "podid:access-key:" + e.Name, append([]string{"podid:access-keys"}, e.Groups...)
 }
 
 type file struct {

@@ -8,6 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/podid/podid/internal/auth"
+	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/server"
@@ -67,6 +68,7 @@ sts:TagSession.`,
 	fs.StringVar(&opts.API.AccessKeysFile, "access-keys-file", "", "file of access keys SigV4 callers (the stock EKS Pod Identity Agent) may sign with")
 	fs.StringVar(&opts.API.STSEndpoint, "sts-endpoint", "", "STS endpoint URL (default: the SDK's regional endpoint)")
 	fs.StringVar(&opts.API.STSRegion, "sts-region", "", "region to call STS in (default --region)")
+	fs.IntVar(&opts.API.AssociationLimit, "association-limit", eksapi.DefaultLimit, "most associations the EKS-compatible API lets exist in the cluster")
 	fs.DurationVar(&opts.API.SessionDuration, "session-duration", time.Hour, "lifetime of issued credentials: 15m to the roles' MaxSessionDuration; 1h at most with targetRoleArn")
 	fs.StringVar(&logOpts.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "log level: debug, info, warn or error")

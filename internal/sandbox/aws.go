@@ -52,7 +52,7 @@ func startAWS(ctx context.Context, id association.Identity) (*awsSide, error) {
 		identity:  id,
 		admin:     awsemu.User{Name: "sandbox-admin", AccessKeyID: "AKIASANDBOXADMIN0001", SecretAccessKey: randomSecret()},
 		server:    awsemu.User{Name: "podid-server", AccessKeyID: "AKIASANDBOXPODID0001", SecretAccessKey: randomSecret()},
-		clientKey: sigv4.Key{AccessKeyID: "AKIASANDBOXCLIENT001", SecretAccessKey: randomSecret(), Principal: accesskey.Entry{Name: "sandbox-user"}},
+		clientKey: sigv4.Key{AccessKeyID: "AKIASANDBOXCLIENT001", SecretAccessKey: randomSecret(), Principal: accesskey.Entry{Name: "sandbox-user", User: "sandbox-admin", Groups: []string{"system:masters"}}},
 	}
 	a.serverARN = fmt.Sprintf("arn:%s:iam::%s:user/%s", id.Partition, id.AccountID, a.server.Name)
 	a.emulator = awsemu.New(awsemu.Options{AccountID: id.AccountID, Partition: id.Partition, Users: []awsemu.User{a.admin, a.server}})

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
 )
 
 // syncBuffer lets the test read the narration while Up writes it.
@@ -58,6 +62,19 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sandbox.pid")); err != nil {
 		t.Errorf("no pid file while up: %v", err)
+	}
+	// The env file's endpoint and key reach the EKS association API.
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+			vars[k] = strings.Trim(v, `"`)
+		}
+	}
+	c := eks.New(eks.Options{Region: vars["AWS_REGION"], BaseEndpoint: aws.String(vars["PODID_SERVER_URL"]),
+		Credentials: credentials.NewStaticCredentialsProvider(vars["AWS_ACCESS_KEY_ID"], vars["AWS_SECRET_ACCESS_KEY"], "")})
+	list, err := c.ListPodIdentityAssociations(t.Context(), &eks.ListPodIdentityAssociationsInput{ClusterName: aws.String(vars["PODID_CLUSTER_NAME"])})
+	if err != nil || len(list.Associations) != 1 || *list.Associations[0].ServiceAccount != "demo-app" {
+		t.Errorf("listing through the EKS API with sandbox.env: %+v, %v", list, err)
 	}
 
 	cancel()

@@ -23,13 +23,15 @@ import (
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/auth"
+	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
 )
 
 // APIOptions configure the HTTP API the server answers agents and AWS
-// clients on (EKS Auth today).
+// clients on: EKS Auth's AssumeRoleForPodIdentity and the EKS association
+// operations.
 type APIOptions struct {
 	// Addr to listen on; "0" turns the API off.
 	Addr string
@@ -59,6 +61,9 @@ type APIOptions struct {
 	// Now is the clock tokens and signatures are checked against; nil
 	// means time.Now.
 	Now func() time.Time
+	// AssociationLimit caps associations created through the EKS API (zero:
+	// EKS's 5,000).
+	AssociationLimit int
 }
 
 // newAPI builds the EKS Auth handler and adds its listener to the manager.
@@ -112,6 +117,19 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		Now:                  opts.Now,
 	})
 
+	eks := eksapi.NewHandler(eksapi.Options{
+		Identity: identity, Index: index, Config: cfg, Live: mgr.GetAPIReader(),
+		Keys: keyStore, Limit: opts.AssociationLimit, Now: opts.Now,
+		Log: slog.Default().With("logger", "eks-api"),
+	})
+	// Both APIs share the listener, as EKS and EKS Auth share nothing but
+	// the path prefix; each verifies its own SigV4 service name.
+	mux := http.NewServeMux()
+	mux.Handle("/clusters/{clusterName}/assume-role-for-pod-identity", handler)
+	mux.Handle("/clusters/{clusterName}/pod-identity-associations", eks)
+	mux.Handle("/clusters/{clusterName}/pod-identity-associations/", eks)
+	mux.Handle("/", handler)
+
 	l, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return "", fmt.Errorf("listening for the credential API on %s: %w", opts.Addr, err)
@@ -134,7 +152,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	if err := mgr.Add(&manager.Server{
 		Name: "eks-auth",
 		Server: &http.Server{
-			Handler:           handler,
+			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      30 * time.Second,

@@ -47,7 +47,11 @@ var (
 	serverUser        = awsemu.User{Name: "podid-server", AccessKeyID: "AKIAINTEGRATIONPODID", SecretAccessKey: "integration-podid-secret"}
 	serverARN         = "arn:aws:iam::" + identity.AccountID + ":user/podid-server"
 
-	stockKey     = sigv4.Key{AccessKeyID: "AKIASTOCKAGENT000001", SecretAccessKey: "stock-agent-secret-0123456789", Principal: accesskey.Entry{Name: "stock-agent"}}
+	stockKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENT000001", SecretAccessKey: "stock-agent-secret-0123456789", Principal: accesskey.Entry{Name: "stock-agent"}}
+	// eksAdminKey acts in Kubernetes as a cluster administrator; nobodyKey as
+	// a user RBAC grants nothing.
+	eksAdminKey  = sigv4.Key{AccessKeyID: "AKIAEKSADMIN00000001", SecretAccessKey: "eks-admin-secret-0123456789", Principal: accesskey.Entry{Name: "eks-admin", User: "eks-admin", Groups: []string{"system:masters"}}}
+	nobodyKey    = sigv4.Key{AccessKeyID: "AKIAEKSNOBODY0000001", SecretAccessKey: "eks-nobody-secret-0123456789", Principal: accesskey.Entry{Name: "nobody"}}
 	nodeBoundKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENTNODEB1", SecretAccessKey: "stock-agent-node-b-secret-0123", Principal: accesskey.Entry{Name: "stock-agent-node-b", Node: "node-b"}}
 
 	agentNamespace = "podid-system"
@@ -57,6 +61,9 @@ var (
 	// tests shift it to see expiry without waiting.
 	apiClock = &shiftedClock{}
 )
+
+// associationLimit is low enough for a test to reach it.
+const associationLimit = 400
 
 type shiftedClock struct {
 	mu    sync.Mutex
@@ -102,7 +109,8 @@ func apiOptions() server.APIOptions {
 		Addr:                 "127.0.0.1:0",
 		InsecureHTTP:         true,
 		AgentServiceAccounts: []string{agentNamespace + "/podid-agent"},
-		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey},
+		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey},
+		AssociationLimit:     associationLimit,
 		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
 		Now:                  apiClock.Now,
 	}

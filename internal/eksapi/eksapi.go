@@ -1,0 +1,200 @@
+// Package eksapi serves the Amazon EKS Pod Identity association API
+// (Create/Describe/Update/Delete/ListPodIdentityAssociation(s)) over podid's
+// PodIdentityAssociation objects, so `aws eks`, Terraform, eksctl and the
+// SDKs manage podid associations with only an endpoint override.
+//
+// Requests are SigV4-signed (service "eks") with configured access keys; each
+// key acts in Kubernetes as its own user through impersonation, so RBAC
+// decides what it may do and the API server's audit log names it. Objects
+// are the same ones kubectl and `podid association` see. It does not serve
+// the rest of the EKS API.
+package eksapi
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/accesskey"
+	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/sigv4"
+)
+
+// +kubebuilder:rbac:groups="",resources=users;groups,verbs=impersonate
+
+// DefaultLimit is EKS's number of associations per cluster.
+const DefaultLimit = 5000
+
+// Annotations that make Create and Update idempotent per clientRequestToken.
+const (
+	CreateTokenAnnotation = "podid.io/create-request-token"
+	UpdateTokenAnnotation = "podid.io/update-request-token"
+)
+
+// Options configure a Handler.
+type Options struct {
+	Identity association.Identity
+	Index    *association.Index
+	// Config is podid server's own connection; requests impersonate through it.
+	Config *rest.Config
+	// Live reads as podid server, bypassing the cache (finding an ID the
+	// index does not know yet).
+	Live client.Reader
+	Keys sigv4.KeyStore
+	// Limit of associations in the cluster; zero means DefaultLimit.
+	Limit int
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Handler is the EKS association API.
+type Handler struct {
+	opts     Options
+	verifier *sigv4.Verifier
+	mux      *http.ServeMux
+	clients  sync.Map // access key ID → client.Client impersonating its user
+}
+
+// NewHandler returns the API over opts.
+func NewHandler(opts Options) *Handler {
+	if opts.Limit == 0 {
+		opts.Limit = DefaultLimit
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{opts: opts, mux: http.NewServeMux()}
+	h.verifier = &sigv4.Verifier{Service: "eks", Region: opts.Identity.Region, Keys: opts.Keys, Now: opts.Now}
+	const base = "/clusters/{clusterName}/pod-identity-associations"
+	h.mux.Handle("POST "+base, h.op("CreatePodIdentityAssociation", h.create))
+	h.mux.Handle("GET "+base, h.op("ListPodIdentityAssociations", h.list))
+	h.mux.Handle("GET "+base+"/{associationId}", h.op("DescribePodIdentityAssociation", h.describe))
+	h.mux.Handle("POST "+base+"/{associationId}", h.op("UpdatePodIdentityAssociation", h.update))
+	h.mux.Handle("DELETE "+base+"/{associationId}", h.op("DeletePodIdentityAssociation", h.delete))
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fail(UnknownOperation, "podid serves only the pod identity association operations of the EKS API"))
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// call is one authenticated request.
+type call struct {
+	r      *http.Request
+	body   []byte
+	kube   client.Client // acts as the caller
+	caller string
+}
+
+// op authenticates, checks the cluster name, runs fn and writes its result
+// or its error, logging who did what.
+func (h *Handler) op(name string, fn func(c *call) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := h.authenticate(r)
+		if err == nil {
+			if cluster := r.PathValue("clusterName"); cluster != h.opts.Identity.ClusterName {
+				err = fail(ResourceNotFound, "No cluster found for name: %s.", cluster)
+			}
+		}
+		var out any
+		if err == nil {
+			out, err = fn(c)
+		}
+		caller := ""
+		if c != nil {
+			caller = c.caller
+		}
+		if err != nil {
+			e := writeError(w, err)
+			h.opts.Log.Info("eks api request refused", "operation", name, "caller", caller, "code", e.Code, "message", e.Message, "error", errString(e.Err))
+			return
+		}
+		h.opts.Log.Info("eks api request", "operation", name, "caller", caller)
+		writeJSON(w, out)
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (h *Handler) authenticate(r *http.Request) (*call, error) {
+	if h.opts.Keys == nil {
+		return nil, fail(AccessDenied, "this podid server accepts no access keys; configure --access-keys-file")
+	}
+	res, err := h.verifier.Verify(r)
+	if err != nil {
+		return nil, err
+	}
+	entry, _ := res.Key.Principal.(accesskey.Entry)
+	user, groups := entry.KubernetesUser()
+	kc, err := h.clientFor(res.Key.AccessKeyID, user, groups)
+	if err != nil {
+		return nil, err
+	}
+	return &call{r: r, body: res.Body, kube: kc, caller: user}, nil
+}
+
+// clientFor returns a client acting as user, one per access key.
+func (h *Handler) clientFor(keyID, user string, groups []string) (client.Client, error) {
+	if c, ok := h.clients.Load(keyID); ok {
+		return c.(client.Client), nil
+	}
+	cfg := rest.CopyConfig(h.opts.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
+	if err != nil {
+		return nil, fmt.Errorf("building a client acting as %s: %w", user, err)
+	}
+	actual, _ := h.clients.LoadOrStore(keyID, c)
+	return actual.(client.Client), nil
+}
+
+// find locates the association with id: from the index, or, for one so new
+// the index has not seen it, by listing as podid server. The object is then
+// read as the caller, so RBAC applies.
+func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, error) {
+	if !association.IsID(id) {
+		return nil, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
+	}
+	var key client.ObjectKey
+	if a, ok := h.opts.Index.ByID(id); ok {
+		key = client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}
+	} else {
+		var all v1alpha1.PodIdentityAssociationList
+		if err := h.opts.Live.List(c.r.Context(), &all); err != nil {
+			return nil, kubeError(err, "listing associations")
+		}
+		for i := range all.Items {
+			if association.IDFor(all.Items[i].UID) == id {
+				key = client.ObjectKeyFromObject(&all.Items[i])
+			}
+		}
+		if key.Name == "" {
+			return nil, notFound(id)
+		}
+	}
+	var pia v1alpha1.PodIdentityAssociation
+	if err := c.kube.Get(c.r.Context(), key, &pia); err != nil {
+		return nil, kubeError(err, "reading association "+id)
+	}
+	if association.IDFor(pia.UID) != id {
+		return nil, notFound(id) // deleted and re-created: another association
+	}
+	return &pia, nil
+}
+
+func notFound(id string) error {
+	return fail(ResourceNotFound, "Pod Identity association %s not found.", id)
+}
