@@ -39,6 +39,10 @@ const DefaultAgentAudience = "podid.io/agent"
 // agent pod deleted within it keeps calling for at most this long.
 const agentCacheTTL = 10 * time.Second
 
+// replayCacheSize bounds the SigV4 signatures remembered for the skew
+// window: 100,000 is 333 signed calls a second, sustained.
+const replayCacheSize = 100000
+
 // Assumer obtains role credentials; *sts.Assumer is one.
 type Assumer interface {
 	Assume(ctx context.Context, a *association.Association, pod sts.Pod) (*sts.Result, error)
@@ -100,7 +104,8 @@ func NewHandler(opts Options) *Handler {
 		h.callers.agentAccounts[sa] = true
 	}
 	if opts.AccessKeys != nil {
-		h.callers.signed = &sigv4.Verifier{Service: "eks-auth", Region: opts.Identity.Region, Keys: opts.AccessKeys, MaxBody: maxBody, Now: opts.Now}
+		h.callers.signed = &sigv4.Verifier{Service: "eks-auth", Region: opts.Identity.Region, Keys: opts.AccessKeys, MaxBody: maxBody, Now: opts.Now,
+			Replays: sigv4.NewReplayCache(replayCacheSize)}
 	}
 	h.mux.HandleFunc("POST /clusters/{clusterName}/assume-role-for-pod-identity", h.assumeRoleForPodIdentity)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

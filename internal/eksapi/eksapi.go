@@ -71,7 +71,10 @@ func NewHandler(opts Options) *Handler {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{opts: opts, mux: http.NewServeMux()}
-	h.verifier = &sigv4.Verifier{Service: "eks", Region: opts.Identity.Region, Keys: opts.Keys, Now: opts.Now}
+	h.verifier = &sigv4.Verifier{Service: "eks", Region: opts.Identity.Region, Keys: opts.Keys, Now: opts.Now,
+		// Signatures are remembered for the skew window, so a captured
+		// request cannot be replayed.
+		Replays: sigv4.NewReplayCache(100000)}
 	const base = "/clusters/{clusterName}/pod-identity-associations"
 	h.mux.Handle("POST "+base, h.op("CreatePodIdentityAssociation", h.create))
 	h.mux.Handle("GET "+base, h.op("ListPodIdentityAssociations", h.list))

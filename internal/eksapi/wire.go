@@ -25,6 +25,7 @@ const (
 	Server                = "ServerException"
 	ServiceUnavailable    = "ServiceUnavailableException"
 	UnknownOperation      = "UnknownOperationException"
+	Throttling            = "ThrottlingException"
 )
 
 var statusOf = map[string]int{
@@ -37,6 +38,7 @@ var statusOf = map[string]int{
 	Server:                http.StatusInternalServerError,
 	ServiceUnavailable:    http.StatusServiceUnavailable,
 	UnknownOperation:      http.StatusNotFound,
+	Throttling:            http.StatusTooManyRequests,
 }
 
 // apiError is a refusal: Code and Message for the client, Err for the log.

@@ -71,6 +71,8 @@ const (
 	InvalidSignature Code = "InvalidSignatureException"
 	// SignatureExpired: X-Amz-Date is outside the allowed skew.
 	SignatureExpired Code = "InvalidSignatureException"
+	// Throttled: the replay cache is full of live signatures.
+	Throttled Code = "ThrottlingException"
 )
 
 // Error is a refused request. Message is safe to return to the client; the
@@ -108,6 +110,8 @@ type Verifier struct {
 	MaxBody int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Replays, when set, refuses a signature seen before.
+	Replays *ReplayCache
 }
 
 // Result is a verified request.
@@ -200,6 +204,16 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 	want := signature(key.SecretAccessKey, auth.scope, dateValue, canonical)
 	if !hmac.Equal([]byte(want), []byte(auth.signature)) {
 		return nil, refuse(InvalidSignature, "the request signature we calculated does not match the signature you provided; check your secret access key and signing method")
+	}
+	if v.Replays != nil {
+		// Only a verified signature is remembered, so forgeries cannot fill the cache.
+		fresh, full := v.Replays.firstUse(auth.signature, now(), signedAt.Add(skew))
+		if full {
+			return nil, refuse(Throttled, "too many signed requests in the last %s; slow down", skew)
+		}
+		if !fresh {
+			return nil, refuse(InvalidSignature, "this signed request was already received; sign each request anew")
+		}
 	}
 	return &Result{Key: key, Region: auth.scope.region, Body: body}, nil
 }

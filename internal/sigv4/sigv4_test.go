@@ -218,3 +218,43 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestReplayedRequestsAreRefused(t *testing.T) {
+	now := signedAt
+	v := &Verifier{Service: "eks", Keys: NewStaticKeys(longKey), Now: func() time.Time { return now }, Replays: NewReplayCache(2)}
+	send := func(r *http.Request) error {
+		clone := r.Clone(r.Context())
+		clone.Body = io.NopCloser(strings.NewReader("{}"))
+		_, err := v.Verify(clone)
+		return err
+	}
+	first := httptest.NewRequest("POST", "http://podid/x", strings.NewReader("{}"))
+	sign(t, first, longKey, "eks", "us-east-1", signedAt)
+	if err := send(first); err != nil {
+		t.Fatal(err)
+	}
+	var verr *Error
+	if err := send(first); !errors.As(err, &verr) || verr.Code != InvalidSignature || !strings.Contains(verr.Message, "already received") {
+		t.Fatalf("replay: %v", err)
+	}
+	// A retry as the SDK makes it (another attempt header) is a new signature.
+	retry := httptest.NewRequest("POST", "http://podid/x", strings.NewReader("{}"))
+	retry.Header.Set("Amz-Sdk-Request", "attempt=2; max=3")
+	sign(t, retry, longKey, "eks", "us-east-1", signedAt)
+	if err := send(retry); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	// The cache (size 2) is full of live signatures: refuse rather than forget.
+	third := httptest.NewRequest("POST", "http://podid/y", strings.NewReader("{}"))
+	sign(t, third, longKey, "eks", "us-east-1", signedAt)
+	if err := send(third); !errors.As(err, &verr) || verr.Code != Throttled {
+		t.Fatalf("full cache: %v", err)
+	}
+	// Once the first two lapse, there is room again.
+	now = signedAt.Add(defaultMaxSkew + time.Second)
+	fourth := httptest.NewRequest("POST", "http://podid/y", strings.NewReader("{}"))
+	sign(t, fourth, longKey, "eks", "us-east-1", now)
+	if err := send(fourth); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+}

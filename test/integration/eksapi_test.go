@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -365,4 +366,28 @@ func TestEKSAPIPaginationAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the index to forget them", func(context.Context) (bool, error) { return srv.Index.Len() < n, nil })
+}
+
+// TestEKSAPIRefusesReplays sends one signed request twice, as an attacker
+// who captured it would.
+func TestEKSAPIRefusesReplays(t *testing.T) {
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.APIURL+"/clusters/"+identity.ClusterName+"/pod-identity-associations", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emptySHA := "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	creds := aws.Credentials{AccessKeyID: eksAdminKey.AccessKeyID, SecretAccessKey: eksAdminKey.SecretAccessKey}
+	if err := v4.NewSigner().SignHTTP(t.Context(), creds, req, emptySHA, "eks", identity.Region, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{200, 403} {
+		resp, err := http.DefaultClient.Do(req.Clone(t.Context()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("send %d: status %d (%s), want %d", i+1, resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), want)
+		}
+	}
 }
