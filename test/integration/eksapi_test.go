@@ -1,9 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +21,8 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/cli"
+	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/sigv4"
 )
 
@@ -189,80 +196,84 @@ func TestEKSAPIErrors(t *testing.T) {
 		call   func() error
 		code   string
 		status int
+		names  string // a word the message must contain (the field)
 	}{
 		{"bad role ARN", func() error {
 			in := valid()
 			in.RoleArn = aws.String("not-an-arn")
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, "roleArn"},
 		{"too many tags", func() error {
 			in := valid()
 			in.Tags = tooManyTags
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, "tags"},
 		{"policy not JSON", func() error {
 			in := valid()
 			in.Policy = aws.String("{nope}")
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, "policy"},
 		{"bad namespace name", func() error {
 			in := valid()
 			in.Namespace = aws.String("Not_A_Namespace")
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, ""},
 		{"namespace missing", func() error {
 			in := valid()
 			in.Namespace = aws.String("no-such-namespace")
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, ""},
 		{"unknown association", func() error {
 			_, err := admin.DescribePodIdentityAssociation(ctx, &eks.DescribePodIdentityAssociationInput{ClusterName: eksCluster, AssociationId: &missing})
 			return err
-		}, "ResourceNotFoundException", 404},
+		}, "ResourceNotFoundException", 404, ""},
 		{"malformed association id", func() error {
 			_, err := admin.DeletePodIdentityAssociation(ctx, &eks.DeletePodIdentityAssociationInput{ClusterName: eksCluster, AssociationId: aws.String("nope")})
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, ""},
 		{"other cluster", func() error {
 			_, err := admin.ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: aws.String("elsewhere")})
 			return err
-		}, "ResourceNotFoundException", 404},
+		}, "ResourceNotFoundException", 404, ""},
 		{"maxResults out of range", func() error {
 			_, err := admin.ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: eksCluster, MaxResults: aws.Int32(101)})
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, ""},
 		{"garbage nextToken", func() error {
 			_, err := admin.ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: eksCluster, NextToken: aws.String("garbage")})
 			return err
-		}, "InvalidParameterException", 400},
+		}, "InvalidParameterException", 400, ""},
 		{"RBAC forbids the key's user", func() error {
 			_, err := eksClient(nobodyKey).CreatePodIdentityAssociation(ctx, valid())
 			return err
-		}, "AccessDeniedException", 403},
+		}, "AccessDeniedException", 403, ""},
 		{"wrong secret", func() error {
 			_, err := eksClient(sigv4.Key{AccessKeyID: eksAdminKey.AccessKeyID, SecretAccessKey: "wrong"}).ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: eksCluster})
 			return err
-		}, "InvalidSignatureException", 403},
+		}, "InvalidSignatureException", 403, ""},
 		{"unknown key", func() error {
 			_, err := eksClient(sigv4.Key{AccessKeyID: "AKIANOBODYATALL00001", SecretAccessKey: "x"}).ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: eksCluster})
 			return err
-		}, "UnrecognizedClientException", 403},
+		}, "UnrecognizedClientException", 403, ""},
 		{"unsigned", func() error {
 			c := eks.New(eks.Options{Region: identity.Region, BaseEndpoint: aws.String(srv.APIURL), Credentials: aws.AnonymousCredentials{}, RetryMaxAttempts: 1})
 			_, err := c.ListPodIdentityAssociations(ctx, &eks.ListPodIdentityAssociationsInput{ClusterName: eksCluster})
 			return err
-		}, "MissingAuthenticationTokenException", 403},
+		}, "MissingAuthenticationTokenException", 403, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.call()
 			if errorCode(err) != c.code || statusOf(err) != c.status {
 				t.Fatalf("got %s %d (%v), want %s %d", errorCode(err), statusOf(err), err, c.code, c.status)
+			}
+			if c.names != "" && !strings.Contains(err.Error(), c.names) {
+				t.Fatalf("the message does not name %s: %v", c.names, err)
 			}
 		})
 	}
@@ -389,5 +400,48 @@ func TestEKSAPIRefusesReplays(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("send %d: status %d (%s), want %d", i+1, resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), want)
 		}
+	}
+}
+
+// TestCLIAndEKSAPIMakeTheSameObjects creates one association with `podid
+// association create` and one with the EKS API, with the same parameters.
+func TestCLIAndEKSAPIMakeTheSameObjects(t *testing.T) {
+	ctx := t.Context()
+	ns := newNamespace(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, cluster.Kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`
+	var out, errOut bytes.Buffer
+	cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+	cmd.SetArgs([]string{"association", "create", "--kubeconfig", kubeconfig, "-n", ns, "--service-account", "same",
+		"--role-arn", "arn:aws:iam::111122223333:role/same", "--target-role-arn", "arn:aws:iam::444455556666:role/t",
+		"--disable-session-tags", "--policy", policy, "--tags", "team=a,env=prod", "--wait", "0s"})
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		t.Fatalf("podid association create: %v\n%s", err, errOut.String())
+	}
+	ns2 := newNamespace(t)
+	_, err := eksClient(eksAdminKey).CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: eksCluster, Namespace: aws.String(ns2), ServiceAccount: aws.String("same"),
+		RoleArn: aws.String("arn:aws:iam::111122223333:role/same"), TargetRoleArn: aws.String("arn:aws:iam::444455556666:role/t"),
+		DisableSessionTags: aws.Bool(true), Policy: aws.String(policy), Tags: map[string]string{"team": "a", "env": "prod"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaCLI, viaAPI v1alpha1.PodIdentityAssociation
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "same"}, &viaCLI); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns2, Name: "same"}, &viaAPI); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(viaCLI.Spec, viaAPI.Spec) || !reflect.DeepEqual(viaCLI.Labels, viaAPI.Labels) {
+		t.Fatalf("the CLI made %+v (labels %v), the EKS API %+v (labels %v)", viaCLI.Spec, viaCLI.Labels, viaAPI.Spec, viaAPI.Labels)
+	}
+	// The only difference: the API keeps the SDK's idempotency token.
+	if len(viaCLI.Annotations) != 0 || viaAPI.Annotations[eksapi.CreateTokenAnnotation] == "" || len(viaAPI.Annotations) != 1 {
+		t.Fatalf("annotations: CLI %v, API %v", viaCLI.Annotations, viaAPI.Annotations)
 	}
 }
