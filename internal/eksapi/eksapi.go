@@ -11,6 +11,7 @@
 package eksapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -172,7 +173,7 @@ func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, er
 		return nil, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
 	}
 	var key client.ObjectKey
-	if a, ok := h.opts.Index.ByID(id); ok {
+	if a, ok := h.indexed(c.r.Context(), id); ok {
 		key = client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}
 	} else {
 		var all v1alpha1.PodIdentityAssociationList
@@ -197,6 +198,29 @@ func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, er
 	}
 	return &pia, nil
 }
+
+// indexed looks id up in the index, giving the watch a moment to deliver
+// an association created an instant ago (a client describing what it just
+// created), which is much cheaper than listing every association.
+func (h *Handler) indexed(ctx context.Context, id string) (*association.Association, bool) {
+	deadline := time.Now().Add(indexGrace)
+	for {
+		if a, ok := h.opts.Index.ByID(id); ok {
+			return a, true
+		}
+		if time.Now().After(deadline) {
+			return nil, false
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// indexGrace is how long a lookup by ID waits for the index before listing.
+const indexGrace = 250 * time.Millisecond
 
 func notFound(id string) error {
 	return fail(ResourceNotFound, "Pod Identity association %s not found.", id)

@@ -17,6 +17,8 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
@@ -443,5 +445,41 @@ func TestCLIAndEKSAPIMakeTheSameObjects(t *testing.T) {
 	// The only difference: the API keeps the SDK's idempotency token.
 	if len(viaCLI.Annotations) != 0 || viaAPI.Annotations[eksapi.CreateTokenAnnotation] == "" || len(viaAPI.Annotations) != 1 {
 		t.Fatalf("annotations: CLI %v, API %v", viaCLI.Annotations, viaAPI.Annotations)
+	}
+}
+
+// BenchmarkEKSAPI measures one Create and one Describe through the SDK, SigV4
+// and the real API server:
+// go test ./test/integration -run '^$' -bench EKSAPI -benchtime 200x
+func BenchmarkEKSAPI(b *testing.B) {
+	ctx := b.Context()
+	c := eksClient(eksAdminKey)
+	ns := strings.ToLower(fmt.Sprintf("bench-%d", time.Now().UnixNano()))
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	var creating, describing time.Duration
+	for b.Loop() {
+		start := time.Now()
+		out, err := c.CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{ClusterName: eksCluster, Namespace: aws.String(ns),
+			ServiceAccount: aws.String(fmt.Sprintf("sa-%d", i)), RoleArn: aws.String("arn:aws:iam::111122223333:role/r")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		created := time.Now()
+		if _, err := c.DescribePodIdentityAssociation(ctx, &eks.DescribePodIdentityAssociationInput{ClusterName: eksCluster, AssociationId: out.Association.AssociationId}); err != nil {
+			b.Fatal(err)
+		}
+		creating += created.Sub(start)
+		describing += time.Since(created)
+		i++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(creating.Microseconds())/float64(i), "create-µs/op")
+	b.ReportMetric(float64(describing.Microseconds())/float64(i), "describe-µs/op")
+	if err := k8s.DeleteAllOf(ctx, &v1alpha1.PodIdentityAssociation{}, client.InNamespace(ns)); err != nil {
+		b.Fatal(err)
 	}
 }
