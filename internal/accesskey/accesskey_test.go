@@ -1,8 +1,15 @@
 package accesskey
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/podid/podid/internal/sigv4"
 )
 
 func TestParse(t *testing.T) {
@@ -24,5 +31,37 @@ func TestParse(t *testing.T) {
 		if _, err := Parse([]byte(c.doc)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Parse(%q) = %v, want an error with %q", c.doc, err, c.want)
 		}
+	}
+}
+
+func TestWatchReloadsAndKeepsKeysOnBadFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.yaml")
+	write := func(doc string, at time.Time) {
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(path, at, at) // a distinct stamp even within one clock tick
+	}
+	write("keys: []\n", time.Unix(1000, 0))
+	got := make(chan []sigv4.Key, 4)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	w := NewWatcher(path)
+	go w.Run(ctx, 10*time.Millisecond, func(k []sigv4.Key) { got <- k }, slog.New(slog.DiscardHandler))
+
+	write("keys:\n- accessKeyId: AKIAPODIDROTATED0001\n  secretAccessKey: 0123456789abcdefghijABCD\n  name: rotated\n", time.Unix(2000, 0))
+	select {
+	case k := <-got:
+		if len(k) != 1 || k[0].AccessKeyID != "AKIAPODIDROTATED0001" {
+			t.Fatalf("reloaded %+v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the changed file was not reloaded")
+	}
+	write("keys: [ broken", time.Unix(3000, 0))
+	select {
+	case k := <-got:
+		t.Fatalf("a broken file replaced the keys with %+v", k)
+	case <-time.After(200 * time.Millisecond):
 	}
 }

@@ -88,17 +88,28 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			return "", err
 		}
 	}
-	keys := opts.AccessKeys
-	if opts.AccessKeysFile != "" {
-		fromFile, err := accesskey.Load(opts.AccessKeysFile)
-		if err != nil {
-			return "", err
-		}
-		keys = append(keys, fromFile...)
-	}
 	var keyStore sigv4.KeyStore
-	if len(keys) > 0 {
-		keyStore = sigv4.NewStaticKeys(keys...)
+	if opts.AccessKeysFile != "" || len(opts.AccessKeys) > 0 {
+		static := sigv4.NewStaticKeys(opts.AccessKeys...)
+		keyStore = static
+		if opts.AccessKeysFile != "" {
+			watcher := accesskey.NewWatcher(opts.AccessKeysFile)
+			fromFile, err := accesskey.Load(opts.AccessKeysFile)
+			if err != nil {
+				return "", err
+			}
+			static.Replace(append(append([]sigv4.Key(nil), opts.AccessKeys...), fromFile...)...)
+			// Rotating a key is editing the Secret: no restart.
+			reload := func(fromFile []sigv4.Key) {
+				static.Replace(append(append([]sigv4.Key(nil), opts.AccessKeys...), fromFile...)...)
+			}
+			if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+				watcher.Run(ctx, 10*time.Second, reload, slog.Default().With("logger", "access-keys"))
+				return nil
+			})); err != nil {
+				return "", err
+			}
+		}
 	}
 	log := slog.Default().With("logger", "eks-auth")
 	handler := auth.NewHandler(auth.Options{

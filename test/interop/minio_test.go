@@ -72,11 +72,19 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cluster.Stop()
+	// The agent's key comes from a file, as a mounted Secret would give it.
+	keysFile := filepath.Join(os.TempDir(), fmt.Sprintf("podid-interop-keys-%d.yaml", os.Getpid()))
+	keysDoc := fmt.Sprintf("keys:\n- accessKeyId: %s\n  secretAccessKey: %s\n  name: interop-agent\n", agentKey.AccessKeyID, agentKey.SecretAccessKey)
+	if err := os.WriteFile(keysFile, []byte(keysDoc), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	defer os.Remove(keysFile)
 	srv, err = server.New(ctx, cluster.Config, server.Options{
 		Identity: identity, MetricsAddr: "0", ProbeAddr: "0",
 		API: server.APIOptions{
 			Addr: "127.0.0.1:0", InsecureHTTP: true,
-			AccessKeys: []sigv4.Key{agentKey},
+			AccessKeysFile: keysFile,
 			// podid's own identity is a MinIO user; MinIO is its STS.
 			STS: awssts.NewFromConfig(minioConfig(minioUser, minioSecret, "")),
 		},
