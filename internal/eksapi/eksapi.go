@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +61,7 @@ type Handler struct {
 	opts     Options
 	verifier *sigv4.Verifier
 	mux      *http.ServeMux
-	clients  sync.Map // access key ID → client.Client impersonating its user
+	clients  sync.Map // access key ID and identity → client.Client impersonating it
 }
 
 // NewHandler returns the API over opts.
@@ -150,9 +151,11 @@ func (h *Handler) authenticate(r *http.Request) (*call, error) {
 	return &call{r: r, body: res.Body, kube: kc, caller: user}, nil
 }
 
-// clientFor returns a client acting as user, one per access key.
+// clientFor returns a client acting as user, one per access key and
+// identity (a reloaded keys file may give a key another user).
 func (h *Handler) clientFor(keyID, user string, groups []string) (client.Client, error) {
-	if c, ok := h.clients.Load(keyID); ok {
+	cacheKey := keyID + "\x00" + user + "\x00" + strings.Join(groups, "\x00")
+	if c, ok := h.clients.Load(cacheKey); ok {
 		return c.(client.Client), nil
 	}
 	cfg := rest.CopyConfig(h.opts.Config)
@@ -161,7 +164,7 @@ func (h *Handler) clientFor(keyID, user string, groups []string) (client.Client,
 	if err != nil {
 		return nil, fmt.Errorf("building a client acting as %s: %w", user, err)
 	}
-	actual, _ := h.clients.LoadOrStore(keyID, c)
+	actual, _ := h.clients.LoadOrStore(cacheKey, c)
 	return actual.(client.Client), nil
 }
 
