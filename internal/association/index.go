@@ -24,6 +24,9 @@ type Association struct {
 	Policy             string
 	DisableSessionTags bool
 	Generation         int64
+	// PolicyError is why Policy cannot be used (not JSON), or nil; checked
+	// once here rather than on every credential request.
+	PolicyError error
 }
 
 // saKey is a map key made of two strings, so a lookup builds no string.
@@ -90,6 +93,7 @@ func (ix *Index) Snapshot(obj *v1alpha1.PodIdentityAssociation) *Association {
 		Policy:             obj.Spec.Policy,
 		DisableSessionTags: obj.Spec.DisableSessionTags,
 		Generation:         obj.Generation,
+		PolicyError:        ValidatePolicy(obj.Spec.Policy),
 	}
 }
 

@@ -198,10 +198,8 @@ func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
 		return nil, fail(ResourceNotFound, "No Pod Identity association found for namespace "+claims.Namespace+" and service account "+claims.ServiceAccount.Name+".", nil)
 	}
 	rec.AssociationID, rec.Role = a.ID, a.RoleARN
-	if a.Policy != "" {
-		if err := association.ValidatePolicy(a.Policy); err != nil {
-			return nil, fail(InvalidRequest, "the association's session policy is invalid ("+err.Error()+"); fix spec.policy", nil)
-		}
+	if a.PolicyError != nil {
+		return nil, fail(InvalidRequest, "the association's session policy is invalid ("+a.PolicyError.Error()+"); fix spec.policy", nil)
 	}
 	res, err := h.opts.Assumer.Assume(r.Context(), a, sts.Pod{Namespace: claims.Namespace, ServiceAccount: claims.ServiceAccount.Name, Name: claims.Pod.Name, UID: claims.Pod.UID})
 	if err != nil {
