@@ -14,7 +14,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
@@ -109,7 +109,7 @@ func NewHandler(opts Options) *Handler {
 	}
 	h.mux.HandleFunc("POST /clusters/{clusterName}/assume-role-for-pod-identity", h.assumeRoleForPodIdentity)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, fail(UnknownOperation, "no such operation: podid serves POST /clusters/{clusterName}/assume-role-for-pod-identity", nil))
+		awsjson.WriteError(w, fail(UnknownOperation, "no such operation: podid serves POST /clusters/{clusterName}/assume-role-for-pod-identity", nil))
 	})
 	return h
 }
@@ -149,14 +149,13 @@ func (h *Handler) assumeRoleForPodIdentity(w http.ResponseWriter, r *http.Reques
 		rec.Outcome, rec.Code = "refused", e.Code
 		h.metrics.observe(rec, h.opts.Now().Sub(start))
 		h.audit(rec, e)
-		writeError(w, e)
+		awsjson.WriteError(w, e)
 		return
 	}
 	rec.Outcome = "issued"
 	h.metrics.observe(rec, h.opts.Now().Sub(start))
 	h.audit(rec, nil)
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out)
+	awsjson.WriteJSON(w, out)
 }
 
 // exchange does the work, filling rec as it learns who is asking for what.

@@ -43,7 +43,8 @@ func (c *callers) authenticate(r *http.Request) (*Caller, []byte, error) {
 	switch {
 	case sigv4.IsSigned(r):
 		if c.signed == nil {
-			return nil, nil, fail(string(sigv4.UnrecognizedClient), "this podid server accepts no access keys; configure --access-keys-file, or call through a podid agent", nil)
+			return nil, nil, &apiError{Status: http.StatusForbidden, Code: string(sigv4.UnrecognizedClient),
+				Message: "this podid server accepts no access keys; configure --access-keys-file, or call through a podid agent"}
 		}
 		res, err := c.signed.Verify(r)
 		if err != nil {

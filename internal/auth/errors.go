@@ -2,10 +2,10 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
+	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
@@ -36,32 +36,13 @@ var statusOf = map[string]int{
 	InternalServer:     http.StatusInternalServerError,
 	ServiceUnavailable: http.StatusServiceUnavailable,
 	UnknownOperation:   http.StatusNotFound,
-	// SigV4 failures keep AWS's own codes and 403.
-	string(sigv4.MissingAuthentication): http.StatusForbidden,
-	string(sigv4.IncompleteSignature):   http.StatusForbidden,
-	string(sigv4.UnrecognizedClient):    http.StatusForbidden,
-	string(sigv4.InvalidSignature):      http.StatusForbidden,
 }
 
-// apiError is a refusal on its way to the wire: Code and Message go to the
-// client, Err (never sent) to the log.
-type apiError struct {
-	Code    string
-	Message string
-	Err     error
-}
-
-func (e *apiError) Error() string {
-	if e.Err != nil {
-		return e.Code + ": " + e.Message + ": " + e.Err.Error()
-	}
-	return e.Code + ": " + e.Message
-}
-
-func (e *apiError) Unwrap() error { return e.Err }
+// apiError is a refusal on its way to the wire.
+type apiError = awsjson.Error
 
 func fail(code, message string, err error) *apiError {
-	return &apiError{Code: code, Message: message, Err: err}
+	return &apiError{Status: statusOf[code], Code: code, Message: message, Err: err}
 }
 
 // toAPIError is the one place an error of any layer becomes an EKS Auth error.
@@ -76,10 +57,7 @@ func toAPIError(err error) *apiError {
 	case errors.As(err, &aerr):
 		return aerr
 	case errors.As(err, &verr):
-		if errors.Is(err, sigv4.ErrBodyTooLarge) {
-			return fail(InvalidRequest, verr.Message, err)
-		}
-		return fail(string(verr.Code), verr.Message, err)
+		return awsjson.FromSigV4(verr, err)
 	case errors.As(err, &terr):
 		switch terr.Reason {
 		case token.Expired:
@@ -104,17 +82,4 @@ func toAPIError(err error) *apiError {
 		return fail(ServiceUnavailable, "the request timed out; retry later", err)
 	}
 	return fail(InternalServer, "internal error; the podid server log has the detail", err)
-}
-
-func writeError(w http.ResponseWriter, e *apiError) {
-	status, ok := statusOf[e.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Amzn-ErrorType", e.Code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Message string `json:"message"`
-	}{e.Message})
 }

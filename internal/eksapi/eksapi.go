@@ -25,6 +25,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/sigv4"
 )
@@ -123,7 +124,7 @@ func (h *Handler) op(name string, fn func(c *call) (any, error)) http.Handler {
 			return
 		}
 		h.opts.Log.Info("eks api request", "operation", name, "caller", caller)
-		writeJSON(w, out)
+		awsjson.WriteJSON(w, out)
 	})
 }
 

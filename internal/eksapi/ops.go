@@ -210,7 +210,7 @@ func kubeError(err error, doing string) error {
 	var status apierrors.APIStatus
 	switch {
 	case apierrors.IsForbidden(err):
-		return &apiError{Code: AccessDenied, Message: fmt.Sprintf("%s: this access key's Kubernetes identity is not allowed to (RBAC)", doing), Err: err}
+		return wrap(AccessDenied, fmt.Sprintf("%s: this access key's Kubernetes identity is not allowed to (RBAC)", doing), err)
 	case apierrors.IsInvalid(err) && errors.As(err, &status):
 		var parts []string
 		if d := status.Status().Details; d != nil {
@@ -221,13 +221,13 @@ func kubeError(err error, doing string) error {
 		if len(parts) == 0 {
 			parts = append(parts, status.Status().Message)
 		}
-		return &apiError{Code: InvalidParameter, Message: strings.Join(parts, "; "), Err: err}
+		return wrap(InvalidParameter, strings.Join(parts, "; "), err)
 	case apierrors.IsNotFound(err):
-		return &apiError{Code: ResourceNotFound, Message: "the association was not found", Err: err}
+		return wrap(ResourceNotFound, "the association was not found", err)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):
-		return &apiError{Code: ServiceUnavailable, Message: "the Kubernetes API server is busy; retry", Err: err}
+		return wrap(ServiceUnavailable, "the Kubernetes API server is busy; retry", err)
 	}
-	return &apiError{Code: Server, Message: doing + " failed; the podid server log has the detail", Err: err}
+	return wrap(Server, doing+" failed; the podid server log has the detail", err)
 }
 
 // eksField names a CRD field the way the EKS API's caller spelt it.

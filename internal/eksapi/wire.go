@@ -11,6 +11,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/sigv4"
 )
 
@@ -41,54 +42,31 @@ var statusOf = map[string]int{
 	Throttling:            http.StatusTooManyRequests,
 }
 
-// apiError is a refusal: Code and Message for the client, Err for the log.
-type apiError struct {
-	Code, Message string
-	Err           error
-}
-
-func (e *apiError) Error() string {
-	if e.Err != nil {
-		return e.Code + ": " + e.Message + ": " + e.Err.Error()
-	}
-	return e.Code + ": " + e.Message
-}
-
-func (e *apiError) Unwrap() error { return e.Err }
+// apiError is a refusal on its way to the wire.
+type apiError = awsjson.Error
 
 func fail(code, format string, args ...any) *apiError {
-	return &apiError{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &apiError{Status: statusOf[code], Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// wrap is fail for an underlying error the log should see.
+func wrap(code, message string, err error) *apiError {
+	return &apiError{Status: statusOf[code], Code: code, Message: message, Err: err}
+}
+
+// writeError sends err as an EKS error and returns what it sent.
 func writeError(w http.ResponseWriter, err error) *apiError {
 	var e *apiError
 	var verr *sigv4.Error
 	switch {
 	case errors.As(err, &e):
 	case errors.As(err, &verr):
-		e = &apiError{Code: string(verr.Code), Message: verr.Message, Err: err}
-		if errors.Is(err, sigv4.ErrBodyTooLarge) {
-			e.Code = InvalidRequest
-		}
+		e = awsjson.FromSigV4(verr, err)
 	default:
-		e = &apiError{Code: Server, Message: "internal error; the podid server log has the detail", Err: err}
+		e = &apiError{Status: http.StatusInternalServerError, Code: Server, Message: "internal error; the podid server log has the detail", Err: err}
 	}
-	status, ok := statusOf[e.Code]
-	if !ok {
-		status = http.StatusForbidden // the SigV4 codes
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Amzn-ErrorType", e.Code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Message string `json:"message"`
-	}{e.Message})
+	awsjson.WriteError(w, e)
 	return e
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
 }
 
 // Association is EKS's PodIdentityAssociation; timestamps are epoch seconds.
