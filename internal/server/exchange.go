@@ -98,11 +98,12 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			if err != nil {
 				return "", err
 			}
-			static.Replace(append(append([]sigv4.Key(nil), opts.AccessKeys...), fromFile...)...)
-			// Rotating a key is editing the Secret: no restart.
+			// The file's keys join the in-memory ones, now and on every change:
+			// rotating a key is editing the Secret, no restart.
 			reload := func(fromFile []sigv4.Key) {
 				static.Replace(append(append([]sigv4.Key(nil), opts.AccessKeys...), fromFile...)...)
 			}
+			reload(fromFile)
 			if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 				watcher.Run(ctx, 10*time.Second, reload, slog.Default().With("logger", "access-keys"))
 				return nil
