@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/podid/podid/internal/token"
+)
+
+// TokenVerifier checks a pod's token locally; *token.Verifier is one.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw, audience string) (*token.Claims, error)
+}
+
+// HandlerOptions configure a Handler.
+type HandlerOptions struct {
+	Cache  *Cache
+	Tokens TokenVerifier
+	// Audience of pod tokens; default pods.eks.amazonaws.com.
+	Audience string
+	// Hosts are the bind addresses ("169.254.170.23:80", "[fd00:ec2::23]:80",
+	// "127.0.0.1:8080"): a request for any other Host is refused, against DNS
+	// rebinding and SSRF through other names.
+	Hosts []string
+	Log   *slog.Logger
+}
+
+// Handler serves GET /v1/credentials.
+type Handler struct {
+	opts  HandlerOptions
+	hosts map[string]bool
+}
+
+// NewHandler returns the credential endpoint.
+func NewHandler(opts HandlerOptions) *Handler {
+	if opts.Audience == "" {
+		opts.Audience = "pods.eks.amazonaws.com"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{opts: opts, hosts: map[string]bool{}}
+	for _, addr := range opts.Hosts {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			h.hosts[strings.ToLower(addr)] = true
+			continue
+		}
+		h.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
+		// On port 80 the SDKs send the Host without a port.
+		if port == "80" {
+			if strings.Contains(host, ":") {
+				host = "[" + host + "]"
+			}
+			h.hosts[strings.ToLower(host)] = true
+		}
+	}
+	return h
+}
+
+// response is the body the SDKs parse; every value is a string.
+type response struct {
+	AccessKeyID     string `json:"AccessKeyId"`
+	SecretAccessKey string `json:"SecretAccessKey"`
+	Token           string `json:"Token"`
+	AccountID       string `json:"AccountId"`
+	Expiration      string `json:"Expiration"`
+}
+
+// errorBody is what the SDKs parse from an error.
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(errorBody{Code: code, Message: message})
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.hosts[strings.ToLower(r.Host)] {
+		writeError(w, http.StatusForbidden, "AccessDenied", "this endpoint answers only at its own address")
+		return
+	}
+	if r.URL.Path != "/v1/credentials" {
+		writeError(w, http.StatusNotFound, "NotFound", "the credential endpoint is GET /v1/credentials")
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
+		return
+	}
+	raw := r.Header.Get("Authorization")
+	switch {
+	case raw == "":
+		writeError(w, http.StatusBadRequest, "InvalidToken", "the Authorization header is missing: send the pod's projected ServiceAccount token (the file named by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)")
+		return
+	case strings.HasPrefix(raw, "Bearer ") || strings.HasPrefix(raw, "bearer "):
+		writeError(w, http.StatusBadRequest, "InvalidToken", "send the token as is, without a 'Bearer ' prefix, as the AWS SDKs do")
+		return
+	}
+	claims, err := h.opts.Tokens.Verify(r.Context(), raw, h.opts.Audience)
+	if err != nil {
+		var terr *token.Error
+		switch {
+		case errors.As(err, &terr) && terr.Reason == token.KeysUnavailable:
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the cluster's token signing keys are unavailable; retry later")
+		case errors.As(err, &terr):
+			writeError(w, http.StatusBadRequest, "InvalidToken", terr.Message)
+		default:
+			writeError(w, http.StatusBadRequest, "InvalidToken", "the token is invalid")
+		}
+		return
+	}
+	if claims.Pod == nil {
+		writeError(w, http.StatusBadRequest, "InvalidToken", "the token is not bound to a pod")
+		return
+	}
+	pod := Pod{UID: claims.Pod.UID, Namespace: claims.Namespace, Name: claims.Pod.Name}
+	creds, err := h.opts.Cache.Get(r.Context(), pod, raw)
+	if err != nil {
+		status, code, message := upstreamStatus(err)
+		h.opts.Log.Info("credentials refused", "namespace", pod.Namespace, "pod", pod.Name, "status", status, "code", code, "error", err.Error())
+		writeError(w, status, code, message)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(response{
+		AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, Token: creds.SessionToken,
+		AccountID: creds.AccountID, Expiration: creds.Expiration.UTC().Format(time.RFC3339),
+	})
+}
+
+// upstreamStatus maps a failure to the status and code the SDKs expect:
+// client errors keep their status, throttling is 429, the rest 5xx.
+func upstreamStatus(err error) (int, string, string) {
+	var ue *UpstreamError
+	switch {
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests, "TooManyRequests", err.Error()
+	case errors.As(err, &ue):
+		return ue.Status, ue.Code, ue.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "ServiceUnavailable", "the credential service did not answer in time; retry"
+	}
+	return http.StatusBadGateway, "ServiceUnavailable", "the credential service could not be reached; retry"
+}
