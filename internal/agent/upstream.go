@@ -24,7 +24,9 @@ type UpstreamError struct {
 	Code, Message string
 }
 
-func (e *UpstreamError) Error() string { return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message) }
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message)
+}
 
 // EKSAuth is an Upstream calling AssumeRoleForPodIdentity through the
 // aws-sdk-go-v2 eksauth client: against podid server with the agent's own
