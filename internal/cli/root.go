@@ -40,10 +40,12 @@ Pod Identity.`,
 	)
 	server := newServerCommand()
 	server.GroupID = "components"
+	agentCmd := newAgentCommand()
+	agentCmd.GroupID = "components"
 	sandbox := newSandboxCommand(streams)
 	sandbox.GroupID = "components"
 	assoc := newAssociationCommand(streams)
 	assoc.GroupID = "operate"
-	root.AddCommand(server, sandbox, assoc, newVersionCommand(streams))
+	root.AddCommand(server, agentCmd, sandbox, assoc, newVersionCommand(streams))
 	return root
 }

@@ -15,7 +15,6 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -78,10 +77,11 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	if d := opts.SessionDuration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
 		return "", fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
 	}
-	verifier, err := tokenVerifier(ctx, cfg, opts.TokenIssuer, opts.Now)
+	verifier, err := token.ForCluster(ctx, cfg, opts.TokenIssuer, opts.Now)
 	if err != nil {
 		return "", err
 	}
+	slog.Default().Info("verifying ServiceAccount tokens", "issuer", verifier.Issuer())
 	stsClient := opts.STS
 	if stsClient == nil {
 		if stsClient, err = newSTSClient(ctx, identity, opts); err != nil {
@@ -179,33 +179,6 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		return "", err
 	}
 	return url, nil
-}
-
-// tokenVerifier verifies tokens against the API server's own issuer and keys,
-// or against an external OIDC issuer's.
-func tokenVerifier(ctx context.Context, cfg *rest.Config, issuer string, now func() time.Time) (*token.Verifier, error) {
-	if issuer != "" {
-		d, err := token.Discover(ctx, http.DefaultClient, strings.TrimSuffix(issuer, "/"))
-		if err != nil {
-			return nil, fmt.Errorf("--token-issuer %s: %w", issuer, err)
-		}
-		keys := token.NewKeySet(token.HTTPFetcher(http.DefaultClient, d.JWKSURI), token.KeySetOptions{Now: now})
-		return token.NewVerifier(token.Options{Issuer: d.Issuer, Keys: keys, Now: now}), nil
-	}
-	client, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("building a client for the API server: %w", err)
-	}
-	host := strings.TrimSuffix(cfg.Host, "/")
-	d, err := token.Discover(ctx, client, host)
-	if err != nil {
-		return nil, fmt.Errorf("discovering the cluster's ServiceAccount token issuer (the server's ServiceAccount needs the system:service-account-issuer-discovery role): %w", err)
-	}
-	// The discovery document's jwks_uri is the issuer's public address, which
-	// may not be reachable from inside; the API server serves the same keys.
-	keys := token.NewKeySet(token.HTTPFetcher(client, host+"/openid/v1/jwks"), token.KeySetOptions{Now: now})
-	ctrl.Log.Info("verifying ServiceAccount tokens", "issuer", d.Issuer)
-	return token.NewVerifier(token.Options{Issuer: d.Issuer, Keys: keys, Now: now}), nil
 }
 
 // newSTSClient uses the standard credential chain.

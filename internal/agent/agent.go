@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Options configure an Agent.
+type Options struct {
+	// Node is the name of the node the agent serves.
+	Node string
+	// Listen are the credential endpoint's addresses, host:port.
+	Listen []string
+	// Listener, when set, is used for the credential endpoint instead of
+	// Listen's (tests bind inside a network namespace).
+	Listeners []net.Listener
+	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
+	// "" turns either off.
+	ProbeAddr, MetricsAddr string
+	Cache                  *Cache
+	Handler                HandlerOptions
+	// Metadata watches this node's pods; nil turns the watch off (tests).
+	Metadata metadata.Interface
+	Log      *slog.Logger
+	// ShutdownGrace bounds the drain of in-flight requests; default 5 s.
+	ShutdownGrace time.Duration
+}
+
+// Agent is a running `podid agent`.
+type Agent struct {
+	opts    Options
+	handler *Handler
+	synced  atomic.Bool
+}
+
+// New assembles an agent.
+func New(opts Options) *Agent {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 5 * time.Second
+	}
+	opts.Handler.Cache = opts.Cache
+	if opts.Handler.Log == nil {
+		opts.Handler.Log = opts.Log
+	}
+	if len(opts.Handler.Hosts) == 0 {
+		for _, l := range opts.Listeners {
+			opts.Handler.Hosts = append(opts.Handler.Hosts, l.Addr().String())
+		}
+		opts.Handler.Hosts = append(opts.Handler.Hosts, opts.Listen...)
+	}
+	return &Agent{opts: opts, handler: NewHandler(opts.Handler)}
+}
+
+// Run serves until ctx ends, then drains in-flight requests.
+func (a *Agent) Run(ctx context.Context) error {
+	listeners := append([]net.Listener(nil), a.opts.Listeners...)
+	for _, addr := range a.opts.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			var opErr *net.OpError
+			if errors.As(err, &opErr) && isIPv6(addr) {
+				// A node without IPv6 serves IPv4 only.
+				a.opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
+				continue
+			}
+			closeAll(listeners)
+			return fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+	if len(listeners) == 0 {
+		return errors.New("no address to serve credentials on")
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(listeners)+2)
+	serve := func(name string, l net.Listener, h http.Handler) {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 2 * time.Second,
+			ReadTimeout:       5 * time.Second,
+			WriteTimeout:      15 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    32 << 10, // a token is about 1 KiB
+		}
+		wg.Go(func() {
+			<-ctx.Done()
+			drain, stop := context.WithTimeout(context.Background(), a.opts.ShutdownGrace)
+			defer stop()
+			srv.Shutdown(drain)
+		})
+		wg.Go(func() {
+			a.opts.Log.Info("serving", "what", name, "address", l.Addr().String())
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s on %s: %w", name, l.Addr(), err)
+				cancel()
+			}
+		})
+	}
+	for _, l := range listeners {
+		serve("credentials", l, a.handler)
+	}
+	if a.opts.ProbeAddr != "" {
+		l, err := net.Listen("tcp", a.opts.ProbeAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("listening for probes on %s: %w", a.opts.ProbeAddr, err)
+		}
+		serve("probes", l, a.probes())
+	}
+	if a.opts.MetricsAddr != "" {
+		l, err := net.Listen("tcp", a.opts.MetricsAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("listening for metrics on %s: %w", a.opts.MetricsAddr, err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podid_agent_cached_pods", Help: "Pods whose credentials the agent holds."},
+			func() float64 { return float64(a.opts.Cache.Len()) }))
+		serve("metrics", l, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	wg.Go(func() { a.opts.Cache.Run(ctx, time.Second) })
+	if a.opts.Metadata != nil {
+		wg.Go(func() { a.watchPods(ctx) })
+	} else {
+		a.synced.Store(true)
+	}
+	<-ctx.Done()
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// watchPods forgets a pod's credentials as soon as it leaves this node.
+func (a *Agent) watchPods(ctx context.Context) {
+	factory := metadatainformer.NewFilteredSharedInformerFactory(a.opts.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.Node).String()
+	})
+	informer := factory.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "pods"}).Informer()
+	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+				a.opts.Cache.Forget(string(m.UID))
+				a.opts.Log.Info("pod left the node; its credentials are no longer renewed", "namespace", m.Namespace, "pod", m.Name)
+			}
+		},
+	})
+	factory.Start(ctx.Done())
+	if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		a.synced.Store(true)
+	}
+	<-ctx.Done()
+	factory.Shutdown()
+}
+
+func (a *Agent) probes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.synced.Load() {
+			http.Error(w, "the pod watch has not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+func isIPv6(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.To4() == nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}

@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/metadata"
+
+	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/token"
+)
+
+// agentFlags are `podid agent`'s settings.
+type agentFlags struct {
+	node, cluster, region    string
+	upstream, upstreamCA     string
+	upstreamAuth, agentToken string
+	listen                   []string
+	probeAddr, metricsAddr   string
+	audience                 string
+	log                      logging.Options
+	conn                     *kube.ConnectionFlags
+}
+
+func newAgentCommand() *cobra.Command {
+	f := &agentFlags{conn: kube.NewConnectionFlags()}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent that serves pods credentials on 169.254.170.23",
+		Long: `podid agent serves GET /v1/credentials on the link-local addresses the AWS
+SDKs call (AWS_CONTAINER_CREDENTIALS_FULL_URI). It verifies each pod's token
+locally, answers from a cache kept per pod, and otherwise exchanges the
+token with podid server (or EKS Auth) once per pod. Run it as a DaemonSet
+with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the node.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.Setup(os.Stderr, f.log)
+			if err != nil {
+				return err
+			}
+			return f.run(cmd, log)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.node, "node-name", os.Getenv("NODE_NAME"), "the node this agent serves (default $NODE_NAME, from the downward API)")
+	fs.StringVar(&f.cluster, "cluster-name", "", "the cluster's name, as podid server knows it (required)")
+	fs.StringVar(&f.region, "region", os.Getenv("AWS_REGION"), "the region SigV4 requests are signed for (default $AWS_REGION)")
+	fs.StringVar(&f.upstream, "server-url", "", "the EKS Auth-compatible endpoint: podid server's API, e.g. https://podid.podid-system.svc:8443 (required)")
+	fs.StringVar(&f.upstreamCA, "server-ca-file", "", "CA bundle that signs the server's certificate (default: the system roots)")
+	fs.StringVar(&f.upstreamAuth, "server-auth", "agent-token", "how to authenticate upstream: agent-token (podid server) or sigv4 (EKS Auth, standard AWS credential chain)")
+	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
+	fs.StringSliceVar(&f.listen, "listen", []string{"169.254.170.23:80", "[fd00:ec2::23]:80"}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
+	fs.StringVar(&f.audience, "token-audience", "pods.eks.amazonaws.com", "audience of the pod tokens")
+	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&f.log.Level, "log-level", "info", "log level: debug, info, warn or error")
+	f.conn.AddFlags(fs)
+	cmd.AddCommand(newAgentInitCommand())
+	return cmd
+}
+
+func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
+	switch {
+	case f.node == "":
+		return errors.New("--node-name is required (set NODE_NAME from spec.nodeName with the downward API)")
+	case f.cluster == "":
+		return errors.New("--cluster-name is required")
+	case f.upstream == "":
+		return errors.New("--server-url is required: podid server's API address")
+	}
+	cfg, err := f.conn.RESTConfig()
+	if err != nil {
+		return err
+	}
+	verifier, err := token.ForCluster(cmd.Context(), cfg, "", nil)
+	if err != nil {
+		return err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	httpClient := &http.Client{}
+	if f.upstreamCA != "" {
+		pem, err := os.ReadFile(f.upstreamCA)
+		if err != nil {
+			return fmt.Errorf("--server-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--server-ca-file %s holds no PEM certificate", f.upstreamCA)
+		}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		httpClient.Transport = transport
+	}
+	upOpts := agent.EKSAuthOptions{Endpoint: f.upstream, ClusterName: f.cluster, Region: f.region, HTTPClient: httpClient}
+	switch f.upstreamAuth {
+	case "agent-token":
+		upOpts.AgentTokenFile = f.agentToken
+	case "sigv4":
+		awsCfg, err := awsconfig.LoadDefaultConfig(cmd.Context(), awsconfig.WithRegion(f.region))
+		if err != nil {
+			return fmt.Errorf("loading AWS configuration for SigV4: %w", err)
+		}
+		upOpts.Credentials = awsCfg.Credentials
+	default:
+		return fmt.Errorf("--server-auth %q: use agent-token or sigv4", f.upstreamAuth)
+	}
+	a := agent.New(agent.Options{
+		Node:        f.node,
+		Listen:      f.listen,
+		ProbeAddr:   f.probeAddr,
+		MetricsAddr: f.metricsAddr,
+		Cache:       agent.NewCache(agent.NewEKSAuth(upOpts), agent.CacheOptions{}),
+		Handler:     agent.HandlerOptions{Tokens: verifier, Audience: f.audience},
+		Metadata:    meta,
+		Log:         log,
+	})
+	log.Info("starting podid agent", "node", f.node, "cluster", f.cluster, "server", f.upstream)
+	return a.Run(cmd.Context())
+}
+
+func newAgentInitCommand() *cobra.Command {
+	var link string
+	var addrs []string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Put the agent's addresses on the node (privileged, once per node boot)",
+		Long: `podid agent init puts 169.254.170.23/32 and fd00:ec2::23/128 on a dummy
+link (created if missing), idempotently. A node without IPv6 gets the IPv4
+address only. Where the dummy kernel module is missing, use --link lo.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.Setup(os.Stderr, logging.Options{Format: "text", Level: "info"})
+			if err != nil {
+				return err
+			}
+			var ips []net.IP
+			for _, a := range addrs {
+				ip := net.ParseIP(a)
+				if ip == nil {
+					return fmt.Errorf("--address %q is not an IP address", a)
+				}
+				ips = append(ips, ip)
+			}
+			placed, err := agent.SetupAddresses(agent.AddressOptions{Link: link, IPs: ips, Log: log})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "addresses on %s: %v\n", link, placed)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&link, "link", "podid0", "the link to hold the addresses; created as a dummy link unless it exists")
+	cmd.Flags().StringSliceVar(&addrs, "address", []string{"169.254.170.23", "fd00:ec2::23"}, "addresses to put on the link (repeatable)")
+	return cmd
+}

@@ -1,0 +1,353 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/metadata"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/internal/netns"
+	"github.com/podid/podid/internal/netns/netnstest"
+	"github.com/podid/podid/internal/token"
+)
+
+// countingUpstream counts the agent's upstream calls.
+type countingUpstream struct {
+	next  agent.Upstream
+	calls atomic.Int32
+}
+
+func (c *countingUpstream) Fetch(ctx context.Context, tok string) (agent.Credentials, error) {
+	c.calls.Add(1)
+	return c.next.Fetch(ctx, tok)
+}
+
+// switchableProxy stands between the agent and podid server, so a test can
+// take the server away.
+type switchableProxy struct {
+	url  string
+	down atomic.Bool
+}
+
+func newSwitchableProxy(t *testing.T) *switchableProxy {
+	target, _ := url.Parse(srv.APIURL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p := &switchableProxy{}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() {
+			// As a dead server looks from the agent: the connection breaks.
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					conn.Close()
+					return
+				}
+			}
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	p.url = "http://" + l.Addr().String()
+	return p
+}
+
+// nodeWithAgent is a network-namespace node running podid agent on the real
+// 169.254.170.23:80 inside it, and the STS emulator reachable from inside.
+type nodeWithAgent struct {
+	node        *netns.Node
+	cache       *agent.Cache
+	upstream    *countingUpstream
+	proxy       *switchableProxy
+	stsEndpoint string
+	client      *http.Client // dials from inside the node
+}
+
+func startNodeWithAgent(t *testing.T) *nodeWithAgent {
+	t.Helper()
+	node := netnstest.NewNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	agentTokenFile := filepath.Join(t.TempDir(), "agent-token")
+	if err := os.WriteFile(agentTokenFile, []byte(agentTokens["node-a"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newSwitchableProxy(t)
+	up := &countingUpstream{next: agent.NewEKSAuth(agent.EKSAuthOptions{
+		Endpoint: proxy.url, ClusterName: identity.ClusterName, Region: identity.Region, AgentTokenFile: agentTokenFile, Timeout: 3 * time.Second,
+	})}
+	verifier, err := token.ForCluster(ctx, cluster.Config, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := metadata.NewForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := node.Listen("tcp", "169.254.170.23:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := agent.NewCache(up, agent.CacheOptions{})
+	a := agent.New(agent.Options{Node: "node-a", Listeners: []net.Listener{l}, Cache: cache, Handler: agent.HandlerOptions{Tokens: verifier}, Metadata: meta})
+	wg.Go(func() {
+		if err := a.Run(ctx); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	// The emulator answers inside the node too, where the workloads are.
+	stsListener, err := node.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { emu.Serve(ctx, stsListener) })
+
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := node.Do(func() (err error) {
+			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+	return &nodeWithAgent{
+		node: node, cache: cache, upstream: up, proxy: proxy,
+		stsEndpoint: "http://" + stsListener.Addr().String(),
+		client:      &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 10 * time.Second},
+	}
+}
+
+// podWithToken creates a pod on node-a for w's ServiceAccount and writes its
+// token where a kubelet would, returning the file.
+func (w *workload) podWithToken(t *testing.T, name string) (*corev1.Pod, string) {
+	t.Helper()
+	pod := w.newPod(t, name, "node-a")
+	dir := filepath.Join(t.TempDir(), "pods", string(pod.UID), "volumes", "eks-pod-identity-token")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "eks-pod-identity-token")
+	if err := os.WriteFile(file, []byte(w.token(t, pod)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pod, file
+}
+
+// env is all a workload gets: what the webhook injects, a region, and (AWS
+// being unreachable here) where STS is.
+func (n *nodeWithAgent) env(tokenFile string) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.TempDir(),
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.23/v1/credentials",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=" + tokenFile,
+		"AWS_REGION=" + identity.Region,
+		"AWS_ENDPOINT_URL_STS=" + n.stsEndpoint,
+	}
+}
+
+var buildWorkload = sync.OnceValues(func() (string, error) {
+	out := filepath.Join(os.TempDir(), fmt.Sprintf("podid-workload-%d", os.Getpid()))
+	cmd := exec.Command("go", "build", "-o", out, "./workload")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the workload: %v: %s", err, b)
+	}
+	return out, nil
+})
+
+type identityLine struct {
+	ARN         string `json:"arn"`
+	AccessKeyID string `json:"accessKeyId"`
+	Expires     string `json:"expires"`
+}
+
+func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string, args ...string) identityLine {
+	t.Helper()
+	cmd := n.node.Command(t.Context(), name, args...)
+	cmd.Env = n.env(tokenFile)
+	cmd.Dir = "js"
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, stderr.String())
+	}
+	var id identityLine
+	if err := json.Unmarshal(out, &id); err != nil {
+		t.Fatalf("%s printed %q: %v", name, out, err)
+	}
+	return id
+}
+
+func TestAgentServesTheSDKCredentialChains(t *testing.T) {
+	n := startNodeWithAgent(t)
+	role := createRole(t, "agent-app", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	w := newWorkload(t, role, nil)
+	_, tokenFile := w.podWithToken(t, "sdk-0")
+
+	workloadBin, err := buildWorkload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goID := n.runWorkload(t, tokenFile, workloadBin)
+	if !strings.HasPrefix(goID.ARN, "arn:aws:sts::"+identity.AccountID+":assumed-role/agent-app/eks-"+identity.ClusterName+"-sdk-0-") {
+		t.Fatalf("aws-sdk-go-v2 workload is %s", goID.ARN)
+	}
+	exp, _ := time.Parse(time.RFC3339, goID.Expires)
+	if time.Until(exp) < 15*time.Minute {
+		t.Fatalf("credentials with %s left", time.Until(exp))
+	}
+
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed; the JS SDK test needs Node 18 or later")
+	}
+	jsID := n.runWorkload(t, tokenFile, node, "workload.mjs")
+	if jsID.ARN != goID.ARN || jsID.AccessKeyID != goID.AccessKeyID {
+		t.Fatalf("JS workload is %s with %s; the Go one %s with %s (the second must come from the agent's cache)", jsID.ARN, jsID.AccessKeyID, goID.ARN, goID.AccessKeyID)
+	}
+	if calls := n.upstream.calls.Load(); calls != 1 {
+		t.Fatalf("upstream calls = %d for two workloads of one pod, want 1", calls)
+	}
+}
+
+func (n *nodeWithAgent) get(t *testing.T, host, authorization string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://169.254.170.23/v1/credentials", nil)
+	if host != "" {
+		req.Host = host
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestAgentConcurrencyRotationAndFaults(t *testing.T) {
+	n := startNodeWithAgent(t)
+	role := createRole(t, "agent-faults", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	w := newWorkload(t, role, nil)
+	pod, _ := w.podWithToken(t, "busy-0")
+	tok := w.token(t, pod)
+
+	// 100 concurrent first requests: one upstream call.
+	var wg sync.WaitGroup
+	statuses := make(chan int, 100)
+	for range 100 {
+		wg.Go(func() {
+			status, _ := n.get(t, "", tok)
+			statuses <- status
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != 200 {
+			t.Fatalf("a concurrent first request got %d", s)
+		}
+	}
+	if calls := n.upstream.calls.Load(); calls != 1 {
+		t.Fatalf("upstream calls for 100 concurrent first requests = %d, want 1", calls)
+	}
+
+	// The kubelet rotates the token: no upstream call.
+	if status, _ := n.get(t, "", w.token(t, pod)); status != 200 || n.upstream.calls.Load() != 1 {
+		t.Fatalf("after rotation: %d, calls %d", status, n.upstream.calls.Load())
+	}
+
+	// Upstream goes away: cached credentials are still served; a fresh pod
+	// gets a clear 5xx.
+	n.proxy.down.Store(true)
+	if status, _ := n.get(t, "", tok); status != 200 {
+		t.Fatalf("cached pod while upstream is down: %d", status)
+	}
+	fresh, _ := w.podWithToken(t, "fresh-0")
+	status, body := n.get(t, "", w.token(t, fresh))
+	var e struct{ Code, Message string }
+	if status < 500 || json.Unmarshal([]byte(body), &e) != nil || e.Message == "" {
+		t.Fatalf("fresh pod while upstream is down: %d %s", status, body)
+	}
+	n.proxy.down.Store(false)
+
+	// The pods are deleted: the agent forgets them, so nothing renews them.
+	for _, p := range []*corev1.Pod{pod, fresh} {
+		if err := k8s.Delete(t.Context(), p, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the agent to forget the deleted pods", func(context.Context) (bool, error) {
+		return n.cache.Len() == 0, nil
+	})
+}
+
+func TestAgentRefusesBadRequests(t *testing.T) {
+	n := startNodeWithAgent(t)
+	role := createRole(t, "agent-bad", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	w := newWorkload(t, role, nil)
+	pod, _ := w.podWithToken(t, "bad-0")
+	good := w.token(t, pod)
+	f := newForger(t)
+	expired := f.forge(t, pod, func(c *jwt.Claims, _ map[string]any) {
+		c.Expiry = jwt.NewNumericDate(time.Now().Add(-time.Hour))
+		c.IssuedAt, c.NotBefore = jwt.NewNumericDate(time.Now().Add(-2*time.Hour)), jwt.NewNumericDate(time.Now().Add(-2*time.Hour))
+	})
+	cases := []struct {
+		name, host, authorization string
+		status                    int
+	}{
+		{"no Authorization", "", "", 400},
+		{"Bearer prefix", "", "Bearer " + good, 400},
+		{"garbage", "", "garbage", 400},
+		{"oversized header", "", strings.Repeat("a", 40<<10), 431},
+		{"expired token", "", expired, 400},
+		{"wrong Host (DNS rebinding)", "evil.example", good, 403},
+		{"good", "", good, 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := n.get(t, c.host, c.authorization)
+			if status != c.status {
+				t.Fatalf("status %d (%s), want %d", status, body, c.status)
+			}
+			if status == 200 {
+				var creds struct{ AccessKeyId, SecretAccessKey, Token, AccountId, Expiration string }
+				if err := json.Unmarshal([]byte(body), &creds); err != nil || creds.AccessKeyId == "" || creds.AccountId != identity.AccountID {
+					t.Fatalf("body %s: %v", body, err)
+				}
+				if _, err := time.Parse(time.RFC3339, creds.Expiration); err != nil {
+					t.Fatalf("Expiration %q is not RFC 3339", creds.Expiration)
+				}
+			}
+		})
+	}
+}
