@@ -33,8 +33,10 @@ type HandlerOptions struct {
 
 // Handler serves GET /v1/credentials.
 type Handler struct {
-	opts  HandlerOptions
-	hosts map[string]bool
+	opts     HandlerOptions
+	hosts    map[string]bool
+	verified *verifiedTokens
+	now      func() time.Time
 }
 
 // NewHandler returns the credential endpoint.
@@ -45,7 +47,7 @@ func NewHandler(opts HandlerOptions) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{opts: opts, hosts: map[string]bool{}}
+	h := &Handler{opts: opts, hosts: map[string]bool{}, verified: newVerifiedTokens(5*time.Minute, 50000), now: time.Now}
 	for _, addr := range opts.Hosts {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -108,24 +110,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidToken", "send the token as is, without a 'Bearer ' prefix, as the AWS SDKs do")
 		return
 	}
-	claims, err := h.opts.Tokens.Verify(r.Context(), raw, h.opts.Audience)
-	if err != nil {
-		var terr *token.Error
-		switch {
-		case errors.As(err, &terr) && terr.Reason == token.KeysUnavailable:
-			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the cluster's token signing keys are unavailable; retry later")
-		case errors.As(err, &terr):
-			writeError(w, http.StatusBadRequest, "InvalidToken", terr.Message)
-		default:
-			writeError(w, http.StatusBadRequest, "InvalidToken", "the token is invalid")
+	pod, ok := h.verified.get(raw, h.now())
+	if !ok {
+		var failed bool
+		if pod, failed = h.verify(w, r, raw); failed {
+			return
 		}
-		return
 	}
-	if claims.Pod == nil {
-		writeError(w, http.StatusBadRequest, "InvalidToken", "the token is not bound to a pod")
-		return
-	}
-	pod := Pod{UID: claims.Pod.UID, Namespace: claims.Namespace, Name: claims.Pod.Name}
 	creds, err := h.opts.Cache.Get(r.Context(), pod, raw)
 	if err != nil {
 		status, code, message := upstreamStatus(err)
@@ -153,4 +144,29 @@ func upstreamStatus(err error) (int, string, string) {
 		return http.StatusGatewayTimeout, "ServiceUnavailable", "the credential service did not answer in time; retry"
 	}
 	return http.StatusBadGateway, "ServiceUnavailable", "the credential service could not be reached; retry"
+}
+
+// verify checks raw's signature and claims, remembers it, and returns its
+// pod; when it fails it has written the error and returns failed.
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request, raw string) (pod Pod, failed bool) {
+	claims, err := h.opts.Tokens.Verify(r.Context(), raw, h.opts.Audience)
+	if err != nil {
+		var terr *token.Error
+		switch {
+		case errors.As(err, &terr) && terr.Reason == token.KeysUnavailable:
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the cluster's token signing keys are unavailable; retry later")
+		case errors.As(err, &terr):
+			writeError(w, http.StatusBadRequest, "InvalidToken", terr.Message)
+		default:
+			writeError(w, http.StatusBadRequest, "InvalidToken", "the token is invalid")
+		}
+		return Pod{}, true
+	}
+	if claims.Pod == nil {
+		writeError(w, http.StatusBadRequest, "InvalidToken", "the token is not bound to a pod")
+		return Pod{}, true
+	}
+	pod = Pod{UID: claims.Pod.UID, Namespace: claims.Namespace, Name: claims.Pod.Name}
+	h.verified.put(raw, pod, claims.Expiry, h.now())
+	return pod, false
 }
