@@ -76,7 +76,7 @@ func main() {
 	// Memory: an agent process with N pods cached. Tokens are made one at a
 	// time, so only what the agent keeps of them counts.
 	tokenFor(0) // warm the signer and the verifier up before the baseline
-	before := rss()
+	before, heapBefore := rss(), heap()
 	up := &upstream{}
 	cache := agent.NewCache(up, agent.CacheOptions{MaxEntries: *pods + 1, PodRate: 1000, PodBurst: 1000})
 	h := agent.NewHandler(agent.HandlerOptions{Cache: cache, Tokens: verifier, Hosts: []string{"169.254.170.23:80"}})
@@ -90,9 +90,10 @@ func main() {
 			check(fmt.Errorf("status %d: %s", w.Code, w.Body))
 		}
 	}
-	after := rss()
-	fmt.Printf("memory: %d pods cached; RSS %.1f MB before, %.1f MB after: %.1f MB for the cache (%.0f bytes/pod); whole process %.1f MB\n",
-		cache.Len(), mb(before), mb(after), mb(after-before), float64(after-before)/float64(*pods), mb(after))
+	after, heapAfter := rss(), heap()
+	fmt.Printf("memory: %d pods cached; RSS %.1f MB before, %.1f MB after: %.1f MB for the cache (%.0f bytes/pod; live heap %.0f bytes/pod); whole process %.1f MB\n",
+		cache.Len(), mb(before), mb(after), mb(after-before), float64(after-before)/float64(*pods), float64(heapAfter-heapBefore)/float64(*pods), mb(after))
+	runtime.KeepAlive(h)
 
 	// 100 concurrent first requests for one pod, upstream taking 300 ms.
 	slow := &upstream{delay: 300 * time.Millisecond}
@@ -134,6 +135,13 @@ func rss() int64 {
 		}
 	}
 	return 0
+}
+
+func heap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
