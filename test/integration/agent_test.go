@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/go-jose/go-jose/v4/jwt"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/metadata"
@@ -34,10 +35,12 @@ import (
 type countingUpstream struct {
 	next  agent.Upstream
 	calls atomic.Int32
+	delay time.Duration // added before each call, as a slow server would
 }
 
 func (c *countingUpstream) Fetch(ctx context.Context, tok string) (agent.Credentials, error) {
 	c.calls.Add(1)
+	time.Sleep(c.delay)
 	return c.next.Fetch(ctx, tok)
 }
 
@@ -75,7 +78,8 @@ func newSwitchableProxy(t *testing.T) *switchableProxy {
 }
 
 // nodeWithAgent is a network-namespace node running podid agent on the real
-// 169.254.170.23:80 inside it, and the STS emulator reachable from inside.
+// 169.254.170.23:80 (and [fd00:ec2::23]:80) inside it, and the STS emulator
+// reachable from inside.
 type nodeWithAgent struct {
 	node        *netns.Node
 	cache       *agent.Cache
@@ -83,23 +87,55 @@ type nodeWithAgent struct {
 	proxy       *switchableProxy
 	stsEndpoint string
 	client      *http.Client // dials from inside the node
+	stop        func()       // stops the agent and waits for its drain
+}
+
+// agentMode says how the agent authenticates to podid server.
+type agentMode struct {
+	sigv4 bool // sign with stockKey instead of the agent's own token
+	delay time.Duration
 }
 
 func startNodeWithAgent(t *testing.T) *nodeWithAgent {
 	t.Helper()
-	node := netnstest.NewNode(t)
+	n := &nodeWithAgent{node: netnstest.NewNode(t), proxy: newSwitchableProxy(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-
-	agentTokenFile := filepath.Join(t.TempDir(), "agent-token")
-	if err := os.WriteFile(agentTokenFile, []byte(agentTokens["node-a"]), 0o600); err != nil {
+	// The emulator answers inside the node too, where the workloads are.
+	stsListener, err := n.node.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newSwitchableProxy(t)
-	up := &countingUpstream{next: agent.NewEKSAuth(agent.EKSAuthOptions{
-		Endpoint: proxy.url, ClusterName: identity.ClusterName, Region: identity.Region, AgentTokenFile: agentTokenFile, Timeout: 3 * time.Second,
-	})}
+	wg.Go(func() { emu.Serve(ctx, stsListener) })
+	n.stsEndpoint = "http://" + stsListener.Addr().String()
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := n.node.Do(func() (err error) {
+			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
+	n.client = &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	n.startAgent(t, agentMode{})
+	return n
+}
+
+// startAgent starts a fresh agent, with an empty cache, on the node.
+func (n *nodeWithAgent) startAgent(t *testing.T, mode agentMode) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts := agent.EKSAuthOptions{Endpoint: n.proxy.url, ClusterName: identity.ClusterName, Region: identity.Region, Timeout: 3 * time.Second}
+	if mode.sigv4 {
+		opts.Credentials = credentials.NewStaticCredentialsProvider(stockKey.AccessKeyID, stockKey.SecretAccessKey, "")
+	} else {
+		opts.AgentTokenFile = filepath.Join(t.TempDir(), "agent-token")
+		if err := os.WriteFile(opts.AgentTokenFile, []byte(agentTokens["node-a"]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.upstream = &countingUpstream{next: agent.NewEKSAuth(opts), delay: mode.delay}
 	verifier, err := token.ForCluster(ctx, cluster.Config, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -108,37 +144,30 @@ func startNodeWithAgent(t *testing.T) *nodeWithAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := node.Listen("tcp", "169.254.170.23:80")
+	l4, err := n.node.Listen("tcp", "169.254.170.23:80")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := agent.NewCache(up, agent.CacheOptions{})
-	a := agent.New(agent.Options{Node: "node-a", Listeners: []net.Listener{l}, Cache: cache, Handler: agent.HandlerOptions{Tokens: verifier}, Metadata: meta})
-	wg.Go(func() {
+	listeners := []net.Listener{l4}
+	if n.node.IPv6 {
+		l6, err := n.node.Listen("tcp", "[fd00:ec2::23]:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, l6)
+	}
+	n.cache = agent.NewCache(n.upstream, agent.CacheOptions{})
+	a := agent.New(agent.Options{Node: "node-a", Listeners: listeners, Cache: n.cache, Handler: agent.HandlerOptions{Tokens: verifier}, Metadata: meta})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		if err := a.Run(ctx); err != nil {
 			t.Errorf("agent: %v", err)
 		}
-	})
-	// The emulator answers inside the node too, where the workloads are.
-	stsListener, err := node.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Go(func() { emu.Serve(ctx, stsListener) })
-
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var conn net.Conn
-		err := node.Do(func() (err error) {
-			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return conn, err
-	}
-	return &nodeWithAgent{
-		node: node, cache: cache, upstream: up, proxy: proxy,
-		stsEndpoint: "http://" + stsListener.Addr().String(),
-		client:      &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 10 * time.Second},
-	}
+	}()
+	var once sync.Once
+	n.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(n.stop)
 }
 
 // podWithToken creates a pod on node-a for w's ServiceAccount and writes its
@@ -350,4 +379,98 @@ func TestAgentRefusesBadRequests(t *testing.T) {
 			}
 		})
 	}
+}
+
+func (n *nodeWithAgent) getURL(t *testing.T, url, authorization string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	req.Header.Set("Authorization", authorization)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestAgentModesAddressesRestartAndDrain(t *testing.T) {
+	n := startNodeWithAgent(t)
+	role := createRole(t, "agent-modes", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	w := newWorkload(t, role, nil)
+
+	t.Run("IPv6 address", func(t *testing.T) {
+		if !n.node.IPv6 {
+			t.Fatal("the node has no IPv6; this machine's namespaces should")
+		}
+		pod, tokenFile := w.podWithToken(t, "v6-0")
+		if status, body := n.getURL(t, "http://[fd00:ec2::23]/v1/credentials", w.token(t, pod)); status != 200 {
+			t.Fatalf("over IPv6: %d %s", status, body)
+		}
+		// And through the SDK, as an IPv6 cluster's webhook would configure it.
+		bin, err := buildWorkload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := n.node.Command(t.Context(), bin)
+		cmd.Env = append(n.env(tokenFile), "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://[fd00:ec2::23]/v1/credentials")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "assumed-role/agent-modes/") {
+			t.Fatalf("Go SDK over IPv6: %v %s", err, out)
+		}
+	})
+
+	t.Run("restart refills one call per pod", func(t *testing.T) {
+		var tokens []string
+		for i := range 20 {
+			pod, _ := w.podWithToken(t, fmt.Sprintf("restart-%d", i))
+			tokens = append(tokens, w.token(t, pod))
+		}
+		for _, tok := range tokens {
+			if status, body := n.get(t, "", tok); status != 200 {
+				t.Fatalf("before the restart: %d %s", status, body)
+			}
+		}
+		n.stop()
+		n.startAgent(t, agentMode{})
+		// Every pod's SDK comes back at once, several times each.
+		var wg sync.WaitGroup
+		for _, tok := range tokens {
+			for range 5 {
+				wg.Go(func() {
+					if status, body := n.get(t, "", tok); status != 200 {
+						t.Errorf("after the restart: %d %s", status, body)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if calls := n.upstream.calls.Load(); calls != int32(len(tokens)) {
+			t.Fatalf("upstream calls after a restart = %d for %d pods, want one each", calls, len(tokens))
+		}
+	})
+
+	t.Run("drains in-flight requests on shutdown", func(t *testing.T) {
+		n.stop()
+		n.startAgent(t, agentMode{delay: 500 * time.Millisecond})
+		pod, _ := w.podWithToken(t, "drain-0")
+		result := make(chan int, 1)
+		go func() {
+			status, _ := n.get(t, "", w.token(t, pod))
+			result <- status
+		}()
+		eventually(t, "the request to reach upstream", func(context.Context) (bool, error) { return n.upstream.calls.Load() == 1, nil })
+		n.stop() // while the upstream call is in flight
+		if status := <-result; status != 200 {
+			t.Fatalf("a request in flight at shutdown got %d", status)
+		}
+	})
+
+	t.Run("SigV4 to the exchange, as against EKS Auth", func(t *testing.T) {
+		n.stop()
+		n.startAgent(t, agentMode{sigv4: true})
+		pod, _ := w.podWithToken(t, "sigv4-0")
+		if status, body := n.get(t, "", w.token(t, pod)); status != 200 || !strings.Contains(body, `"AccountId":"`+identity.AccountID+`"`) {
+			t.Fatalf("through a SigV4-signing agent: %d %s", status, body)
+		}
+	})
 }

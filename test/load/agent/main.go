@@ -22,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ func (u *upstream) Fetch(ctx context.Context, tok string) (agent.Credentials, er
 
 func main() {
 	pods := flag.Int("pods", 10000, "pods to cache for the memory figure")
+	heapProfile := flag.String("heap-profile", "", "write a heap profile here once the pods are cached")
 	flag.Parse()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	check(err)
@@ -93,6 +95,12 @@ func main() {
 	after, heapAfter := rss(), heap()
 	fmt.Printf("memory: %d pods cached; RSS %.1f MB before, %.1f MB after: %.1f MB for the cache (%.0f bytes/pod; live heap %.0f bytes/pod); whole process %.1f MB\n",
 		cache.Len(), mb(before), mb(after), mb(after-before), float64(after-before)/float64(*pods), float64(heapAfter-heapBefore)/float64(*pods), mb(after))
+	if *heapProfile != "" {
+		f, err := os.Create(*heapProfile)
+		check(err)
+		check(pprof.WriteHeapProfile(f))
+		f.Close()
+	}
 	runtime.KeepAlive(h)
 
 	// 100 concurrent first requests for one pod, upstream taking 300 ms.
