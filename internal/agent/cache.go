@@ -26,6 +26,11 @@ type Upstream interface {
 	Fetch(ctx context.Context, token string) (Credentials, error)
 }
 
+// TokenSource reads a pod's current projected token from the node.
+type TokenSource interface {
+	Token(pod Pod) (string, bool)
+}
+
 // Pod identifies the pod a token belongs to.
 type Pod struct {
 	UID, Namespace, Name string
@@ -46,6 +51,11 @@ type CacheOptions struct {
 	// refreshes together); default 1/s, burst 5.
 	PodRate  rate.Limit
 	PodBurst int
+	// Tokens, when set, finds a pod's current token on the node (the
+	// kubelet's volume), so the cache need not keep a copy of every pod's
+	// token for background refreshes: most of its memory at scale. Pods it
+	// cannot find keep their token in the cache.
+	Tokens TokenSource
 	// Backoff after a failed refresh starts here and doubles to MaxBackoff,
 	// with jitter; defaults 1 s and 1 min.
 	Backoff, MaxBackoff time.Duration
@@ -66,8 +76,11 @@ type Cache struct {
 }
 
 type entry struct {
-	pod      Pod
-	token    string // the newest token seen, used to refresh
+	pod Pod
+	// token is the newest token seen, kept for refreshes unless the node's
+	// TokenSource has it.
+	token    string
+	onDisk   bool
 	creds    Credentials
 	valid    bool
 	lastUsed time.Time
@@ -115,7 +128,10 @@ func (c *Cache) Get(ctx context.Context, pod Pod, token string) (Credentials, er
 	c.mu.Lock()
 	e := c.entries[pod.UID]
 	if e != nil {
-		e.token, e.lastUsed = token, now
+		if !e.onDisk {
+			e.token = token
+		}
+		e.lastUsed = now
 		fresh := e.valid && e.creds.Expiration.Sub(now) >= c.opts.MinRemaining
 		// While upstream is failing and backing off, valid credentials are
 		// served at once rather than after another doomed call.
@@ -145,8 +161,15 @@ func (c *Cache) Get(ctx context.Context, pod Pod, token string) (Credentials, er
 
 // fetch makes the upstream call for pod and stores the result.
 func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Credentials, error) {
+	// A new pod whose token the node holds need not have it copied here.
+	onDisk := false
+	if c.opts.Tokens != nil {
+		if found, ok := c.opts.Tokens.Token(pod); ok && found == token {
+			onDisk = true
+		}
+	}
 	c.mu.Lock()
-	e := c.entryLocked(pod)
+	e := c.entryLocked(pod, token, onDisk)
 	limiter := e.limiter
 	c.mu.Unlock()
 	if !limiter.AllowN(c.opts.Now(), 1) {
@@ -171,14 +194,17 @@ func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Credentials, 
 }
 
 // entryLocked returns pod's entry, making room and creating it if needed.
-func (c *Cache) entryLocked(pod Pod) *entry {
+func (c *Cache) entryLocked(pod Pod, token string, onDisk bool) *entry {
 	if e := c.entries[pod.UID]; e != nil {
 		return e
 	}
 	if len(c.entries) >= c.opts.MaxEntries {
 		c.evictLocked()
 	}
-	e := &entry{pod: pod, lastUsed: c.opts.Now(), limiter: rate.NewLimiter(c.opts.PodRate, c.opts.PodBurst)}
+	e := &entry{pod: pod, lastUsed: c.opts.Now(), onDisk: onDisk, limiter: rate.NewLimiter(c.opts.PodRate, c.opts.PodBurst)}
+	if !onDisk {
+		e.token = token
+	}
 	c.entries[pod.UID] = e
 	return e
 }
@@ -236,12 +262,18 @@ func (c *Cache) RefreshDue(ctx context.Context) int {
 		}
 		if e.valid && e.creds.Expiration.Sub(now) < c.opts.RefreshBefore && !now.Before(e.nextTryAt) {
 			due = append(due, e.pod)
-			tokens = append(tokens, e.token)
+			tokens = append(tokens, e.token) // "" when on disk: read below
 		}
 	}
 	c.mu.Unlock()
 	renewed := 0
 	for i, pod := range due {
+		if tokens[i] == "" {
+			var ok bool
+			if tokens[i], ok = c.opts.Tokens.Token(pod); !ok {
+				continue // gone from disk: the pod is leaving; its next request refetches
+			}
+		}
 		if _, err, _ := c.group.Do(pod.UID, func() (any, error) { return c.fetch(ctx, pod, tokens[i]) }); err == nil {
 			renewed++
 		}

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,5 +161,48 @@ func TestPerPodRateLimitAndBoundedSize(t *testing.T) {
 	}
 	if n := cache.Len(); n > 3 {
 		t.Fatalf("cache holds %d entries, bound 3", n)
+	}
+}
+
+func TestRefreshAfterASingleRequestUsesItsToken(t *testing.T) {
+	cache, up, clk := setup(0)
+	cache.Get(t.Context(), pod, "only-token")
+	clk.Add(41 * time.Minute)
+	if n := cache.RefreshDue(t.Context()); n != 1 || up.tokens[len(up.tokens)-1] != "only-token" {
+		t.Fatalf("refreshed %d with %q", n, up.tokens[len(up.tokens)-1])
+	}
+}
+
+func TestTokensOnTheNodeAreNotCopied(t *testing.T) {
+	dir := t.TempDir()
+	write := func(tok string) {
+		p := filepath.Join(dir, pod.UID, "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "eks-pod-identity-token"), []byte(tok+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("disk-v1")
+	clk := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	up := &fakeUpstream{lifetime: time.Hour, now: clk.Now}
+	cache := NewCache(up, CacheOptions{Now: clk.Now, Tokens: KubeletTokens{Dir: dir}})
+	if _, err := cache.Get(t.Context(), pod, "disk-v1"); err != nil {
+		t.Fatal(err)
+	}
+	cache.mu.Lock()
+	kept := cache.entries[pod.UID].token
+	cache.mu.Unlock()
+	if kept != "" {
+		t.Fatalf("the cache copied a token the node holds: %q", kept)
+	}
+	write("disk-v2") // the kubelet rotates it
+	clk.Add(41 * time.Minute)
+	if n := cache.RefreshDue(t.Context()); n != 1 || up.tokens[len(up.tokens)-1] != "disk-v2" {
+		t.Fatalf("refreshed %d with %q, want the rotated token from disk", n, up.tokens[len(up.tokens)-1])
+	}
+	if _, ok := (KubeletTokens{Dir: dir}).Token(Pod{UID: "../etc"}); ok {
+		t.Fatal("a UID walked out of the pods directory")
 	}
 }

@@ -27,7 +27,7 @@ type agentFlags struct {
 	upstreamAuth, agentToken string
 	listen                   []string
 	probeAddr, metricsAddr   string
-	audience                 string
+	audience, kubeletPods    string
 	log                      logging.Options
 	conn                     *kube.ConnectionFlags
 }
@@ -62,6 +62,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringSliceVar(&f.listen, "listen", []string{"169.254.170.23:80", "[fd00:ec2::23]:80"}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
+	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
 	fs.StringVar(&f.audience, "token-audience", "pods.eks.amazonaws.com", "audience of the pod tokens")
 	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.log.Level, "log-level", "info", "log level: debug, info, warn or error")
@@ -118,12 +119,16 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("--server-auth %q: use agent-token or sigv4", f.upstreamAuth)
 	}
+	cacheOpts := agent.CacheOptions{}
+	if f.kubeletPods != "" {
+		cacheOpts.Tokens = agent.KubeletTokens{Dir: f.kubeletPods}
+	}
 	a := agent.New(agent.Options{
 		Node:        f.node,
 		Listen:      f.listen,
 		ProbeAddr:   f.probeAddr,
 		MetricsAddr: f.metricsAddr,
-		Cache:       agent.NewCache(agent.NewEKSAuth(upOpts), agent.CacheOptions{}),
+		Cache:       agent.NewCache(agent.NewEKSAuth(upOpts), cacheOpts),
 		Handler:     agent.HandlerOptions{Tokens: verifier, Audience: f.audience},
 		Metadata:    meta,
 		Log:         log,

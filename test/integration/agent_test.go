@@ -156,7 +156,7 @@ func (n *nodeWithAgent) startAgent(t *testing.T, mode agentMode) {
 		}
 		listeners = append(listeners, l6)
 	}
-	n.cache = agent.NewCache(n.upstream, agent.CacheOptions{})
+	n.cache = agent.NewCache(n.upstream, agent.CacheOptions{Tokens: agent.KubeletTokens{Dir: kubeletPodsDir}})
 	a := agent.New(agent.Options{Node: "node-a", Listeners: listeners, Cache: n.cache, Handler: agent.HandlerOptions{Tokens: verifier}, Metadata: meta})
 	done := make(chan struct{})
 	go func() {
@@ -170,12 +170,15 @@ func (n *nodeWithAgent) startAgent(t *testing.T, mode agentMode) {
 	t.Cleanup(n.stop)
 }
 
+// kubeletPodsDir stands for node-a's /var/lib/kubelet/pods.
+var kubeletPodsDir = filepath.Join(os.TempDir(), fmt.Sprintf("podid-kubelet-pods-%d", os.Getpid()))
+
 // podWithToken creates a pod on node-a for w's ServiceAccount and writes its
 // token where a kubelet would, returning the file.
 func (w *workload) podWithToken(t *testing.T, name string) (*corev1.Pod, string) {
 	t.Helper()
 	pod := w.newPod(t, name, "node-a")
-	dir := filepath.Join(t.TempDir(), "pods", string(pod.UID), "volumes", "eks-pod-identity-token")
+	dir := filepath.Join(kubeletPodsDir, string(pod.UID), "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

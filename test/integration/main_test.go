@@ -43,6 +43,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = cluster.Stop() }()
+	defer os.RemoveAll(kubeletPodsDir)
 	k8s = cluster.Client
 
 	ctx, cancel := context.WithCancel(context.Background())

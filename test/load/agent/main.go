@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -52,6 +53,7 @@ func (u *upstream) Fetch(ctx context.Context, tok string) (agent.Credentials, er
 
 func main() {
 	pods := flag.Int("pods", 10000, "pods to cache for the memory figure")
+	onDisk := flag.Bool("tokens-on-disk", true, "write the pods' tokens where the kubelet would, so the agent reads them instead of keeping copies")
 	heapProfile := flag.String("heap-profile", "", "write a heap profile here once the pods are cached")
 	flag.Parse()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -78,12 +80,24 @@ func main() {
 	// Memory: an agent process with N pods cached. Tokens are made one at a
 	// time, so only what the agent keeps of them counts.
 	tokenFor(0) // warm the signer and the verifier up before the baseline
+	kubeletDir, err := os.MkdirTemp("", "podid-agent-load-")
+	check(err)
+	defer os.RemoveAll(kubeletDir)
+	opts := agent.CacheOptions{MaxEntries: *pods + 1, PodRate: 1000, PodBurst: 1000}
+	if *onDisk {
+		opts.Tokens = agent.KubeletTokens{Dir: kubeletDir}
+	}
 	before, heapBefore := rss(), heap()
 	up := &upstream{}
-	cache := agent.NewCache(up, agent.CacheOptions{MaxEntries: *pods + 1, PodRate: 1000, PodBurst: 1000})
+	cache := agent.NewCache(up, opts)
 	h := agent.NewHandler(agent.HandlerOptions{Cache: cache, Tokens: verifier, Hosts: []string{"169.254.170.23:80"}})
 	for i := range *pods {
 		tok := tokenFor(i)
+		if *onDisk {
+			dir := filepath.Join(kubeletDir, fmt.Sprintf("0b7c7e4e-3c1a-4f57-9a2e-%012d", i), "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
+			check(os.MkdirAll(dir, 0o755))
+			check(os.WriteFile(filepath.Join(dir, "eks-pod-identity-token"), []byte(tok), 0o644))
+		}
 		req := httptest.NewRequest("GET", "http://169.254.170.23/v1/credentials", nil)
 		req.Header.Set("Authorization", tok)
 		w := httptest.NewRecorder()
