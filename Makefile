@@ -7,8 +7,9 @@ export KUBEBUILDER_ASSETS := $(BIN)
 
 all: build
 
-build: ## Build bin/podid.
+build: ## Build bin/podid and bin/podid-agent.
 	go build -trimpath -o $(BIN)/podid ./cmd/podid
+	go build -trimpath -o $(BIN)/podid-agent ./cmd/podid-agent
 
 tools: ## Build the pinned kube-apiserver, etcd, controller-gen and MinIO into bin/ (cached by pin).
 	hack/tools.sh
@@ -32,8 +33,9 @@ verify: generate ## Fail on unformatted code, vet findings or stale generated fi
 test: verify js ## Everything: verification, unit, integration and node tests, with the race detector.
 	go test -race -count=1 ./...
 
-bench: ## The benchmarks whose figures the docs quote.
-	go test ./internal/association ./internal/auth -run '^$$' -bench . -benchmem
+bench: ## The benchmarks whose figures the docs quote, and the agent's load command.
+	go test ./internal/association ./internal/auth ./internal/agent -run '^$$' -bench . -benchmem
+	go run ./test/load/agent
 
 sandbox: tools build ## Run podid on this machine: a real API server, podid server, a sample association.
 	$(BIN)/podid sandbox up

@@ -11,14 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/tools/cache"
 )
 
 // Options configure an Agent.
@@ -33,11 +25,14 @@ type Options struct {
 	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// "" turns either off.
 	ProbeAddr, MetricsAddr string
+	// Profiling adds Go's /debug/pprof/ to the metrics address.
+	Profiling bool
 	Cache                  *Cache
 	Handler                HandlerOptions
-	// Metadata watches this node's pods; nil turns the watch off (tests).
-	Metadata metadata.Interface
-	Log      *slog.Logger
+	// APIServer is watched for this node's pods; nil turns the watch off
+	// (tests).
+	APIServer *APIServer
+	Log       *slog.Logger
 	// ShutdownGrace bounds the drain of in-flight requests; default 5 s.
 	ShutdownGrace time.Duration
 }
@@ -46,6 +41,7 @@ type Options struct {
 type Agent struct {
 	opts    Options
 	handler *Handler
+	metrics *metrics
 	synced  atomic.Bool
 }
 
@@ -67,7 +63,10 @@ func New(opts Options) *Agent {
 		}
 		opts.Handler.Hosts = append(opts.Handler.Hosts, opts.Listen...)
 	}
-	return &Agent{opts: opts, handler: NewHandler(opts.Handler)}
+	a := &Agent{opts: opts, handler: NewHandler(opts.Handler), metrics: newMetrics(opts.Cache)}
+	a.handler.count = a.metrics.requestCounters().inc
+	opts.Cache.observe = a.metrics.observeUpstream
+	return a
 }
 
 // Run serves until ctx ends, then drains in-flight requests.
@@ -137,13 +136,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			wg.Wait()
 			return fmt.Errorf("listening for metrics on %s: %w", a.opts.MetricsAddr, err)
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podid_agent_cached_pods", Help: "Pods whose credentials the agent holds."},
-			func() float64 { return float64(a.opts.Cache.Len()) }))
-		serve("metrics", l, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		serve("metrics", l, a.metricsHandler())
 	}
 	wg.Go(func() { a.opts.Cache.Run(ctx, time.Second) })
-	if a.opts.Metadata != nil {
+	if a.opts.APIServer != nil {
 		wg.Go(func() { a.watchPods(ctx) })
 	} else {
 		a.synced.Store(true)
@@ -152,31 +148,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-// watchPods forgets a pod's credentials as soon as it leaves this node.
-func (a *Agent) watchPods(ctx context.Context) {
-	factory := metadatainformer.NewFilteredSharedInformerFactory(a.opts.Metadata, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.opts.Node).String()
-	})
-	informer := factory.ForResource(schema.GroupVersionResource{Version: "v1", Resource: "pods"}).Informer()
-	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-				a.opts.Cache.Forget(string(m.UID))
-				a.opts.Log.Info("pod left the node; its credentials are no longer renewed", "namespace", m.Namespace, "pod", m.Name)
-			}
-		},
-	})
-	factory.Start(ctx.Done())
-	if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		a.synced.Store(true)
-	}
-	<-ctx.Done()
-	factory.Shutdown()
 }
 
 func (a *Agent) probes() http.Handler {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 )
 
 // Credentials are what the agent hands a pod.
@@ -49,7 +48,7 @@ type CacheOptions struct {
 	MaxEntries int
 	// PodRate and PodBurst limit upstream calls per pod (misses and
 	// refreshes together); default 1/s, burst 5.
-	PodRate  rate.Limit
+	PodRate  float64
 	PodBurst int
 	// Tokens, when set, finds a pod's current token on the node (the
 	// kubelet's volume), so the cache need not keep a copy of every pod's
@@ -62,32 +61,50 @@ type CacheOptions struct {
 	Now                 func() time.Time
 }
 
+// Served is credentials as the agent hands them out: the response body the
+// SDKs parse, rendered once when the credentials arrive, and their expiry.
+type Served struct {
+	Body       string
+	Expiration time.Time
+}
+
 // Cache holds credentials per pod UID: a rotated token for the same pod is
 // served from the cache, concurrent first requests for a pod make one
 // upstream call, entries refresh in the background before they run low,
 // and an entry is dropped when its pod leaves the node.
+//
+// An entry is kept small, because an agent may hold a node's every pod: the
+// rendered body (most of it the session token), the pod's UID, and a few
+// integers. Times are Unix nanoseconds of the injected clock.
 type Cache struct {
 	opts     CacheOptions
 	upstream Upstream
 	group    singleflight.Group
+
+	// observe, when set, learns each upstream call's outcome (the agent's
+	// metrics); set before the cache is used.
+	observe func(err error)
 
 	mu      sync.Mutex
 	entries map[string]*entry // by pod UID
 }
 
 type entry struct {
-	pod Pod
-	// token is the newest token seen, kept for refreshes unless the node's
-	// TokenSource has it.
-	token    string
-	onDisk   bool
-	creds    Credentials
-	valid    bool
-	lastUsed time.Time
-	limiter  *rate.Limiter
+	uid string
+	// token is the newest token seen, kept for refreshes; "" when the
+	// node's TokenSource has it.
+	token   string
+	served  Served
+	valid   bool
+	created int64
+	// lastUsed orders eviction.
+	lastUsed int64
 	// failures since the last success, and when the next refresh may run.
-	failures  int
-	nextTryAt time.Time
+	failures  int32
+	nextTryAt int64
+	// A token bucket limiting this pod's upstream calls.
+	allowance float32
+	refilled  int64
 }
 
 // NewCache returns an empty cache over upstream.
@@ -123,23 +140,23 @@ var ErrRateLimited = errors.New("too many credential requests for this pod; retr
 // Get returns credentials for pod, presenting token upstream when the cache
 // cannot answer. Cached credentials with at least MinRemaining left are
 // served without an upstream call.
-func (c *Cache) Get(ctx context.Context, pod Pod, token string) (Credentials, error) {
+func (c *Cache) Get(ctx context.Context, pod Pod, token string) (Served, error) {
 	now := c.opts.Now()
 	c.mu.Lock()
-	e := c.entries[pod.UID]
-	if e != nil {
-		if !e.onDisk {
+	if e := c.entries[pod.UID]; e != nil {
+		if e.token != "" {
 			e.token = token
 		}
-		e.lastUsed = now
-		fresh := e.valid && e.creds.Expiration.Sub(now) >= c.opts.MinRemaining
+		e.lastUsed = now.UnixNano()
+		left := e.served.Expiration.Sub(now)
+		fresh := e.valid && left >= c.opts.MinRemaining
 		// While upstream is failing and backing off, valid credentials are
 		// served at once rather than after another doomed call.
-		stillValid := e.valid && e.creds.Expiration.After(now) && now.Before(e.nextTryAt)
+		stillValid := e.valid && left > 0 && now.UnixNano() < e.nextTryAt
 		if fresh || stillValid {
-			creds := e.creds
+			served := e.served
 			c.mu.Unlock()
-			return creds, nil
+			return served, nil
 		}
 	}
 	c.mu.Unlock()
@@ -151,16 +168,16 @@ func (c *Cache) Get(ctx context.Context, pod Pod, token string) (Credentials, er
 		// Upstream failed: credentials that are still valid beat an error.
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if e := c.entries[pod.UID]; e != nil && e.valid && e.creds.Expiration.After(c.opts.Now()) {
-			return e.creds, nil
+		if e := c.entries[pod.UID]; e != nil && e.valid && e.served.Expiration.After(c.opts.Now()) {
+			return e.served, nil
 		}
-		return Credentials{}, err
+		return Served{}, err
 	}
-	return v.(Credentials), nil
+	return v.(Served), nil
 }
 
 // fetch makes the upstream call for pod and stores the result.
-func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Credentials, error) {
+func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Served, error) {
 	// A new pod whose token the node holds need not have it copied here.
 	onDisk := false
 	if c.opts.Tokens != nil {
@@ -169,56 +186,79 @@ func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Credentials, 
 		}
 	}
 	c.mu.Lock()
-	e := c.entryLocked(pod, token, onDisk)
-	limiter := e.limiter
+	e := c.entryLocked(pod.UID, token, onDisk)
+	allowed := c.allowLocked(e)
 	c.mu.Unlock()
-	if !limiter.AllowN(c.opts.Now(), 1) {
-		return Credentials{}, ErrRateLimited
+	if !allowed {
+		return Served{}, ErrRateLimited
 	}
 	creds, err := c.upstream.Fetch(ctx, token)
+	if c.observe != nil {
+		c.observe(err)
+	}
 	now := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e = c.entries[pod.UID]
-	if e == nil {
+	if c.entries[pod.UID] != e {
 		// The pod left the node while we were asking: do not keep it.
-		return creds, err
+		if err != nil {
+			return Served{}, err
+		}
+		return render(creds), nil
 	}
 	if err != nil {
 		e.failures++
-		e.nextTryAt = now.Add(c.backoff(e.failures))
-		return Credentials{}, err
+		e.nextTryAt = now.Add(c.backoff(int(e.failures))).UnixNano()
+		return Served{}, err
 	}
-	e.creds, e.valid, e.failures, e.nextTryAt = creds, true, 0, time.Time{}
-	return creds, nil
+	e.served, e.valid, e.failures, e.nextTryAt = render(creds), true, 0, 0
+	return e.served, nil
 }
 
-// entryLocked returns pod's entry, making room and creating it if needed.
-func (c *Cache) entryLocked(pod Pod, token string, onDisk bool) *entry {
-	if e := c.entries[pod.UID]; e != nil {
+// entryLocked returns uid's entry, making room and creating it if needed.
+func (c *Cache) entryLocked(uid, token string, onDisk bool) *entry {
+	if e := c.entries[uid]; e != nil {
 		return e
 	}
 	if len(c.entries) >= c.opts.MaxEntries {
 		c.evictLocked()
 	}
-	e := &entry{pod: pod, lastUsed: c.opts.Now(), onDisk: onDisk, limiter: rate.NewLimiter(c.opts.PodRate, c.opts.PodBurst)}
+	now := c.opts.Now().UnixNano()
+	e := &entry{uid: uid, created: now, lastUsed: now, allowance: float32(c.opts.PodBurst), refilled: now}
 	if !onDisk {
 		e.token = token
 	}
-	c.entries[pod.UID] = e
+	c.entries[uid] = e
 	return e
+}
+
+// allowLocked takes one upstream call from e's token bucket: PodRate calls a
+// second, up to PodBurst at once. It is a few bytes per pod, where a
+// rate.Limiter per pod would be a hundred.
+func (c *Cache) allowLocked(e *entry) bool {
+	now := c.opts.Now().UnixNano()
+	if elapsed := now - e.refilled; elapsed > 0 {
+		e.allowance = min(float32(c.opts.PodBurst), e.allowance+float32(float64(elapsed)/1e9*float64(c.opts.PodRate)))
+		e.refilled = now
+	}
+	if e.allowance < 1 {
+		return false
+	}
+	e.allowance--
+	return true
 }
 
 // evictLocked drops the least recently used entry.
 func (c *Cache) evictLocked() {
-	var oldest string
-	var at time.Time
-	for uid, e := range c.entries {
-		if oldest == "" || e.lastUsed.Before(at) {
-			oldest, at = uid, e.lastUsed
+	var oldest *entry
+	for _, e := range c.entries {
+		if oldest == nil || e.lastUsed < oldest.lastUsed {
+			oldest = e
 		}
 	}
-	delete(c.entries, oldest)
+	if oldest != nil {
+		delete(c.entries, oldest.uid)
+	}
 }
 
 // backoff is the wait after n consecutive failures: doubling, capped, with
@@ -239,6 +279,23 @@ func (c *Cache) Forget(uid string) {
 	c.mu.Unlock()
 }
 
+// ForgetAllBut drops the entries of pods not in onNode that were created
+// at or before since: after a relist of the node's pods, those that went while the
+// watch was down. Entries created since then are kept, since their pods may
+// be newer than the list.
+func (c *Cache) ForgetAllBut(onNode map[string]bool, since time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	forgotten := 0
+	for uid, e := range c.entries {
+		if !onNode[uid] && e.created <= since.UnixNano() {
+			delete(c.entries, uid)
+			forgotten++
+		}
+	}
+	return forgotten
+}
+
 // Len is the number of pods cached.
 func (c *Cache) Len() int {
 	c.mu.Lock()
@@ -251,30 +308,31 @@ func (c *Cache) Len() int {
 // (Run does); it returns how many it renewed.
 func (c *Cache) RefreshDue(ctx context.Context) int {
 	now := c.opts.Now()
-	var due []Pod
-	var tokens []string
+	type due struct{ uid, token string }
+	var dues []due
 	c.mu.Lock()
 	for uid, e := range c.entries {
-		if e.valid && !e.creds.Expiration.After(now) {
+		left := e.served.Expiration.Sub(now)
+		if e.valid && left <= 0 {
 			// Expired and not renewed: the pod fetches anew if it asks again.
 			delete(c.entries, uid)
 			continue
 		}
-		if e.valid && e.creds.Expiration.Sub(now) < c.opts.RefreshBefore && !now.Before(e.nextTryAt) {
-			due = append(due, e.pod)
-			tokens = append(tokens, e.token) // "" when on disk: read below
+		if e.valid && left < c.opts.RefreshBefore && now.UnixNano() >= e.nextTryAt {
+			dues = append(dues, due{uid, e.token}) // token "" when on disk: read below
 		}
 	}
 	c.mu.Unlock()
 	renewed := 0
-	for i, pod := range due {
-		if tokens[i] == "" {
+	for _, d := range dues {
+		pod := Pod{UID: d.uid}
+		if d.token == "" {
 			var ok bool
-			if tokens[i], ok = c.opts.Tokens.Token(pod); !ok {
+			if d.token, ok = c.opts.Tokens.Token(pod); !ok {
 				continue // gone from disk: the pod is leaving; its next request refetches
 			}
 		}
-		if _, err, _ := c.group.Do(pod.UID, func() (any, error) { return c.fetch(ctx, pod, tokens[i]) }); err == nil {
+		if _, err, _ := c.group.Do(pod.UID, func() (any, error) { return c.fetch(ctx, pod, d.token) }); err == nil {
 			renewed++
 		}
 	}

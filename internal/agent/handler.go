@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +39,8 @@ type Handler struct {
 	hosts    map[string]bool
 	verified *verifiedTokens
 	now      func() time.Time
+	// count, when set, counts answers by status (the agent's metrics).
+	count func(status int)
 }
 
 // NewHandler returns the credential endpoint.
@@ -81,7 +85,10 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-func writeError(w http.ResponseWriter, status int, code, message string) {
+func (h *Handler) writeError(w http.ResponseWriter, status int, code, message string) {
+	if h.count != nil {
+		h.count(status)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(errorBody{Code: code, Message: message})
@@ -89,25 +96,25 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.hosts[strings.ToLower(r.Host)] {
-		writeError(w, http.StatusForbidden, "AccessDenied", "this endpoint answers only at its own address")
+		h.writeError(w, http.StatusForbidden, "AccessDenied", "this endpoint answers only at its own address")
 		return
 	}
 	if r.URL.Path != "/v1/credentials" {
-		writeError(w, http.StatusNotFound, "NotFound", "the credential endpoint is GET /v1/credentials")
+		h.writeError(w, http.StatusNotFound, "NotFound", "the credential endpoint is GET /v1/credentials")
 		return
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
+		h.writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "use GET")
 		return
 	}
 	raw := r.Header.Get("Authorization")
 	switch {
 	case raw == "":
-		writeError(w, http.StatusBadRequest, "InvalidToken", "the Authorization header is missing: send the pod's projected ServiceAccount token (the file named by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)")
+		h.writeError(w, http.StatusBadRequest, "InvalidToken", "the Authorization header is missing: send the pod's projected ServiceAccount token (the file named by AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE)")
 		return
 	case strings.HasPrefix(raw, "Bearer ") || strings.HasPrefix(raw, "bearer "):
-		writeError(w, http.StatusBadRequest, "InvalidToken", "send the token as is, without a 'Bearer ' prefix, as the AWS SDKs do")
+		h.writeError(w, http.StatusBadRequest, "InvalidToken", "send the token as is, without a 'Bearer ' prefix, as the AWS SDKs do")
 		return
 	}
 	pod, ok := h.verified.get(raw, h.now())
@@ -117,18 +124,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	creds, err := h.opts.Cache.Get(r.Context(), pod, raw)
+	served, err := h.opts.Cache.Get(r.Context(), pod, raw)
 	if err != nil {
 		status, code, message := upstreamStatus(err)
 		h.opts.Log.Info("credentials refused", "namespace", pod.Namespace, "pod", pod.Name, "status", status, "code", code, "error", err.Error())
-		writeError(w, status, code, message)
+		h.writeError(w, status, code, message)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(response{
-		AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, Token: creds.SessionToken,
-		AccountID: creds.AccountID, Expiration: creds.Expiration.UTC().Format(time.RFC3339),
+	if h.count != nil {
+		h.count(http.StatusOK)
+	}
+	header := w.Header()
+	header["Content-Type"] = contentTypeJSON
+	header["Content-Length"] = []string{strconv.Itoa(len(served.Body))}
+	io.WriteString(w, served.Body)
+}
+
+var contentTypeJSON = []string{"application/json"}
+
+// render turns credentials into the body the SDKs parse, once per fetch.
+func render(c Credentials) Served {
+	body, _ := json.Marshal(response{ // strings only: cannot fail
+		AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, Token: c.SessionToken,
+		AccountID: c.AccountID, Expiration: c.Expiration.UTC().Format(time.RFC3339),
 	})
+	return Served{Body: string(body), Expiration: c.Expiration}
 }
 
 // upstreamStatus maps a failure to the status and code the SDKs expect:
@@ -154,16 +174,16 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request, raw string) (po
 		var terr *token.Error
 		switch {
 		case errors.As(err, &terr) && terr.Reason == token.KeysUnavailable:
-			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the cluster's token signing keys are unavailable; retry later")
+			h.writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the cluster's token signing keys are unavailable; retry later")
 		case errors.As(err, &terr):
-			writeError(w, http.StatusBadRequest, "InvalidToken", terr.Message)
+			h.writeError(w, http.StatusBadRequest, "InvalidToken", terr.Message)
 		default:
-			writeError(w, http.StatusBadRequest, "InvalidToken", "the token is invalid")
+			h.writeError(w, http.StatusBadRequest, "InvalidToken", "the token is invalid")
 		}
 		return Pod{}, true
 	}
 	if claims.Pod == nil {
-		writeError(w, http.StatusBadRequest, "InvalidToken", "the token is not bound to a pod")
+		h.writeError(w, http.StatusBadRequest, "InvalidToken", "the token is not bound to a pod")
 		return Pod{}, true
 	}
 	pod = Pod{UID: claims.Pod.UID, Namespace: claims.Namespace, Name: claims.Pod.Name}

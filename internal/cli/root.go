@@ -6,6 +6,7 @@
 package cli
 
 import (
+	"github.com/podid/podid/internal/agentcmd"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -40,7 +41,7 @@ Pod Identity.`,
 	)
 	server := newServerCommand()
 	server.GroupID = "components"
-	agentCmd := newAgentCommand()
+	agentCmd := agentcmd.NewCommand()
 	agentCmd.GroupID = "components"
 	sandbox := newSandboxCommand(streams)
 	sandbox.GroupID = "components"

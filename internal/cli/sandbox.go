@@ -21,7 +21,7 @@ and a sample association, then writes a kubeconfig and sandbox.env into --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The narration is the sandbox's output; logs only when something is wrong.
-			if _, err := logging.Setup(streams.Err, logging.Options{Format: "text", Level: "warn"}); err != nil {
+			if _, err := setupLogging(streams.Err, logging.Options{Format: "text", Level: "warn"}); err != nil {
 				return err
 			}
 			return sandbox.Up(cmd.Context(), sandbox.Options{Dir: dir, Identity: sandbox.DefaultIdentity, Out: streams.Out})

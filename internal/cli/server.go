@@ -33,7 +33,7 @@ an association names must trust that identity with sts:AssumeRole and
 sts:TagSession.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := logging.Setup(os.Stderr, logOpts); err != nil {
+			if _, err := setupLogging(os.Stderr, logOpts); err != nil {
 				return err
 			}
 			cfg, err := conn.RESTConfig()

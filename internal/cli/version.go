@@ -2,14 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
-)
 
-// version is set at link time: -ldflags "-X github.com/podid/podid/internal/cli.version=v0.1.0".
-var version = "dev"
+	"github.com/podid/podid/internal/version"
+)
 
 func newVersionCommand(streams Streams) *cobra.Command {
 	return &cobra.Command{
@@ -17,15 +14,7 @@ func newVersionCommand(streams Streams) *cobra.Command {
 		Short: "Print podid's version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			commit := "unknown"
-			if info, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range info.Settings {
-					if s.Key == "vcs.revision" {
-						commit = s.Value
-					}
-				}
-			}
-			_, err := fmt.Fprintf(streams.Out, "podid %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(streams.Out, version.String("podid"))
 			return err
 		},
 	}

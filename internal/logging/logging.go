@@ -1,6 +1,7 @@
-// Package logging sets up podid's structured logs: log/slog for podid's own
-// code, with controller-runtime's logr and client-go's klog bridged into the
-// same handler, so that one process writes one format.
+// Package logging sets up podid's structured logs with log/slog, and fixes
+// the keys every component logs its values under. It links nothing from
+// Kubernetes: the CLI bridges controller-runtime's logr and client-go's klog
+// into the same handler, and podid agent stays slim.
 package logging
 
 import (
@@ -8,10 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-
-	"github.com/go-logr/logr"
-	"k8s.io/klog/v2"
-	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // Fixed keys for the values podid logs, so that a query for one pod or role
@@ -31,9 +28,8 @@ type Options struct {
 	Level  string // "debug", "info", "warn" or "error"
 }
 
-// Setup builds the logger, makes it slog's default and hands it to
-// controller-runtime and klog.
-func Setup(w io.Writer, opts Options) (*slog.Logger, error) {
+// New builds the logger and makes it slog's default.
+func New(w io.Writer, opts Options) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(opts.Level)); err != nil {
 		return nil, fmt.Errorf("log level %q is not one of debug, info, warn, error", opts.Level)
@@ -50,8 +46,5 @@ func Setup(w io.Writer, opts Options) (*slog.Logger, error) {
 	}
 	logger := slog.New(h)
 	slog.SetDefault(logger)
-	lr := logr.FromSlogHandler(h)
-	ctrl.SetLogger(lr)
-	klog.SetLogger(lr)
 	return logger, nil
 }

@@ -77,7 +77,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	if d := opts.SessionDuration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
 		return "", fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
 	}
-	verifier, err := token.ForCluster(ctx, cfg, opts.TokenIssuer, opts.Now)
+	verifier, err := clusterTokenVerifier(ctx, cfg, opts)
 	if err != nil {
 		return "", err
 	}
@@ -196,4 +196,17 @@ func newSTSClient(ctx context.Context, identity association.Identity, opts APIOp
 			o.BaseEndpoint = aws.String(opts.STSEndpoint)
 		}
 	}), nil
+}
+
+// clusterTokenVerifier verifies the cluster's ServiceAccount tokens with the
+// API server's keys, or an external issuer's when --token-issuer is set.
+func clusterTokenVerifier(ctx context.Context, cfg *rest.Config, opts APIOptions) (*token.Verifier, error) {
+	if opts.TokenIssuer != "" {
+		return token.ForIssuer(ctx, http.DefaultClient, opts.TokenIssuer, opts.Now)
+	}
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building a client for the API server: %w", err)
+	}
+	return token.ForAPIServer(ctx, client, cfg.Host, opts.Now)
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/go-jose/go-jose/v4/jwt"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/agent"
@@ -136,11 +136,14 @@ func (n *nodeWithAgent) startAgent(t *testing.T, mode agentMode) {
 		}
 	}
 	n.upstream = &countingUpstream{next: agent.NewEKSAuth(opts), delay: mode.delay}
-	verifier, err := token.ForCluster(ctx, cluster.Config, "", nil)
+	// The agent reaches the API server as a pod would, with a client of its
+	// own rather than client-go.
+	kubeClient, err := rest.HTTPClientFor(cluster.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := metadata.NewForConfig(cluster.Config)
+	api := &agent.APIServer{Host: strings.TrimSuffix(cluster.Config.Host, "/"), Client: kubeClient}
+	verifier, err := token.ForAPIServer(ctx, api.Client, api.Host, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +160,7 @@ func (n *nodeWithAgent) startAgent(t *testing.T, mode agentMode) {
 		listeners = append(listeners, l6)
 	}
 	n.cache = agent.NewCache(n.upstream, agent.CacheOptions{Tokens: agent.KubeletTokens{Dir: kubeletPodsDir}})
-	a := agent.New(agent.Options{Node: "node-a", Listeners: listeners, Cache: n.cache, Handler: agent.HandlerOptions{Tokens: verifier}, Metadata: meta})
+	a := agent.New(agent.Options{Node: "node-a", Listeners: listeners, Cache: n.cache, Handler: agent.HandlerOptions{Tokens: verifier}, APIServer: api})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -1,4 +1,8 @@
-package cli
+// Package agentcmd is the `podid agent` command. It lives apart from the
+// rest of the CLI so that the podid-agent binary, which runs on every node,
+// links none of the Kubernetes client libraries the server and the CLI use:
+// a test in cmd/podid-agent keeps it so.
+package agentcmd
 
 import (
 	"crypto/tls"
@@ -12,10 +16,8 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/metadata"
 
 	"github.com/podid/podid/internal/agent"
-	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/token"
 )
@@ -28,12 +30,15 @@ type agentFlags struct {
 	listen                   []string
 	probeAddr, metricsAddr   string
 	audience, kubeletPods    string
+	kubeAPI, kubeToken       string
+	kubeCA                   string
+	profiling                bool
 	log                      logging.Options
-	conn                     *kube.ConnectionFlags
 }
 
-func newAgentCommand() *cobra.Command {
-	f := &agentFlags{conn: kube.NewConnectionFlags()}
+// NewCommand returns `podid agent` and its `init` subcommand.
+func NewCommand() *cobra.Command {
+	f := &agentFlags{}
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent that serves pods credentials on 169.254.170.23",
@@ -44,7 +49,7 @@ token with podid server (or EKS Auth) once per pod. Run it as a DaemonSet
 with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logging.Setup(os.Stderr, f.log)
+			log, err := logging.New(os.Stderr, f.log)
 			if err != nil {
 				return err
 			}
@@ -62,11 +67,14 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringSliceVar(&f.listen, "listen", []string{"169.254.170.23:80", "[fd00:ec2::23]:80"}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
+	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
 	fs.StringVar(&f.audience, "token-audience", "pods.eks.amazonaws.com", "audience of the pod tokens")
 	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.log.Level, "log-level", "info", "log level: debug, info, warn or error")
-	f.conn.AddFlags(fs)
+	fs.StringVar(&f.kubeAPI, "kube-api-server", "", "the API server's URL (default: in-cluster, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.StringVar(&f.kubeToken, "kube-token-file", "", "the agent's ServiceAccount token for the API server (default: the in-cluster token)")
+	fs.StringVar(&f.kubeCA, "kube-ca-file", "", "CA bundle of the API server (default: the in-cluster ca.crt)")
 	cmd.AddCommand(newAgentInitCommand())
 	return cmd
 }
@@ -80,15 +88,11 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	case f.upstream == "":
 		return errors.New("--server-url is required: podid server's API address")
 	}
-	cfg, err := f.conn.RESTConfig()
+	api, err := agent.InCluster(f.kubeAPI, f.kubeToken, f.kubeCA)
 	if err != nil {
 		return err
 	}
-	verifier, err := token.ForCluster(cmd.Context(), cfg, "", nil)
-	if err != nil {
-		return err
-	}
-	meta, err := metadata.NewForConfig(cfg)
+	verifier, err := token.ForAPIServer(cmd.Context(), api.Client, api.Host, nil)
 	if err != nil {
 		return err
 	}
@@ -128,9 +132,10 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 		Listen:      f.listen,
 		ProbeAddr:   f.probeAddr,
 		MetricsAddr: f.metricsAddr,
+		Profiling:   f.profiling,
 		Cache:       agent.NewCache(agent.NewEKSAuth(upOpts), cacheOpts),
 		Handler:     agent.HandlerOptions{Tokens: verifier, Audience: f.audience},
-		Metadata:    meta,
+		APIServer:   api,
 		Log:         log,
 	})
 	log.Info("starting podid agent", "node", f.node, "cluster", f.cluster, "server", f.upstream)
@@ -148,7 +153,7 @@ link (created if missing), idempotently. A node without IPv6 gets the IPv4
 address only. Where the dummy kernel module is missing, use --link lo.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logging.Setup(os.Stderr, logging.Options{Format: "text", Level: "info"})
+			log, err := logging.New(os.Stderr, logging.Options{Format: "text", Level: "info"})
 			if err != nil {
 				return err
 			}
