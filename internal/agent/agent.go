@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
 )
 
 // Options configure an Agent.
@@ -27,8 +26,8 @@ type Options struct {
 	ProbeAddr, MetricsAddr string
 	// Profiling adds Go's /debug/pprof/ to the metrics address.
 	Profiling bool
-	Cache                  *Cache
-	Handler                HandlerOptions
+	Cache     *Cache
+	Handler   HandlerOptions
 	// APIServer is watched for this node's pods; nil turns the watch off
 	// (tests).
 	APIServer *APIServer
