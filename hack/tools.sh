@@ -5,7 +5,7 @@
 # fresh clone only copies it; changing a pin changes the key and rebuilds.
 #
 #   hack/tools.sh            build or copy every tool
-#   hack/tools.sh NAME...    only these (kube, controller-gen, minio)
+#   hack/tools.sh NAME...    only these (kube, controller-gen, minio, helm)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +18,8 @@ CONTROLLER_TOOLS_VERSION=v0.23.0
 # MinIO has no semver tags; this is the proxy's @latest, a real third-party STS
 # and S3 for the interop tests.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+# Helm, for `helm lint` and rendering the chart in its golden tests.
+HELM_VERSION=v3.22.0
 
 gover=$(go env GOVERSION)
 
@@ -72,12 +74,13 @@ go_install() {
 
 tool_controller-gen() { go_install controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION"; }
 tool_minio() { go_install minio github.com/minio/minio "$MINIO_VERSION"; }
+tool_helm() { go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"; }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen minio)
+[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen minio helm)
 for t in "${tools[@]}"; do
 	if ! declare -F "tool_$t" >/dev/null; then
-		echo "tools: unknown tool '$t' (known: kube controller-gen minio)" >&2
+		echo "tools: unknown tool '$t' (known: kube controller-gen minio helm)" >&2
 		exit 2
 	fi
 	"tool_$t"

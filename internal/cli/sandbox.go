@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/podid/podid/internal/logging"
@@ -11,13 +13,16 @@ func newSandboxCommand(streams Streams) *cobra.Command {
 	dir := ".sandbox"
 	cmd := &cobra.Command{
 		Use:   "sandbox",
-		Short: "Run podid on this machine with no cloud account: a real API server, podid server and a sample association",
+		Short: "Run the whole of podid on this machine with no cloud account: API server, podid server, a node with an agent, a sample workload",
 	}
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the sandbox and keep it running until Ctrl-C or `podid sandbox down`",
-		Long: `Starts etcd and kube-apiserver (built into bin/ by 'make tools'), podid server,
-and a sample association, then writes a kubeconfig and sandbox.env into --dir.`,
+		Long: `Starts etcd and kube-apiserver (built into bin/ by 'make tools'), the STS/IAM
+emulator, podid server with its webhook, one node with podid agent (a network
+namespace as root, else this host's loopback), a sample association and a
+sample workload that obtains credentials through the AWS SDK's default chain
+and uses them. Writes a kubeconfig and sandbox.env into --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The narration is the sandbox's output; logs only when something is wrong.
@@ -35,7 +40,16 @@ and a sample association, then writes a kubeconfig and sandbox.env into --dir.`,
 			return sandbox.Down(cmd.Context(), dir)
 		},
 	}
+	workload := &cobra.Command{
+		Use:    "workload",
+		Short:  "The sandbox's sample workload: the AWS SDK's default credential chain, then sts:GetCallerIdentity",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return sandbox.RunWorkload(cmd.Context(), os.Stdout)
+		},
+	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", dir, "the sandbox's directory: kubeconfig, sandbox.env, pid file")
-	cmd.AddCommand(up, down)
+	cmd.AddCommand(up, down, workload)
 	return cmd
 }

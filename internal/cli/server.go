@@ -12,6 +12,7 @@ import (
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/internal/webhook"
 )
 
 func newServerCommand() *cobra.Command {
@@ -70,6 +71,17 @@ sts:TagSession.`,
 	fs.StringVar(&opts.API.STSRegion, "sts-region", "", "region to call STS in (default --region)")
 	fs.IntVar(&opts.API.AssociationLimit, "association-limit", eksapi.DefaultLimit, "most associations the EKS-compatible API lets exist in the cluster")
 	fs.DurationVar(&opts.API.SessionDuration, "session-duration", time.Hour, "lifetime of issued credentials: 15m to the roles' MaxSessionDuration; 1h at most with targetRoleArn")
+	fs.StringVar(&opts.Webhook.Addr, "webhook-bind-address", ":9443", `address of the mutating webhook's HTTPS server; "0" turns the webhook off`)
+	fs.StringVar(&opts.Webhook.CertDir, "webhook-cert-dir", "", "directory with the webhook's tls.crt and tls.key issued by someone else, e.g. cert-manager (default: podid keeps its own CA and certificate in --webhook-secret)")
+	fs.StringVar(&opts.Webhook.Secret.Name, "webhook-secret", server.DefaultWebhookSecret, "Secret holding the webhook's self-managed CA and certificate")
+	fs.StringVar(&opts.Webhook.Secret.Namespace, "webhook-secret-namespace", "", "namespace of --webhook-secret (default: the namespace podid runs in)")
+	fs.StringVar(&opts.Webhook.ConfigurationName, "webhook-configuration", "podid", `MutatingWebhookConfiguration whose caBundle podid keeps; "" leaves it alone`)
+	fs.StringSliceVar(&opts.Webhook.Hosts, "webhook-host", nil, "DNS name or IP the API server calls the webhook by, for its certificate (repeatable), e.g. podid-webhook.podid-system.svc")
+	fs.StringVar(&opts.Webhook.Inject.CredentialsURI, "inject-credentials-uri", webhook.DefaultCredentialsURI, "AWS_CONTAINER_CREDENTIALS_FULL_URI given to pods ("+webhook.DefaultCredentialsURIv6+" on IPv6 clusters)")
+	fs.StringVar(&opts.Webhook.Inject.Audience, "inject-token-audience", webhook.DefaultAudience, "audience of the token projected into pods (keep it equal to --token-audience)")
+	fs.Int64Var(&opts.Webhook.Inject.ExpirationSeconds, "inject-token-expiration", webhook.DefaultExpirationSecs, "lifetime in seconds of the token projected into pods (the kubelet rotates it at 80%)")
+	fs.StringVar(&opts.Webhook.Inject.Region, "inject-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region into containers that set neither")
+	fs.BoolVar(&opts.Webhook.Inject.IRSA, "irsa", true, "inject IRSA (AWS_ROLE_ARN, web identity token) for ServiceAccounts with the eks.amazonaws.com/role-arn annotation and no association")
 	fs.StringVar(&logOpts.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "log level: debug, info, warn or error")
 	conn.AddFlags(fs)

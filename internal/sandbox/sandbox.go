@@ -1,19 +1,26 @@
-// Package sandbox runs podid on one machine with no cloud account and no
-// cluster: a real etcd and kube-apiserver (package localcluster), podid server
-// in the same process, and a sample association, printing each step and
-// writing a kubeconfig and sandbox.env so that the CLI and kubectl can be
-// pointed at it.
+// Package sandbox runs the whole of podid on one machine with no cloud
+// account and no cluster: a real etcd and kube-apiserver (package
+// localcluster), podid server with its webhook, one node with podid agent, the
+// STS/IAM emulator as AWS, a sample association, and a sample workload that
+// gets credentials through the AWS SDK's default chain and uses them. It
+// prints each step and writes a kubeconfig and sandbox.env so that kubectl,
+// the podid CLI, AWS clients and tests can drive it.
 //
-// AWS is the STS/IAM emulator (package awsemu). The sandbox exchanges a
-// sample pod's token through podid's EKS Auth API and uses the credentials;
-// a node with an agent and a workload process join it as they are built.
+// As root (with iproute2) the node is a network namespace where the agent
+// binds the real 169.254.170.23:80 and the workload runs; otherwise the agent
+// listens on the host's loopback and pods are given that address. The
+// sandbox plays the kubelet: it writes pods' tokens into the node's pods
+// directory and runs the workload with the pod's environment.
 package sandbox
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,21 +28,27 @@ import (
 	"syscall"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/awsemu"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/internal/webhook"
 )
 
-// Options configure Up.
+// Options configure Start and Up.
 type Options struct {
-	// Dir holds the kubeconfig, sandbox.env and the pid file.
+	// Dir holds the kubeconfig, sandbox.env, the node's pods directory and
+	// the pid file.
 	Dir string
 	// Identity names the sandbox cluster.
 	Identity association.Identity
@@ -43,124 +56,299 @@ type Options struct {
 	Out io.Writer
 	// Ready, if set, is closed once the sandbox is up (for tests).
 	Ready chan<- struct{}
+	// WorkloadCommand runs the sample workload program (RunWorkload);
+	// default: this executable's `sandbox workload`.
+	WorkloadCommand []string
 }
 
 // DefaultIdentity names the sandbox cluster.
 var DefaultIdentity = association.Identity{Partition: "aws", Region: "us-east-1", AccountID: "111122223333", ClusterName: "sandbox"}
 
-// Up starts the sandbox and runs it until ctx is cancelled.
+// Sandbox is a running sandbox.
+type Sandbox struct {
+	// Env is what sandbox.env exports.
+	Env  map[string]string
+	opts Options
+
+	cluster  *localcluster.Cluster
+	aws      *awsSide
+	node     *node
+	server   *server.Server
+	stop     context.CancelFunc
+	done     chan error // the server's and the agent's first error
+	stopping []func()
+}
+
+// Emulator is the sandbox's AWS, for tests that look at the sessions it
+// issued (their tags).
+func (s *Sandbox) Emulator() *awsemu.Emulator { return s.aws.emulator }
+
+// Up starts the sandbox, narrating, and runs it until ctx is cancelled.
 func Up(ctx context.Context, opts Options) error {
-	say := func(format string, args ...any) { fmt.Fprintf(opts.Out, "==> "+format+"\n", args...) }
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return err
 	}
-	// Absolute, so that sandbox.env works from any directory.
-	opts.Dir = dir
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return fmt.Errorf("creating the sandbox directory: %w", err)
-	}
-	pidFile := filepath.Join(opts.Dir, "sandbox.pid")
+	pidFile := filepath.Join(dir, "sandbox.pid")
 	if pid, err := readPID(pidFile); err == nil && processAlive(pid) {
-		return fmt.Errorf("a sandbox is already running in %s (pid %d); stop it with `podid sandbox down`", opts.Dir, pid)
+		return fmt.Errorf("a sandbox is already running in %s (pid %d); stop it with `podid sandbox down`", dir, pid)
 	}
-
-	say("starting etcd and kube-apiserver")
-	cluster, err := localcluster.Start(localcluster.Options{})
+	s, err := Start(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		say("stopping etcd and kube-apiserver")
-		_ = cluster.Stop()
-	}()
-	kubeconfig := filepath.Join(opts.Dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, cluster.Kubeconfig, 0o600); err != nil {
-		return err
-	}
-	say("API server at %s, kubeconfig in %s", cluster.Config.Host, kubeconfig)
-
-	say("starting the STS/IAM emulator")
-	awsCtx, stopAWS := context.WithCancel(ctx)
-	defer stopAWS()
-	awsSide, err := startAWS(awsCtx, opts.Identity)
-	if err != nil {
-		return err
-	}
-	say("STS and IAM at %s; role %s trusts podid server's user", awsSide.endpoint, awsSide.sampleRole)
-
-	say("starting podid server for cluster %q", opts.Identity.ClusterName)
-	srvCtx, stopServer := context.WithCancel(ctx)
-	defer stopServer()
-	srv, err := server.New(srvCtx, cluster.Config, server.Options{
-		Identity: opts.Identity, MetricsAddr: "0", ProbeAddr: "0",
-		API: server.APIOptions{
-			// Loopback only, so plain HTTP is acceptable here and nowhere else.
-			Addr: "127.0.0.1:0", InsecureHTTP: true,
-			AccessKeys: []sigv4.Key{awsSide.clientKey},
-			STS:        awsSide.stsForServer(),
-		},
-	})
-	if err != nil {
-		return err
-	}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Start(srvCtx) }()
-
-	say("creating namespace demo, ServiceAccount demo-app and its association")
-	pia, err := createSample(ctx, cluster.Client, awsSide.sampleRole)
-	if err != nil {
-		return err
-	}
-	var ready *metav1.Condition
-	if ready, err = waitReady(ctx, cluster.Client, pia); err != nil {
-		return err
-	}
-	say("association %s: %s (%s)", pia.Status.AssociationID, ready.Message, ready.Reason)
-	if err := waitIndexed(ctx, srv.Index, pia); err != nil {
-		return err
-	}
-
-	say("exchanging a sample pod's token for credentials")
-	lines, err := awsSide.demoExchange(ctx, cluster.Config, srv.APIURL)
-	if err != nil {
-		return err
-	}
-	for _, l := range lines {
-		say("%s", l)
-	}
-
-	env := filepath.Join(opts.Dir, "sandbox.env")
-	if err := writeEnv(env, kubeconfig, opts.Identity, srv.APIURL, awsSide); err != nil {
-		return err
-	}
+	defer s.Stop()
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(pidFile)
-
+	say := s.say
 	say("sandbox up. In another shell:")
-	fmt.Fprintf(opts.Out, "      source %s\n      podid association list\n      podid association create -n demo --service-account other --role-arn arn:aws:iam::111122223333:role/other\n", env)
-	say("stop it with Ctrl-C or `podid sandbox down --dir %s`", opts.Dir)
+	fmt.Fprintf(s.opts.Out, "      source %s\n      podid association list\n      kubectl get pods -A\n", s.Env["PODID_ENV_FILE"])
+	if ns := s.Env["PODID_NODE_NETNS"]; ns != "" {
+		fmt.Fprintf(s.opts.Out, "      sudo ip netns exec %s curl -s -H \"Authorization: $(cat $PODID_SAMPLE_TOKEN_FILE)\" $PODID_AGENT_URL\n", ns)
+	} else {
+		fmt.Fprintf(s.opts.Out, "      curl -s -H \"Authorization: $(cat $PODID_SAMPLE_TOKEN_FILE)\" $PODID_AGENT_URL\n")
+	}
+	say("stop it with Ctrl-C or `podid sandbox down --dir %s`", s.opts.Dir)
 	if opts.Ready != nil {
 		close(opts.Ready)
 	}
-
 	select {
 	case <-ctx.Done():
-		stopServer()
-		return <-srvDone
-	case err := <-srvDone:
-		// The server's context is a child of ctx: when both are done, this
-		// is the ordinary stop, seen from the server's side first.
+		return nil
+	case err := <-s.done:
 		if ctx.Err() != nil {
-			return err
+			return nil
 		}
 		if err == nil {
 			err = errors.New("it exited without being asked to")
 		}
-		return fmt.Errorf("podid server stopped: %w", err)
+		return fmt.Errorf("the sandbox stopped: %w", err)
 	}
+}
+
+func (s *Sandbox) say(format string, args ...any) {
+	fmt.Fprintf(s.opts.Out, "==> "+format+"\n", args...)
+}
+
+// Start brings the sandbox up and returns once the sample workload has
+// obtained credentials; Stop takes it down.
+func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if len(opts.WorkloadCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		opts.WorkloadCommand = []string{exe, "sandbox", "workload"}
+	}
+	if opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the sandbox directory: %w", err)
+	}
+	s := &Sandbox{opts: opts, done: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	say := s.say
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+
+	say("starting etcd and kube-apiserver")
+	if s.cluster, err = localcluster.Start(localcluster.Options{}); err != nil {
+		return nil, err
+	}
+	s.stopping = append(s.stopping, func() { say("stopping etcd and kube-apiserver"); _ = s.cluster.Stop() })
+	kubeconfig := filepath.Join(opts.Dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, s.cluster.Kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	say("API server at %s, kubeconfig in %s", s.cluster.Config.Host, kubeconfig)
+	cs, err := kubernetes.NewForConfig(s.cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+
+	say("starting the STS/IAM emulator")
+	if s.aws, err = startAWS(runCtx, opts.Identity); err != nil {
+		return nil, err
+	}
+	say("STS and IAM at %s; role %s trusts podid server's user", s.aws.endpoint, s.aws.sampleRole)
+
+	if s.node, err = newNode(opts.Dir); err != nil {
+		return nil, err
+	}
+	s.stopping = append(s.stopping, s.node.close)
+	inside, err := s.node.listenInside()
+	if err != nil {
+		return nil, err
+	}
+	s.node.stsInside = s.aws.serveInside(runCtx, inside)
+	if ns := s.node.netnsName(); ns != "" {
+		say("node %s is network namespace %s; the agent binds 169.254.170.23:80 in it", NodeName, ns)
+	} else {
+		say("node %s is this host's loopback (%s: no network namespace); the agent listens on %s", NodeName, whyNoNamespace(), s.node.agentURL)
+	}
+
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating namespace %s: %w", systemNamespace, err)
+	}
+	webhookURL, err := createWebhookConfiguration(ctx, s.cluster.Client)
+	if err != nil {
+		return nil, err
+	}
+
+	say("starting podid server for cluster %q, with its webhook at %s", opts.Identity.ClusterName, webhookURL)
+	s.server, err = server.New(runCtx, s.cluster.Config, server.Options{
+		Identity: opts.Identity, MetricsAddr: "0", ProbeAddr: "0",
+		API: server.APIOptions{
+			// Loopback only, so plain HTTP is acceptable here and nowhere else.
+			Addr: "127.0.0.1:0", InsecureHTTP: true,
+			AccessKeys:           []sigv4.Key{s.aws.clientKey},
+			AgentServiceAccounts: []string{systemNamespace + "/" + agentServiceAccount},
+			STS:                  s.aws.stsForServer(),
+		},
+		Webhook: server.WebhookOptions{
+			Addr:              strings.TrimPrefix(webhookURL, "https://"),
+			Inject:            webhook.Config{CredentialsURI: s.node.agentURL, IRSA: true},
+			Secret:            types.NamespacedName{Namespace: systemNamespace, Name: server.DefaultWebhookSecret},
+			ConfigurationName: webhookConfigurationName,
+			Hosts:             []string{"127.0.0.1"},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() { s.done <- s.server.Start(runCtx) }()
+	s.stopping = append(s.stopping, stop)
+	if err := waitWebhook(ctx, s.cluster.Client, webhookURL); err != nil {
+		return nil, err
+	}
+
+	say("starting podid agent on node %s", NodeName)
+	agentPod, err := registerNode(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	agentToken := filepath.Join(opts.Dir, "agent", "token")
+	if err := agentTokenRefresher(runCtx, cs, agentPod, agentToken); err != nil {
+		return nil, err
+	}
+	agentDone, err := startAgent(runCtx, s.cluster.Config, s.node, s.server.APIURL, agentToken, opts.Identity.ClusterName, opts.Identity.Region)
+	if err != nil {
+		return nil, err
+	}
+	go func() { s.done <- <-agentDone }()
+
+	say("creating namespace demo, ServiceAccount demo-app and its association")
+	pia, err := createSample(ctx, s.cluster.Client, s.aws.sampleRole)
+	if err != nil {
+		return nil, err
+	}
+	ready, err := waitReady(ctx, s.cluster.Client, pia)
+	if err != nil {
+		return nil, err
+	}
+	say("association %s: %s (%s)", pia.Status.AssociationID, ready.Message, ready.Reason)
+	if err := waitIndexed(ctx, s.server.Index, pia); err != nil {
+		return nil, err
+	}
+	sampleToken, err := s.runSampleWorkload(ctx, say)
+	if err != nil {
+		return nil, err
+	}
+
+	env := filepath.Join(opts.Dir, "sandbox.env")
+	s.Env = map[string]string{
+		"KUBECONFIG":                  kubeconfig,
+		"PODID_CLUSTER_NAME":          opts.Identity.ClusterName,
+		"PODID_SERVER_URL":            s.server.APIURL,
+		"PODID_AGENT_URL":             s.node.agentURL,
+		"PODID_NODE_NETNS":            s.node.netnsName(),
+		"PODID_NODE_NAME":             NodeName,
+		"PODID_KUBELET_PODS_DIR":      s.node.podsDir,
+		"PODID_SAMPLE_TOKEN_FILE":     sampleToken,
+		"PODID_STS_ENDPOINT":          s.aws.endpoint,
+		"PODID_NODE_STS_ENDPOINT":     s.node.stsInside,
+		"PODID_SERVER_ROLE_PRINCIPAL": s.aws.serverARN,
+		"PODID_ENV_FILE":              env,
+		"AWS_REGION":                  opts.Identity.Region,
+		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY":       s.aws.clientKey.SecretAccessKey,
+	}
+	if err := writeEnv(env, s.Env); err != nil {
+		return nil, err
+	}
+	say("wrote %s", env)
+	return s, nil
+}
+
+// Stop takes the sandbox down; it is safe to call twice.
+func (s *Sandbox) Stop() {
+	if s.stop != nil {
+		s.stop()
+	}
+	for i := len(s.stopping) - 1; i >= 0; i-- {
+		s.stopping[i]()
+	}
+	s.stopping = nil
+}
+
+const webhookConfigurationName = "podid"
+
+// createWebhookConfiguration registers podid's webhook with the API server
+// at a free loopback port, and returns its URL. podid server fills in the
+// caBundle.
+func createWebhookConfiguration(ctx context.Context, c client.Client) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	url := "https://" + l.Addr().String()
+	l.Close()
+	cfg := webhook.Configuration(webhook.ConfigurationOptions{
+		Name: webhookConfigurationName, URL: url,
+		ExcludeNamespaces: []string{systemNamespace, metav1.NamespaceSystem},
+	})
+	if err := c.Create(ctx, cfg); err != nil {
+		return "", fmt.Errorf("registering the webhook: %w", err)
+	}
+	return url, nil
+}
+
+// waitWebhook waits until the API server would trust the webhook: its
+// caBundle is filled in and the webhook serves a certificate it verifies.
+func waitWebhook(ctx context.Context, c client.Client, url string) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := c.Get(ctx, types.NamespacedName{Name: webhookConfigurationName}, cfg); err != nil {
+			return false, err
+		}
+		pool := x509.NewCertPool()
+		if len(cfg.Webhooks) == 0 || !pool.AppendCertsFromPEM(cfg.Webhooks[0].ClientConfig.CABundle) {
+			last = errors.New("the caBundle is not filled in yet")
+			return false, nil
+		}
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		conn.Close()
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for podid's webhook to be trusted: %w (last: %v)", err, last)
+	}
+	return nil
 }
 
 func createSample(ctx context.Context, c client.Client, role string) (*v1alpha1.PodIdentityAssociation, error) {
@@ -215,21 +403,20 @@ func waitIndexed(ctx context.Context, index *association.Index, pia *v1alpha1.Po
 	})
 }
 
-func writeEnv(path, kubeconfig string, id association.Identity, serverURL string, a *awsSide) error {
-	vars := [][2]string{
-		{"KUBECONFIG", kubeconfig},
-		{"PODID_CLUSTER_NAME", id.ClusterName},
-		{"PODID_SERVER_URL", serverURL},
-		{"PODID_STS_ENDPOINT", a.endpoint},
-		{"AWS_REGION", id.Region},
-		// Accepted by podid's SigV4-authenticated APIs.
-		{"AWS_ACCESS_KEY_ID", a.clientKey.AccessKeyID},
-		{"AWS_SECRET_ACCESS_KEY", a.clientKey.SecretAccessKey},
-	}
+// envOrder is sandbox.env's order: the most used first.
+var envOrder = []string{
+	"KUBECONFIG", "PODID_CLUSTER_NAME", "PODID_SERVER_URL", "PODID_AGENT_URL", "PODID_NODE_NETNS", "PODID_NODE_NAME",
+	"PODID_KUBELET_PODS_DIR", "PODID_SAMPLE_TOKEN_FILE", "PODID_STS_ENDPOINT", "PODID_NODE_STS_ENDPOINT",
+	"PODID_SERVER_ROLE_PRINCIPAL", "PODID_ENV_FILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+}
+
+func writeEnv(path string, vars map[string]string) error {
 	var b strings.Builder
-	b.WriteString("# Written by `podid sandbox up`; source it to point kubectl and podid at the sandbox.\n")
-	for _, kv := range vars {
-		fmt.Fprintf(&b, "export %s=%q\n", kv[0], kv[1])
+	b.WriteString("# Written by `podid sandbox up`; source it to point kubectl, podid and AWS clients at the sandbox.\n")
+	b.WriteString("# PODID_AGENT_URL is reached from inside PODID_NODE_NETNS (empty: from this host), as a pod would;\n")
+	b.WriteString("# the AWS key is accepted by podid's SigV4 APIs and by the emulator's IAM and STS.\n")
+	for _, k := range envOrder {
+		fmt.Fprintf(&b, "export %s=%q\n", k, vars[k])
 	}
 	// It holds a secret key: readable by its owner only.
 	return os.WriteFile(path, []byte(b.String()), 0o600)

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 )
+
+// The sandbox runs its sample workload as a process; in tests, this test
+// binary is that process.
+func TestMain(m *testing.M) {
+	if os.Getenv("PODID_SANDBOX_TEST_WORKLOAD") == "1" {
+		if err := RunWorkload(context.Background(), os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // syncBuffer lets the test read the narration while Up writes it.
 type syncBuffer struct {
@@ -34,7 +48,9 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Up(ctx, Options{Dir: dir, Identity: DefaultIdentity, Out: &out, Ready: ready}) }()
+	go func() {
+		done <- Up(ctx, Options{Dir: dir, Identity: DefaultIdentity, Out: &out, Ready: ready, WorkloadCommand: workloadCommand(t)})
+	}()
 
 	select {
 	case <-ready:
@@ -47,7 +63,8 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"KUBECONFIG=", "PODID_CLUSTER_NAME=\"sandbox\"", "AWS_REGION=\"us-east-1\"", "PODID_SERVER_URL=\"http://127.0.0.1:", "PODID_STS_ENDPOINT=\"http://127.0.0.1:", "AWS_ACCESS_KEY_ID=\"AKIA", "AWS_SECRET_ACCESS_KEY="} {
+	for _, want := range []string{"KUBECONFIG=", "PODID_CLUSTER_NAME=\"sandbox\"", "AWS_REGION=\"us-east-1\"", "PODID_SERVER_URL=\"http://127.0.0.1:",
+		"PODID_STS_ENDPOINT=\"http://127.0.0.1:", "AWS_ACCESS_KEY_ID=\"AKIA", "AWS_SECRET_ACCESS_KEY=", "PODID_AGENT_URL=\"http://", "PODID_NODE_NETNS="} {
 		if !strings.Contains(string(env), want) {
 			t.Errorf("sandbox.env lacks %s:\n%s", want, env)
 		}
@@ -55,7 +72,8 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	if !strings.Contains(out.String(), "receive credentials for arn:aws:iam::111122223333:role/demo-app (Associated)") {
 		t.Errorf("narration does not show the sample association in force:\n%s", out.String())
 	}
-	for _, want := range []string{"credentials obtained: ASIA", "GetCallerIdentity with them: arn:aws:sts::111122223333:assumed-role/demo-app/eks-sandbox-demo-app-0-", "kubernetes-namespace=demo"} {
+	for _, want := range []string{"AWS_CONTAINER_CREDENTIALS_FULL_URI=http://", "written where the kubelet would", "credentials obtained: ASIA",
+		"GetCallerIdentity: arn:aws:sts::111122223333:assumed-role/demo-app/eks-sandbox-demo-app-", "kubernetes-namespace=demo"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("narration lacks %q:\n%s", want, out.String())
 		}
@@ -91,4 +109,13 @@ func TestDownWithoutSandbox(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no sandbox is running") {
 		t.Fatalf("Down on an empty dir: %v", err)
 	}
+}
+
+// workloadCommand re-runs this test binary as the sample workload.
+func workloadCommand(t *testing.T) []string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{"env", "PODID_SANDBOX_TEST_WORKLOAD=1", exe}
 }

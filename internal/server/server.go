@@ -1,9 +1,9 @@
 // Package server assembles `podid server`, podid's control plane: a
 // controller-runtime manager whose cache feeds the association Index on every
-// replica, and whose leader runs the association controller. Later parts of
-// the server (the credential exchange, the webhook, the EKS-compatible API)
-// hang off the same manager and Index. The credential exchange API
-// (internal/auth) is served by every replica.
+// replica, and whose leader runs the association controller. Every replica
+// also serves the credential exchange and EKS-compatible APIs (internal/auth,
+// internal/eksapi) and the mutating webhook for pods (internal/webhook, with
+// its certificate kept by internal/webhookcert).
 package server
 
 import (
@@ -45,6 +45,8 @@ type Options struct {
 	Clock clock.PassiveClock
 	// API is the credential exchange API.
 	API APIOptions
+	// Webhook is the mutating webhook for pods.
+	Webhook WebhookOptions
 }
 
 // LeaderElectionID names the Lease the replicas compete for.
@@ -67,7 +69,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	webhooks, err := webhookServer(cfg, &opts.Webhook)
+	if err != nil {
+		return nil, err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:                 webhooks,
 		Scheme:                        kube.NewScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
@@ -80,7 +87,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			// The exchange only asks whether a pod exists, with which UID, on
 			// which node: keep nothing else of a cluster's pods in memory.
-			ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: auth.StripPod}},
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}:            {Transform: auth.StripPod},
+				&corev1.ServiceAccount{}: {Transform: StripServiceAccount},
+			},
 		},
 	})
 	if err != nil {
@@ -102,6 +112,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	}
 	apiURL, err := newAPI(ctx, mgr, cfg, opts.Identity, index, opts.API)
 	if err != nil {
+		return nil, err
+	}
+
+	if err := addWebhook(ctx, mgr, index, opts.Webhook); err != nil {
 		return nil, err
 	}
 
