@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -46,6 +48,9 @@ type node struct {
 	listeners []net.Listener
 	// stsInside is the emulator's URL as seen from inside the node.
 	stsInside string
+
+	clientOnce sync.Once
+	client     *http.Client
 }
 
 // newNode makes the node: a network namespace as root (with iproute2), the
@@ -213,4 +218,22 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// httpClient dials from inside the node.
+func (n *node) httpClient() *http.Client {
+	n.clientOnce.Do(func() {
+		dial := (&net.Dialer{}).DialContext
+		if n.netns != nil {
+			dial = func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+				err = n.netns.Do(func() error {
+					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+					return err
+				})
+				return conn, err
+			}
+		}
+		n.client = &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
+	})
+	return n.client
 }

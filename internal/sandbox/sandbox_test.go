@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,13 +18,7 @@ import (
 // The sandbox runs its sample workload as a process; in tests, this test
 // binary is that process.
 func TestMain(m *testing.M) {
-	if os.Getenv("PODID_SANDBOX_TEST_WORKLOAD") == "1" {
-		if err := RunWorkload(context.Background(), os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	RunWorkloadIfAsked()
 	os.Exit(m.Run())
 }
 
@@ -113,9 +106,9 @@ func TestDownWithoutSandbox(t *testing.T) {
 
 // workloadCommand re-runs this test binary as the sample workload.
 func workloadCommand(t *testing.T) []string {
-	exe, err := os.Executable()
+	cmd, err := SelfWorkload()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []string{"env", "PODID_SANDBOX_TEST_WORKLOAD=1", exe}
+	return cmd
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +170,48 @@ func (s *Sandbox) RunWorkloadProcess(ctx context.Context, env []string) (*Worklo
 		return nil, fmt.Errorf("the workload printed %q: %w", stdout.String(), err)
 	}
 	return &r, nil
+}
+
+// workloadEnv marks a process started to be the sample workload.
+const workloadEnv = "PODID_SANDBOX_WORKLOAD"
+
+// SelfWorkload is a WorkloadCommand that runs this very executable as the
+// workload: programs that start a sandbox (tests, load commands) call
+// RunWorkloadIfAsked first thing in main or TestMain.
+func SelfWorkload() ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{"env", workloadEnv + "=1", exe}, nil
+}
+
+// RunWorkloadIfAsked runs the workload and exits when this process was
+// started by SelfWorkload's command; otherwise it returns at once.
+func RunWorkloadIfAsked() {
+	if os.Getenv(workloadEnv) != "1" {
+		return
+	}
+	if err := RunWorkload(context.Background(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// GetCredentials asks the node's agent for credentials with token, from
+// inside the node as a pod would, and returns the status and body.
+func (s *Sandbox) GetCredentials(ctx context.Context, token string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.node.agentURL, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", token)
+	resp, err := s.node.httpClient().Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
