@@ -11,7 +11,7 @@ build: ## Build bin/podid and bin/podid-agent.
 	go build -trimpath -o $(BIN)/podid ./cmd/podid
 	go build -trimpath -o $(BIN)/podid-agent ./cmd/podid-agent
 
-tools: ## Build the pinned kube-apiserver, etcd, controller-gen and MinIO into bin/ (cached by pin).
+tools: ## Build the pinned kube-apiserver, etcd, controller-gen, MinIO and Helm into bin/ (cached by pin).
 	hack/tools.sh
 
 js: ## Install the pinned JS SDK clients (npm) the integration tests drive podid with.
@@ -21,14 +21,16 @@ generate: tools ## Regenerate deep-copy code, CRD and RBAC manifests from api/ a
 	$(BIN)/controller-gen object paths=./api/...
 	$(BIN)/controller-gen crd paths=./api/... output:crd:dir=config/crd
 	$(BIN)/controller-gen rbac:roleName=podid-server paths=./internal/... output:rbac:dir=config/rbac
+	cp config/crd/*.yaml charts/podid/crds/
 
 verify: generate ## Fail on unformatted code, vet findings or stale generated files.
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/podid/crds)" ]; then \
 		echo "generated files are stale: run 'make generate' and commit the result:"; \
-		git status --porcelain -- api config; git diff -- api config | head -50; exit 1; fi
+		git status --porcelain -- api config charts/podid/crds; git diff -- api config charts/podid/crds | head -50; exit 1; fi
+	$(BIN)/helm lint charts/podid --strict --kube-version 1.37.2 --set clusterName=lint,accountId=111122223333,region=eu-west-1
 
 test: verify js ## Everything: verification, unit, integration and node tests, with the race detector.
 	go test -race -count=1 ./...

@@ -5,8 +5,6 @@
 package agentcmd
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +59,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.cluster, "cluster-name", "", "the cluster's name, as podid server knows it (required)")
 	fs.StringVar(&f.region, "region", os.Getenv("AWS_REGION"), "the region SigV4 requests are signed for (default $AWS_REGION)")
 	fs.StringVar(&f.upstream, "server-url", "", "the EKS Auth-compatible endpoint: podid server's API, e.g. https://podid.podid-system.svc:8443 (required)")
-	fs.StringVar(&f.upstreamCA, "server-ca-file", "", "CA bundle that signs the server's certificate (default: the system roots)")
+	fs.StringVar(&f.upstreamCA, "server-ca-file", "", "CA bundle that signs the server's certificate, re-read when it changes (podid's own is in ConfigMap podid-ca); default: the system roots")
 	fs.StringVar(&f.upstreamAuth, "server-auth", "agent-token", "how to authenticate upstream: agent-token (podid server) or sigv4 (EKS Auth, standard AWS credential chain)")
 	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
 	fs.StringSliceVar(&f.listen, "listen", []string{"169.254.170.23:80", "[fd00:ec2::23]:80"}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
@@ -98,16 +96,12 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	}
 	httpClient := &http.Client{}
 	if f.upstreamCA != "" {
-		pem, err := os.ReadFile(f.upstreamCA)
+		ca, err := agent.NewServerCA(f.upstreamCA)
 		if err != nil {
 			return fmt.Errorf("--server-ca-file: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--server-ca-file %s holds no PEM certificate", f.upstreamCA)
-		}
 		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		transport.TLSClientConfig = ca.TLSConfig()
 		httpClient.Transport = transport
 	}
 	upOpts := agent.EKSAuthOptions{Endpoint: f.upstream, ClusterName: f.cluster, Region: f.region, HTTPClient: httpClient}

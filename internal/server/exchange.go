@@ -38,6 +38,9 @@ type APIOptions struct {
 	TLSCertFile, TLSKeyFile string
 	// InsecureHTTP serves plain HTTP; only for tests and the sandbox.
 	InsecureHTTP bool
+	// GetCertificate serves TLS when no files are given: podid's own
+	// certificate, the webhook's (see WebhookOptions).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Audience of pod tokens (default pods.eks.amazonaws.com).
 	Audience string
 	// AgentAudience of podid agents' own tokens (default podid.io/agent).
@@ -71,8 +74,8 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	if opts.Addr == "0" || opts.Addr == "" {
 		return "", nil
 	}
-	if !opts.InsecureHTTP && (opts.TLSCertFile == "" || opts.TLSKeyFile == "") {
-		return "", errors.New("the credential API needs --tls-cert-file and --tls-key-file (or --insecure-http, for tests only)")
+	if !opts.InsecureHTTP && (opts.TLSCertFile == "" || opts.TLSKeyFile == "") && opts.GetCertificate == nil {
+		return "", errors.New("the credential API needs --tls-cert-file and --tls-key-file, or podid's own certificate (the webhook's, with --webhook-host naming the API's Service too), or --insecure-http for tests only")
 	}
 	if d := opts.SessionDuration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
 		return "", fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
@@ -148,16 +151,20 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	}
 	url := "http://" + l.Addr().String()
 	if !opts.InsecureHTTP {
-		watcher, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
-		if err != nil {
-			l.Close()
-			return "", fmt.Errorf("loading the credential API's TLS certificate: %w", err)
+		getCertificate := opts.GetCertificate
+		if opts.TLSCertFile != "" {
+			watcher, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
+			if err != nil {
+				l.Close()
+				return "", fmt.Errorf("loading the credential API's TLS certificate: %w", err)
+			}
+			if err := mgr.Add(watcher); err != nil {
+				l.Close()
+				return "", err
+			}
+			getCertificate = watcher.GetCertificate
 		}
-		if err := mgr.Add(watcher); err != nil {
-			l.Close()
-			return "", err
-		}
-		l = tls.NewListener(l, &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12})
+		l = tls.NewListener(l, &tls.Config{GetCertificate: getCertificate, MinVersion: tls.VersionTLS12})
 		url = "https://" + strings.TrimPrefix(url, "http://")
 	}
 	shutdown := 10 * time.Second

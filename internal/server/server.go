@@ -73,6 +73,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.API.TLSCertFile == "" && opts.Webhook.CertManager != nil {
+		// One certificate for both: the Service name the agents call and
+		// the webhook's are the same.
+		opts.API.GetCertificate = opts.Webhook.CertManager.GetCertificate
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		WebhookServer:                 webhooks,
 		Scheme:                        kube.NewScheme(),

@@ -31,7 +31,7 @@ import (
 // chart narrows this to the one configuration by resourceNames, and grants the
 // Secret in podid's own namespace with a Role.
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update
-// +kubebuilder:rbac:groups="",namespace=podid-system,resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=podid-system,resources=secrets;configmaps,verbs=get;create;update
 
 // WebhookOptions configure the mutating webhook.
 type WebhookOptions struct {
@@ -50,6 +50,10 @@ type WebhookOptions struct {
 	ConfigurationName string
 	// Hosts are the serving certificate's DNS names and IP addresses.
 	Hosts []string
+	// CAConfigMap names a ConfigMap (in the Secret's namespace) kept holding
+	// the CA bundle, for agents to trust the credential API when it is served
+	// with the same certificate.
+	CAConfigMap string
 	// CertManager is the certificate manager to use, for tests that drive
 	// its clock; nil builds one from the fields above.
 	CertManager *webhookcert.Manager

@@ -48,6 +48,10 @@ type Options struct {
 	// WebhookConfiguration is the MutatingWebhookConfiguration whose
 	// caBundle is kept; "" leaves it to someone else.
 	WebhookConfiguration string
+	// CAConfigMap, when named, is kept holding the CA bundle under ca.crt,
+	// for clients of the other APIs served with this certificate (podid
+	// agents mount it to trust the credential exchange API).
+	CAConfigMap types.NamespacedName
 	// DNSNames and IPs the serving certificate is for.
 	DNSNames []string
 	IPs      []net.IP
@@ -150,8 +154,37 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return m.reconcileCABundle(ctx, bundle)
+		if err := m.reconcileCABundle(ctx, bundle); err != nil {
+			return err
+		}
+		return m.reconcileConfigMap(ctx, bundle)
 	}
+}
+
+// reconcileConfigMap publishes bundle in the CA ConfigMap.
+func (m *Manager) reconcileConfigMap(ctx context.Context, bundle []byte) error {
+	if m.opts.CAConfigMap.Name == "" {
+		return nil
+	}
+	cm := &corev1.ConfigMap{}
+	err := m.opts.Client.Get(ctx, m.opts.CAConfigMap, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm.Name, cm.Namespace = m.opts.CAConfigMap.Name, m.opts.CAConfigMap.Namespace
+		cm.Labels = map[string]string{"app.kubernetes.io/managed-by": "podid"}
+		cm.Data = map[string]string{KeyCABundle: string(bundle)}
+		err = m.opts.Client.Create(ctx, cm)
+	case err == nil && cm.Data[KeyCABundle] != string(bundle):
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[KeyCABundle] = string(bundle)
+		err = m.opts.Client.Update(ctx, cm)
+	}
+	if err != nil && !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("publishing the CA in ConfigMap %s: %w", m.opts.CAConfigMap, err)
+	}
+	return nil // a conflict is another replica's write of the same bundle, or is retried next time
 }
 
 func (m *Manager) reconcileSecret(ctx context.Context) ([]byte, error) {

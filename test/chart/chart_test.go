@@ -1,0 +1,216 @@
+// Package chart tests the Helm chart: it lints, renders each values file in
+// testdata/ to its golden manifest, refuses to render without the required
+// values, and every object it renders is accepted by a real API server
+// (server-side dry run) with podid's CRDs installed.
+package chart
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/localcluster"
+	"github.com/podid/podid/internal/webhook"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden manifests in testdata/")
+
+const namespace = "podid-system"
+
+// kubeVersion is the API server the tests run, which the chart is rendered for.
+const kubeVersion = "1.37.2"
+
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin, err := filepath.Abs("../../bin/helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("bin/helm is missing: run `make tools` (hack/tools.sh helm)")
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), errors.New(stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func render(t *testing.T, values string) string {
+	t.Helper()
+	out, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", kubeVersion, "--namespace", namespace, "--include-crds", "-f", values)
+	if err != nil {
+		t.Fatalf("helm template -f %s: %v", values, err)
+	}
+	return out
+}
+
+func cases(t *testing.T) []string {
+	files, err := filepath.Glob("testdata/*.values.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no values files in testdata: %v", err)
+	}
+	return files
+}
+
+func TestLint(t *testing.T) {
+	for _, values := range cases(t) {
+		if out, err := helm(t, "lint", "--strict", "--kube-version", kubeVersion, "../../charts/podid", "-f", values); err != nil {
+			t.Errorf("helm lint -f %s: %v\n%s", values, err, out)
+		}
+	}
+}
+
+func TestGoldenManifests(t *testing.T) {
+	for _, values := range cases(t) {
+		got := render(t, values)
+		golden := strings.TrimSuffix(values, ".values.yaml") + ".golden.yaml"
+		if *update {
+			if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (go test ./test/chart -update writes it)", err)
+		}
+		if got != string(want) {
+			t.Errorf("%s differs from rendering %s; review and run go test ./test/chart -update:\n%s", golden, values, diff(string(want), got))
+		}
+	}
+}
+
+// diff shows the first lines that differ.
+func diff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + wl + "\n+ " + gl
+		}
+	}
+	return ""
+}
+
+func TestRequiredValues(t *testing.T) {
+	for _, missing := range []string{"clusterName", "accountId", "region"} {
+		args := []string{"template", "podid", "../../charts/podid", "--kube-version", kubeVersion}
+		for _, v := range []string{"clusterName=c", "accountId=111122223333", "region=eu-west-1"} {
+			if !strings.HasPrefix(v, missing+"=") {
+				args = append(args, "--set", v)
+			}
+		}
+		_, err := helm(t, args...)
+		if err == nil || !strings.Contains(err.Error(), missing+" is required") {
+			t.Errorf("rendering without %s: %v", missing, err)
+		}
+	}
+}
+
+// objects splits a rendered manifest into objects.
+func objects(t *testing.T, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatal(err)
+		}
+		if len(raw) > 0 {
+			out = append(out, &unstructured.Unstructured{Object: raw})
+		}
+	}
+}
+
+// Every rendered object is valid to a real API server. Objects of other
+// projects' CRDs (cert-manager, Prometheus Operator) are checked only by
+// their golden files: their CRDs are not installed here.
+func TestManifestsAreAcceptedByTheAPIServer(t *testing.T) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		abs, _ := filepath.Abs("../../bin")
+		t.Setenv("KUBEBUILDER_ASSETS", abs)
+	}
+	cluster, err := localcluster.Start(localcluster.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	if err := cluster.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	foreign := map[string]bool{"cert-manager.io/v1": true, "monitoring.coreos.com/v1": true}
+	for _, values := range cases(t) {
+		checked := 0
+		for _, obj := range objects(t, render(t, values)) {
+			if foreign[obj.GetAPIVersion()] {
+				continue
+			}
+			if obj.GetKind() == "CustomResourceDefinition" {
+				continue // installed by localcluster from the same files
+			}
+			if err := cluster.Client.Create(t.Context(), obj, client.DryRunAll); err != nil {
+				t.Errorf("%s: the API server refuses %s %s: %v", values, obj.GetKind(), obj.GetName(), err)
+			}
+			checked++
+		}
+		if checked < 10 {
+			t.Errorf("%s: only %d objects checked", values, checked)
+		}
+	}
+}
+
+// The chart's webhook configuration is the one the Go code builds (which the
+// sandbox and the tests register), apart from where the service is.
+func TestWebhookConfigurationMatchesTheCode(t *testing.T) {
+	var rendered *admissionregistrationv1.MutatingWebhookConfiguration
+	for _, obj := range objects(t, render(t, "testdata/default.values.yaml")) {
+		if obj.GetKind() == "MutatingWebhookConfiguration" {
+			rendered = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, rendered); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if rendered == nil {
+		t.Fatal("the chart renders no MutatingWebhookConfiguration")
+	}
+	want := webhook.Configuration(webhook.ConfigurationOptions{
+		Name:              "podid",
+		Service:           &admissionregistrationv1.ServiceReference{Namespace: namespace, Name: "podid", Port: ptr.To(int32(443))},
+		ExcludeNamespaces: []string{namespace, "kube-system"},
+	})
+	got, exp := rendered.Webhooks[0], want.Webhooks[0]
+	if !reflect.DeepEqual(got, exp) {
+		t.Errorf("the chart's webhook differs from webhook.Configuration:\nchart: %+v\ncode:  %+v", got, exp)
+	}
+}
