@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podid/podid/internal/promutil"
 )
 
 // metrics of the exchange. Labels are bounded: outcome and error code only,
@@ -25,9 +27,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"outcome"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.duration)
-	}
+	m.requests = promutil.Register(reg, m.requests)
+	m.duration = promutil.Register(reg, m.duration)
 	return m
 }
 

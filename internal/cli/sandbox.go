@@ -11,6 +11,7 @@ import (
 
 func newSandboxCommand(streams Streams) *cobra.Command {
 	dir := ".sandbox"
+	loopback := false
 	cmd := &cobra.Command{
 		Use:   "sandbox",
 		Short: "Run the whole of podid on this machine with no cloud account: API server, podid server, a node with an agent, a sample workload",
@@ -29,7 +30,7 @@ and uses them. Writes a kubeconfig and sandbox.env into --dir.`,
 			if _, err := setupLogging(streams.Err, logging.Options{Format: "text", Level: "warn"}); err != nil {
 				return err
 			}
-			return sandbox.Up(cmd.Context(), sandbox.Options{Dir: dir, Identity: sandbox.DefaultIdentity, Out: streams.Out})
+			return sandbox.Up(cmd.Context(), sandbox.Options{Dir: dir, Identity: sandbox.DefaultIdentity, Out: streams.Out, Loopback: loopback})
 		},
 	}
 	down := &cobra.Command{
@@ -50,6 +51,7 @@ and uses them. Writes a kubeconfig and sandbox.env into --dir.`,
 		},
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", dir, "the sandbox's directory: kubeconfig, sandbox.env, pid file")
+	up.Flags().BoolVar(&loopback, "loopback", false, "put the node's agent on this host's loopback even as root (without root it always is)")
 	cmd.AddCommand(up, down, workload)
 	return cmd
 }

@@ -12,8 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -47,6 +49,9 @@ type AssociationReconciler struct {
 func (r *AssociationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podidentityassociation").
+		// One process may run more than one server (the sandbox's tests run
+		// two in turn); their controllers then share metrics, which is fine.
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
 		For(&v1alpha1.PodIdentityAssociation{}).
 		WatchesMetadata(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, sa client.Object) []reconcile.Request {

@@ -55,12 +55,12 @@ type node struct {
 
 // newNode makes the node: a network namespace as root (with iproute2), the
 // loopback otherwise.
-func newNode(dir string) (*node, error) {
+func newNode(dir string, loopback bool) (*node, error) {
 	n := &node{podsDir: filepath.Join(dir, "kubelet", "pods")}
 	if err := os.MkdirAll(n.podsDir, 0o755); err != nil {
 		return nil, err
 	}
-	if reason := whyNoNamespace(); reason == "" {
+	if reason := whyNoNamespace(loopback); reason == "" {
 		ns, err := netns.NewNode(fmt.Sprintf("podid-sandbox-%d", os.Getpid()))
 		if err != nil {
 			return nil, err
@@ -89,8 +89,11 @@ func newNode(dir string) (*node, error) {
 	return n, nil
 }
 
-// whyNoNamespace says why the node cannot be a network namespace, or "".
-func whyNoNamespace() string {
+// whyNoNamespace says why the node is not a network namespace, or "".
+func whyNoNamespace(loopback bool) string {
+	if loopback {
+		return "asked for the loopback"
+	}
 	if os.Geteuid() != 0 {
 		return "not running as root"
 	}

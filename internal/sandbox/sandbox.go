@@ -59,6 +59,9 @@ type Options struct {
 	// WorkloadCommand runs the sample workload program (RunWorkload);
 	// default: this executable's `sandbox workload`.
 	WorkloadCommand []string
+	// Loopback puts the node on this host's loopback even as root; without
+	// root it always is.
+	Loopback bool
 }
 
 // DefaultIdentity names the sandbox cluster.
@@ -182,7 +185,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	}
 	say("STS and IAM at %s; role %s trusts podid server's user", s.aws.endpoint, s.aws.sampleRole)
 
-	if s.node, err = newNode(opts.Dir); err != nil {
+	if s.node, err = newNode(opts.Dir, opts.Loopback); err != nil {
 		return nil, err
 	}
 	s.stopping = append(s.stopping, s.node.close)
@@ -194,7 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if ns := s.node.netnsName(); ns != "" {
 		say("node %s is network namespace %s; the agent binds 169.254.170.23:80 in it", NodeName, ns)
 	} else {
-		say("node %s is this host's loopback (%s: no network namespace); the agent listens on %s", NodeName, whyNoNamespace(), s.node.agentURL)
+		say("node %s is this host's loopback (%s: no network namespace); the agent listens on %s", NodeName, whyNoNamespace(opts.Loopback), s.node.agentURL)
 	}
 
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}, metav1.CreateOptions{}); err != nil {

@@ -36,13 +36,23 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
+	testUp(t, false)
+}
+
+// Without root (or when asked) the node is the host's loopback: the agent
+// listens there, pods are given its address, and the rest is the same.
+func TestUpOnLoopback(t *testing.T) {
+	testUp(t, true)
+}
+
+func testUp(t *testing.T, loopback bool) {
 	dir := t.TempDir()
 	var out syncBuffer
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- Up(ctx, Options{Dir: dir, Identity: DefaultIdentity, Out: &out, Ready: ready, WorkloadCommand: workloadCommand(t)})
+		done <- Up(ctx, Options{Dir: dir, Identity: DefaultIdentity, Out: &out, Ready: ready, WorkloadCommand: workloadCommand(t), Loopback: loopback})
 	}()
 
 	select {
@@ -73,6 +83,13 @@ func TestUpWritesEnvAndMarksSampleReady(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sandbox.pid")); err != nil {
 		t.Errorf("no pid file while up: %v", err)
+	}
+	if loopback || os.Geteuid() != 0 {
+		if !strings.Contains(string(env), `PODID_NODE_NETNS=""`) || !strings.Contains(string(env), `PODID_AGENT_URL="http://127.0.0.1:`) {
+			t.Errorf("on loopback, sandbox.env should have no namespace and a loopback agent:\n%s", env)
+		}
+	} else if !strings.Contains(string(env), `PODID_NODE_NETNS="podid-sandbox-`) || !strings.Contains(string(env), `PODID_AGENT_URL="http://169.254.170.23/v1/credentials"`) {
+		t.Errorf("as root, the node should be a namespace with the agent on 169.254.170.23:\n%s", env)
 	}
 	// The env file's endpoint and key reach the EKS association API.
 	vars := map[string]string{}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podid/podid/internal/promutil"
 )
 
 // Metrics count the webhook's decisions. A nil *Metrics counts nothing.
@@ -27,7 +29,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Objects the webhook read from the API server because its cache had not seen them yet.",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.admissions, m.readThroughs)
+	m.admissions = promutil.Register(reg, m.admissions)
+	m.readThroughs = promutil.Register(reg, m.readThroughs)
 	return m
 }
 
