@@ -73,12 +73,15 @@ type Sandbox struct {
 	Env  map[string]string
 	opts Options
 
-	cluster  *localcluster.Cluster
-	aws      *awsSide
-	node     *node
-	server   *server.Server
-	stop     context.CancelFunc
-	done     chan error // the server's and the agent's first error
+	cluster *localcluster.Cluster
+	aws     *awsSide
+	node    *node
+	server  *server.Server
+	stop    context.CancelFunc
+	// done receives the server's and the agent's ends; running counts
+	// those not received yet, which Stop waits for.
+	done     chan error
+	running  int
 	stopping []func()
 }
 
@@ -121,6 +124,7 @@ func Up(ctx context.Context, opts Options) error {
 	case <-ctx.Done():
 		return nil
 	case err := <-s.done:
+		s.running--
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -230,6 +234,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	go func() { s.done <- s.server.Start(runCtx) }()
+	s.running++
 	s.stopping = append(s.stopping, stop)
 	if err := waitWebhook(ctx, s.cluster.Client, webhookURL); err != nil {
 		return nil, err
@@ -249,6 +254,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 	go func() { s.done <- <-agentDone }()
+	s.running++
 
 	say("creating namespace demo, ServiceAccount demo-app and its association")
 	pia, err := createSample(ctx, s.cluster.Client, s.aws.sampleRole)
@@ -293,10 +299,19 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	return s, nil
 }
 
-// Stop takes the sandbox down; it is safe to call twice.
+// Stop takes the sandbox down, the server and agent first, then the API
+// server; it is safe to call twice.
 func (s *Sandbox) Stop() {
 	if s.stop != nil {
 		s.stop()
+	}
+	timeout := time.After(15 * time.Second)
+	for ; s.running > 0; s.running-- {
+		select {
+		case <-s.done:
+		case <-timeout:
+			s.running = 0
+		}
 	}
 	for i := len(s.stopping) - 1; i >= 0; i-- {
 		s.stopping[i]()

@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 			// which node: keep nothing else of a cluster's pods in memory.
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}:            {Transform: auth.StripPod},
-				&corev1.ServiceAccount{}: {Transform: StripServiceAccount},
+				&corev1.ServiceAccount{}: {Transform: stripServiceAccount},
 			},
 		},
 	})

@@ -155,9 +155,9 @@ func addWebhook(ctx context.Context, mgr manager.Manager, index *association.Ind
 	return nil
 }
 
-// StripServiceAccount keeps of a ServiceAccount only what the webhook reads:
+// stripServiceAccount keeps of a ServiceAccount only what the webhook reads:
 // its identity and IRSA's annotations.
-func StripServiceAccount(obj any) (any, error) {
+func stripServiceAccount(obj any) (any, error) {
 	sa, ok := obj.(*corev1.ServiceAccount)
 	if !ok {
 		return obj, nil
