@@ -37,7 +37,7 @@ type HandlerOptions struct {
 type Handler struct {
 	opts     HandlerOptions
 	hosts    map[string]bool
-	verified *verifiedTokens
+	verified *token.Remembered[Pod]
 	now      func() time.Time
 	// count, when set, counts answers by status (the agent's metrics).
 	count func(status int)
@@ -51,7 +51,7 @@ func NewHandler(opts HandlerOptions) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{opts: opts, hosts: map[string]bool{}, verified: newVerifiedTokens(5*time.Minute, 50000), now: time.Now}
+	h := &Handler{opts: opts, hosts: map[string]bool{}, verified: token.NewRemembered[Pod](5*time.Minute, 50000), now: time.Now}
 	for _, addr := range opts.Hosts {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -117,7 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, http.StatusBadRequest, "InvalidToken", "send the token as is, without a 'Bearer ' prefix, as the AWS SDKs do")
 		return
 	}
-	pod, ok := h.verified.get(raw, h.now())
+	pod, ok := h.verified.Get(raw, h.now())
 	if !ok {
 		var failed bool
 		if pod, failed = h.verify(w, r, raw); failed {
@@ -187,6 +187,6 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request, raw string) (po
 		return Pod{}, true
 	}
 	pod = Pod{UID: claims.Pod.UID, Namespace: claims.Namespace, Name: claims.Pod.Name}
-	h.verified.put(raw, pod, claims.Expiry, h.now())
+	h.verified.Put(raw, pod, claims.Expiry, h.now())
 	return pod, false
 }

@@ -99,7 +99,7 @@ func NewHandler(opts Options) *Handler {
 	}
 	h := &Handler{opts: opts, metrics: newMetrics(opts.Registerer), mux: http.NewServeMux()}
 	h.callers = &callers{tokens: opts.Tokens, agentAudience: opts.AgentAudience, agentAccounts: map[string]bool{}, pods: opts.Pods,
-		cache: newAgentCache(agentCacheTTL, 10000), now: opts.Now}
+		cache: token.NewRemembered[*Caller](agentCacheTTL, 10000), now: opts.Now}
 	for _, sa := range opts.AgentServiceAccounts {
 		h.callers.agentAccounts[sa] = true
 	}

@@ -31,7 +31,7 @@ type callers struct {
 	agentAccounts map[string]bool // "namespace/name" of agent ServiceAccounts
 	pods          Pods
 	signed        *sigv4.Verifier // nil when no access keys are configured
-	cache         *agentCache
+	cache         *token.Remembered[*Caller]
 	now           func() time.Time
 }
 
@@ -69,7 +69,7 @@ func (c *callers) authenticate(r *http.Request) (*Caller, []byte, error) {
 // agent ServiceAccount, bound to a pod that still exists, on a node.
 func (c *callers) agent(r *http.Request, raw string) (*Caller, error) {
 	now := c.now()
-	if caller, ok := c.cache.get(raw, now); ok {
+	if caller, ok := c.cache.Get(raw, now); ok {
 		return caller, nil
 	}
 	claims, err := c.tokens.Verify(r.Context(), raw, c.agentAudience)
@@ -98,7 +98,7 @@ func (c *callers) agent(r *http.Request, raw string) (*Caller, error) {
 		return nil, fail(AccessDenied, "the agent's pod is not running on a node", nil)
 	}
 	caller := &Caller{Kind: "agent", Name: claims.Namespace + "/" + claims.Pod.Name, Node: pod.NodeName}
-	c.cache.put(raw, caller, claims.Expiry, now)
+	c.cache.Put(raw, caller, claims.Expiry, now)
 	return caller, nil
 }
 
