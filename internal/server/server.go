@@ -92,10 +92,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			// The exchange only asks whether a pod exists, with which UID, on
 			// which node: keep nothing else of a cluster's pods in memory.
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}:            {Transform: auth.StripPod},
-				&corev1.ServiceAccount{}: {Transform: stripServiceAccount},
-			},
+			ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: auth.StripPod}},
 		},
 	})
 	if err != nil {

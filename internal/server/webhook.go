@@ -122,9 +122,12 @@ func addWebhook(ctx context.Context, mgr manager.Manager, index *association.Ind
 		return nil
 	}
 	if opts.Inject.IRSA {
-		// IRSA reads ServiceAccounts' annotations; start their informer now
-		// rather than on the first pod.
-		sas, err := mgr.GetCache().GetInformer(ctx, &corev1.ServiceAccount{})
+		// IRSA reads ServiceAccounts' annotations from the metadata-only
+		// informer the association controller keeps; wait for it before
+		// calling the webhook ready.
+		sa := &metav1.PartialObjectMetadata{}
+		sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
+		sas, err := mgr.GetCache().GetInformer(ctx, sa)
 		if err != nil {
 			return fmt.Errorf("watching ServiceAccounts: %w", err)
 		}
@@ -153,27 +156,6 @@ func addWebhook(ctx context.Context, mgr manager.Manager, index *association.Ind
 		}
 	}
 	return nil
-}
-
-// stripServiceAccount keeps of a ServiceAccount only what the webhook reads:
-// its identity and IRSA's annotations.
-func stripServiceAccount(obj any) (any, error) {
-	sa, ok := obj.(*corev1.ServiceAccount)
-	if !ok {
-		return obj, nil
-	}
-	var annotations map[string]string
-	for k, v := range sa.Annotations {
-		if strings.HasPrefix(k, "eks.amazonaws.com/") {
-			if annotations == nil {
-				annotations = map[string]string{}
-			}
-			annotations[k] = v
-		}
-	}
-	return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
-		Name: sa.Name, Namespace: sa.Namespace, UID: sa.UID, ResourceVersion: sa.ResourceVersion, Annotations: annotations,
-	}}, nil
 }
 
 // ownNamespace is the namespace podid runs in: $POD_NAMESPACE (downward

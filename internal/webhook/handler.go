@@ -11,6 +11,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -170,9 +171,13 @@ func (h *Handler) association(ctx context.Context, namespace, sa string) (bool, 
 	return false, err
 }
 
+// serviceAccountAnnotations reads the ServiceAccount's metadata: from the
+// cache the association controller already keeps (metadata only), and from
+// the API server when the cache has not seen it yet.
 func (h *Handler) serviceAccountAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: name}
-	sa := &corev1.ServiceAccount{}
+	sa := &metav1.PartialObjectMetadata{}
+	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
 	err := h.opts.Cache.Get(ctx, key, sa)
 	if apierrors.IsNotFound(err) {
 		ctx, cancel := context.WithTimeout(ctx, h.opts.LiveTimeout)

@@ -266,3 +266,46 @@ func eventually(t *testing.T, what string, cond func() (bool, error)) {
 	}
 	t.Fatalf("waiting for %s: last error %v", what, last)
 }
+
+// Migration from IRSA: a ServiceAccount with the role-arn annotation gets
+// IRSA's injection until it has an association; from then on new pods get
+// Pod Identity instead, the annotation notwithstanding.
+func TestIRSAThenPodIdentity(t *testing.T) {
+	ctx := t.Context()
+	ns := newNamespaceAndServiceAccount(t, "legacy")
+	sa, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "legacy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa.Annotations = map[string]string{"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/legacy-irsa"}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Update(ctx, sa, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, tokenFile := startPod(t, ns, "legacy")
+	got := envOf(pod)
+	if got["AWS_ROLE_ARN"] != "arn:aws:iam::111122223333:role/legacy-irsa" || got["AWS_WEB_IDENTITY_TOKEN_FILE"] != "/var/run/secrets/eks.amazonaws.com/serviceaccount/token" {
+		t.Fatalf("IRSA was not injected: %v", got)
+	}
+	if _, ok := got["AWS_CONTAINER_CREDENTIALS_FULL_URI"]; ok || !strings.HasSuffix(tokenFile, "/aws-token/token") {
+		t.Fatalf("an IRSA pod got Pod Identity's variables, or its token went to %s", tokenFile)
+	}
+
+	role := newRole(t, "e2e-migrated-"+rand.String(4))
+	if _, err := eksClient().CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: aws.String(env["PODID_CLUSTER_NAME"]), Namespace: aws.String(ns), ServiceAccount: aws.String("legacy"), RoleArn: aws.String(role),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	migrated, tokenFile := startPod(t, ns, "legacy")
+	got = envOf(migrated)
+	if _, ok := got["AWS_ROLE_ARN"]; ok || got["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "" {
+		t.Fatalf("after the association, the pod should have Pod Identity only: %v", got)
+	}
+	who, err := runWorkload(t, migrated, tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(who.ARN, ":assumed-role/"+role[strings.LastIndex(role, "/")+1:]+"/") {
+		t.Fatalf("the migrated pod is %s, want the association's role %s", who.ARN, role)
+	}
+}
