@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podid/podid/internal/agentcmd"
+	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/webhook"
 )
@@ -212,5 +215,51 @@ func TestWebhookConfigurationMatchesTheCode(t *testing.T) {
 	got, exp := rendered.Webhooks[0], want.Webhooks[0]
 	if !reflect.DeepEqual(got, exp) {
 		t.Errorf("the chart's webhook differs from webhook.Configuration:\nchart: %+v\ncode:  %+v", got, exp)
+	}
+}
+
+// Every command line the chart renders parses with the binaries' own flags,
+// so a renamed or mistyped flag fails here rather than in a crash-looping pod.
+func TestRenderedCommandsParse(t *testing.T) {
+	for _, values := range cases(t) {
+		for _, obj := range objects(t, render(t, values)) {
+			kind := obj.GetKind()
+			if kind != "Deployment" && kind != "DaemonSet" {
+				continue
+			}
+			var spec struct {
+				Spec struct {
+					Template struct {
+						Spec corev1.PodSpec `json:"spec"`
+					} `json:"template"`
+				} `json:"spec"`
+			}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &spec); err != nil {
+				t.Fatal(err)
+			}
+			pod := spec.Spec.Template.Spec
+			for _, c := range append(pod.InitContainers, pod.Containers...) {
+				argv := append(append([]string{}, c.Command...), c.Args...)
+				if len(argv) == 0 {
+					t.Fatalf("%s %s: container %s has no command", kind, obj.GetName(), c.Name)
+				}
+				var root *cobra.Command
+				switch argv[0] {
+				case "/podid":
+					root = cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard})
+				case "/podid-agent":
+					root = agentcmd.NewCommand()
+				default:
+					t.Fatalf("%s %s: container %s runs %s, not a podid binary", kind, obj.GetName(), c.Name, argv[0])
+				}
+				cmd, rest, err := root.Find(argv[1:])
+				if err == nil {
+					err = cmd.ParseFlags(rest)
+				}
+				if err != nil {
+					t.Errorf("%s: %s %s, container %s: %v\n%v", values, kind, obj.GetName(), c.Name, err, argv)
+				}
+			}
+		}
 	}
 }
