@@ -76,7 +76,7 @@ sts:TagSession.`,
 	fs.StringVar(&opts.Webhook.Secret.Name, "webhook-secret", server.DefaultWebhookSecret, "Secret holding the webhook's self-managed CA and certificate")
 	fs.StringVar(&opts.Webhook.Secret.Namespace, "webhook-secret-namespace", "", "namespace of --webhook-secret (default: the namespace podid runs in)")
 	fs.StringVar(&opts.Webhook.ConfigurationName, "webhook-configuration", "podid", `MutatingWebhookConfiguration whose caBundle podid keeps; "" leaves it alone`)
-	fs.StringSliceVar(&opts.Webhook.Hosts, "webhook-host", nil, "DNS name or IP the API server calls the webhook by, for its certificate (repeatable), e.g. podid-webhook.podid-system.svc")
+	fs.StringSliceVar(&opts.Webhook.Hosts, "webhook-host", nil, "DNS name or IP the API server calls the webhook by, for its certificate (repeatable), e.g. podid.podid-system.svc")
 	fs.StringVar(&opts.Webhook.CAConfigMap, "ca-configmap", "podid-ca", `ConfigMap (beside --webhook-secret) podid keeps holding its CA bundle, for agents to trust the credential API when it is served with podid's own certificate; "" turns it off`)
 	fs.StringVar(&opts.Webhook.Inject.CredentialsURI, "inject-credentials-uri", webhook.DefaultCredentialsURI, "AWS_CONTAINER_CREDENTIALS_FULL_URI given to pods ("+webhook.DefaultCredentialsURIv6+" on IPv6 clusters)")
 	fs.StringVar(&opts.Webhook.Inject.Audience, "inject-token-audience", webhook.DefaultAudience, "audience of the token projected into pods (keep it equal to --token-audience)")

@@ -61,7 +61,7 @@ type WebhookOptions struct {
 
 // DefaultWebhookSecret is the Secret name podid keeps its webhook
 // certificate in, in its own namespace.
-const DefaultWebhookSecret = "podid-webhook-tls"
+const DefaultWebhookSecret = "podid-tls"
 
 // webhookServer returns the manager's webhook server, or nil when the webhook
 // is off.
@@ -94,7 +94,7 @@ func webhookServer(cfg *rest.Config, opts *WebhookOptions) (crwebhook.Server, er
 			return nil, fmt.Errorf("the webhook's certificate Secret needs a namespace: set --webhook-secret-namespace or POD_NAMESPACE")
 		}
 		if len(opts.Hosts) == 0 {
-			return nil, fmt.Errorf("the webhook's certificate needs the names the API server calls it by: set --webhook-host (e.g. podid-webhook.%s.svc)", opts.Secret.Namespace)
+			return nil, fmt.Errorf("the webhook's certificate needs the names the API server calls it by: set --webhook-host (e.g. podid.%s.svc, the Service the chart creates)", opts.Secret.Namespace)
 		}
 		if opts.CertManager == nil {
 			// The certificate is read and written live: caching Secrets
