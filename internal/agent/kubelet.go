@@ -15,8 +15,9 @@ type KubeletTokens struct {
 	File   string // default eks-pod-identity-token
 }
 
-// Token implements TokenSource.
-func (k KubeletTokens) Token(pod Pod) (string, bool) {
+// Path is where the kubelet writes the token of the pod with uid, or ""
+// for a UID that could walk out of the directory.
+func (k KubeletTokens) Path(uid string) string {
 	dir, volume, file := k.Dir, k.Volume, k.File
 	if dir == "" {
 		dir = "/var/lib/kubelet/pods"
@@ -27,12 +28,20 @@ func (k KubeletTokens) Token(pod Pod) (string, bool) {
 	if file == "" {
 		file = "eks-pod-identity-token"
 	}
-	// A UID is a Kubernetes-generated name; refuse anything that could walk
-	// out of the directory.
-	if pod.UID == "" || strings.ContainsAny(pod.UID, `/\`) || pod.UID == "." || pod.UID == ".." {
+	// A UID is a Kubernetes-generated name; refuse anything else.
+	if uid == "" || strings.ContainsAny(uid, `/\`) || uid == "." || uid == ".." {
+		return ""
+	}
+	return filepath.Join(dir, uid, "volumes", "kubernetes.io~projected", volume, file)
+}
+
+// Token implements TokenSource.
+func (k KubeletTokens) Token(pod Pod) (string, bool) {
+	path := k.Path(pod.UID)
+	if path == "" {
 		return "", false
 	}
-	data, err := os.ReadFile(filepath.Join(dir, pod.UID, "volumes", "kubernetes.io~projected", volume, file))
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", false
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/podid/podid/internal/agent"
 )
 
 // WorkloadResult is what the sample workload prints: who the SDK's default
@@ -73,7 +74,7 @@ func PodToken(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod, pod
 			if err != nil {
 				return "", fmt.Errorf("requesting pod %s/%s's token: %w", pod.Namespace, pod.Name, err)
 			}
-			file := filepath.Join(podsDir, string(pod.UID), "volumes", "kubernetes.io~projected", v.Name, sat.Path)
+			file := agent.KubeletTokens{Dir: podsDir, Volume: v.Name, File: sat.Path}.Path(string(pod.UID))
 			return file, writeFileAtomic(file, []byte(tr.Status.Token))
 		}
 	}

@@ -181,11 +181,10 @@ var kubeletPodsDir = filepath.Join(os.TempDir(), fmt.Sprintf("podid-kubelet-pods
 func (w *workload) podWithToken(t *testing.T, name string) (*corev1.Pod, string) {
 	t.Helper()
 	pod := w.newPod(t, name, "node-a")
-	dir := filepath.Join(kubeletPodsDir, string(pod.UID), "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	file := agent.KubeletTokens{Dir: kubeletPodsDir}.Path(string(pod.UID))
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "eks-pod-identity-token")
 	if err := os.WriteFile(file, []byte(w.token(t, pod)), 0o644); err != nil {
 		t.Fatal(err)
 	}

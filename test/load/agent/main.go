@@ -41,6 +41,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	agentpkg "github.com/podid/podid/internal/agent"
 )
 
 const (
@@ -116,9 +118,9 @@ func main() {
 		}}).Serialize()
 		check(err)
 		if *onDisk {
-			vol := filepath.Join(kubeletDir, uid, "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
-			check(os.MkdirAll(vol, 0o755))
-			check(os.WriteFile(filepath.Join(vol, "eks-pod-identity-token"), []byte(raw), 0o644))
+			file := agentpkg.KubeletTokens{Dir: kubeletDir}.Path(uid)
+			check(os.MkdirAll(filepath.Dir(file), 0o755))
+			check(os.WriteFile(file, []byte(raw), 0o644))
 		}
 		return raw
 	}
