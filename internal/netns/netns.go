@@ -163,6 +163,17 @@ func (n *Node) Listen(network, address string) (net.Listener, error) {
 	return l, err
 }
 
+// DialContext connects from inside the node, as a workload would (it has
+// the signature of net.Dialer.DialContext, for an http.Transport).
+func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var conn net.Conn
+	err := n.Do(func() (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, address)
+		return err
+	})
+	return conn, err
+}
+
 // Command prepares a process that runs inside the node, as a workload
 // container's process would, through `ip netns exec`.
 func (n *Node) Command(ctx context.Context, name string, args ...string) *exec.Cmd {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -48,9 +47,8 @@ type node struct {
 	listeners []net.Listener
 	// stsInside is the emulator's URL as seen from inside the node.
 	stsInside string
-
-	clientOnce sync.Once
-	client     *http.Client
+	// client dials from inside the node.
+	client *http.Client
 }
 
 // newNode makes the node: a network namespace as root (with iproute2), the
@@ -78,6 +76,7 @@ func newNode(dir string, loopback bool) (*node, error) {
 			}
 		}
 		n.agentURL = "http://169.254.170.23/v1/credentials"
+		n.client = n.newClient()
 		return n, nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,6 +85,7 @@ func newNode(dir string, loopback bool) (*node, error) {
 	}
 	n.listeners = []net.Listener{l}
 	n.agentURL = "http://" + l.Addr().String() + "/v1/credentials"
+	n.client = n.newClient()
 	return n, nil
 }
 
@@ -223,20 +223,11 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// httpClient dials from inside the node.
-func (n *node) httpClient() *http.Client {
-	n.clientOnce.Do(func() {
-		dial := (&net.Dialer{}).DialContext
-		if n.netns != nil {
-			dial = func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-				err = n.netns.Do(func() error {
-					conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-					return err
-				})
-				return conn, err
-			}
-		}
-		n.client = &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
-	})
-	return n.client
+// newClient is an HTTP client that dials from inside the node.
+func (n *node) newClient() *http.Client {
+	dial := (&net.Dialer{}).DialContext
+	if n.netns != nil {
+		dial = n.netns.DialContext
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
 }

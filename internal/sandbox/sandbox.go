@@ -74,6 +74,7 @@ type Sandbox struct {
 	opts Options
 
 	cluster *localcluster.Cluster
+	cs      kubernetes.Interface
 	aws     *awsSide
 	node    *node
 	server  *server.Server
@@ -182,6 +183,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.cs = cs
 
 	say("starting the STS/IAM emulator")
 	if s.aws, err = startAWS(runCtx, opts.Identity); err != nil {

@@ -107,10 +107,7 @@ func ContainerEnv(pod *corev1.Pod, container string, tokenFile string) []string 
 // runSampleWorkload creates the sample pod, shows what the webhook injected,
 // writes its token, and runs the workload process on the node.
 func (s *Sandbox) runSampleWorkload(ctx context.Context, say func(string, ...any)) (string, error) {
-	cs, err := kubernetes.NewForConfig(s.cluster.Config)
-	if err != nil {
-		return "", err
-	}
+	cs := s.cs
 	pod, err := cs.CoreV1().Pods("demo").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", GenerateName: "demo-app-"},
 		Spec: corev1.PodSpec{ServiceAccountName: "demo-app", NodeName: NodeName,
@@ -208,7 +205,7 @@ func (s *Sandbox) GetCredentials(ctx context.Context, token string) (int, string
 		return 0, "", err
 	}
 	req.Header.Set("Authorization", token)
-	resp, err := s.node.httpClient().Do(req)
+	resp, err := s.node.client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}

@@ -109,15 +109,7 @@ func startNodeWithAgent(t *testing.T) *nodeWithAgent {
 	}
 	wg.Go(func() { emu.Serve(ctx, stsListener) })
 	n.stsEndpoint = "http://" + stsListener.Addr().String()
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var conn net.Conn
-		err := n.node.Do(func() (err error) {
-			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return conn, err
-	}
-	n.client = &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	n.client = &http.Client{Transport: &http.Transport{DialContext: n.node.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	n.startAgent(t, agentMode{})
 	return n
 }
@@ -271,20 +263,7 @@ func TestAgentServesTheSDKCredentialChains(t *testing.T) {
 
 func (n *nodeWithAgent) get(t *testing.T, host, authorization string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://169.254.170.23/v1/credentials", nil)
-	if host != "" {
-		req.Host = host
-	}
-	if authorization != "" {
-		req.Header.Set("Authorization", authorization)
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return n.getURL(t, "http://169.254.170.23/v1/credentials", host, authorization)
 }
 
 func TestAgentConcurrencyRotationAndFaults(t *testing.T) {
@@ -386,10 +365,17 @@ func TestAgentRefusesBadRequests(t *testing.T) {
 	}
 }
 
-func (n *nodeWithAgent) getURL(t *testing.T, url, authorization string) (int, string) {
+// getURL asks the agent at url from inside the node, with host as the Host
+// header ("" for url's) and the Authorization header unless empty.
+func (n *nodeWithAgent) getURL(t *testing.T, url, host, authorization string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
-	req.Header.Set("Authorization", authorization)
+	if host != "" {
+		req.Host = host
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +395,7 @@ func TestAgentModesAddressesRestartAndDrain(t *testing.T) {
 			t.Fatal("the node has no IPv6; this machine's namespaces should")
 		}
 		pod, tokenFile := w.podWithToken(t, "v6-0")
-		if status, body := n.getURL(t, "http://[fd00:ec2::23]/v1/credentials", w.token(t, pod)); status != 200 {
+		if status, body := n.getURL(t, "http://[fd00:ec2::23]/v1/credentials", "", w.token(t, pod)); status != 200 {
 			t.Fatalf("over IPv6: %d %s", status, body)
 		}
 		// And through the SDK, as an IPv6 cluster's webhook would configure it.
