@@ -11,7 +11,7 @@ build: ## Build bin/podid and bin/podid-agent.
 	go build -trimpath -o $(BIN)/podid ./cmd/podid
 	go build -trimpath -o $(BIN)/podid-agent ./cmd/podid-agent
 
-tools: ## Build the pinned kube-apiserver, etcd, controller-gen, MinIO and Helm into bin/ (cached by pin).
+tools: ## Build the pinned kube-apiserver, etcd, the node's kubelet, controllers, kube-proxy, containerd and CoreDNS, controller-gen, MinIO and Helm into bin/ (cached by pin).
 	hack/tools.sh
 
 js: ## Install the pinned JS SDK clients (npm) the integration tests drive podid with.
@@ -32,8 +32,8 @@ verify: generate ## Fail on unformatted code, vet findings or stale generated fi
 		git status --porcelain -- api config charts/podid/crds; git diff -- api config charts/podid/crds | head -50; exit 1; fi
 	$(BIN)/helm lint charts/podid --strict --kube-version 1.37.2 --set clusterName=lint,accountId=111122223333,region=eu-west-1
 
-test: verify js ## Everything: verification, unit, integration and node tests, with the race detector.
-	go test -race -count=1 ./...
+test: verify js ## Everything: verification, unit, integration, node and real-node tests, with the race detector.
+	go test -race -count=1 -timeout 40m ./...
 
 bench: ## The benchmarks whose figures the docs quote, and the agent's load command.
 	go test ./internal/association ./internal/auth ./internal/agent -run '^$$' -bench . -benchmem

@@ -5,7 +5,8 @@
 # fresh clone only copies it; changing a pin changes the key and rebuilds.
 #
 #   hack/tools.sh            build or copy every tool
-#   hack/tools.sh NAME...    only these (kube, controller-gen, minio, helm)
+#   hack/tools.sh NAME...    only these (kube, node, containerd, coredns,
+#                            controller-gen, minio, helm)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,6 +59,50 @@ tool_kube() {
 	place "$dir" kube-apiserver etcd
 }
 
+# module_build NAME MODDIR LDFLAGS TAGS PKG...: builds each package of a tools
+# module (hack/tools/MODDIR) statically, cached by the module's pins.
+module_build() {
+	local name=$1 moddir=$2 ldflags=$3 tags=$4; shift 4
+	local mod="$root/hack/tools/$moddir"
+	local k; k=$(key "$name" "$ldflags" "$tags" "$*" "$(cat "$mod"/go.mod "$mod"/go.sum "$mod"/*.go)")
+	local dir="$cache/$k" files=() p
+	# outname PKG: the binary's name; "." is the module's own main, named NAME.
+	outname() { if [ "$1" = . ]; then echo "$name"; else basename "$1"; fi; }
+	for p in "$@"; do files+=("$(outname "$p")"); done
+	local missing=
+	for f in "${files[@]}"; do [ -x "$dir/$f" ] || missing=1; done
+	if [ -n "$missing" ]; then
+		echo "tools: building ${files[*]} ($k)" >&2
+		mkdir -p "$dir.tmp"
+		for p in "$@"; do
+			(cd "$mod" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags="$ldflags" -o "$dir.tmp/$(outname "$p")" "$p")
+		done
+		rm -rf "$dir" && mv "$dir.tmp" "$dir"
+	fi
+	place "$dir" "${files[@]}"
+}
+
+# The real node's kubelet, controllers and kube-proxy (internal/localnode), at
+# kube-apiserver's release.
+tool_node() {
+	local kv; kv=$(awk '$1 == "k8s.io/kubernetes" { print $2 } $1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$root/hack/tools/node/go.mod")
+	local minor; minor=$(echo "$kv" | cut -d. -f2)
+	module_build node node "-s -w -X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" "" \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+}
+
+# containerd v2, its runc shim and ctr (runc and the CNI plugins are Debian's).
+tool_containerd() {
+	local v; v=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2 } $1 == "require" && $2 == "github.com/containerd/containerd/v2" { print $3 }' "$root/hack/tools/containerd/go.mod")
+	module_build containerd containerd "-s -w -X github.com/containerd/containerd/v2/version.Version=$v" "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
+		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+		github.com/containerd/containerd/v2/cmd/ctr
+}
+
+# CoreDNS with the plugins a cluster DNS needs (hack/tools/coredns/main.go).
+tool_coredns() { module_build coredns coredns "-s -w" "" .; }
+
 # go_install NAME PACKAGE VERSION: a tool that `go install pkg@version` builds.
 go_install() {
 	local name=$1 pkg=$2 version=$3
@@ -77,10 +122,10 @@ tool_minio() { go_install minio github.com/minio/minio "$MINIO_VERSION"; }
 tool_helm() { go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"; }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kube controller-gen minio helm)
+[ ${#tools[@]} -gt 0 ] || tools=(kube node containerd coredns controller-gen minio helm)
 for t in "${tools[@]}"; do
 	if ! declare -F "tool_$t" >/dev/null; then
-		echo "tools: unknown tool '$t' (known: kube controller-gen minio helm)" >&2
+		echo "tools: unknown tool '$t' (known: kube node containerd coredns controller-gen minio helm)" >&2
 		exit 2
 	fi
 	"tool_$t"

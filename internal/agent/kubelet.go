@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,12 @@ type KubeletTokens struct {
 	Dir    string // default /var/lib/kubelet/pods
 	Volume string // the webhook's volume name, default eks-pod-identity-token
 	File   string // default eks-pod-identity-token
+	// Unreadable, when set, is told of a token file the agent may not read.
+	// The kubelet writes a pod's token owned by its runAsUser with mode
+	// 0600 (fsGroup pods), which root without CAP_DAC_READ_SEARCH cannot
+	// read: the cache then keeps a copy of the pod's last token, which may
+	// have expired by the time a background renewal needs it.
+	Unreadable func(path string, err error)
 }
 
 // Path is where the kubelet writes the token of the pod with uid, or ""
@@ -43,6 +51,9 @@ func (k KubeletTokens) Token(pod Pod) (string, bool) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) && k.Unreadable != nil {
+			k.Unreadable(path, err)
+		}
 		return "", false
 	}
 	return strings.TrimSpace(string(data)), true

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
@@ -119,7 +120,13 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	}
 	cacheOpts := agent.CacheOptions{}
 	if f.kubeletPods != "" {
-		cacheOpts.Tokens = agent.KubeletTokens{Dir: f.kubeletPods}
+		var warned sync.Once
+		cacheOpts.Tokens = agent.KubeletTokens{Dir: f.kubeletPods, Unreadable: func(path string, err error) {
+			warned.Do(func() {
+				log.Warn("cannot read pods' tokens in the kubelet's pods directory, so background renewals fall back to each pod's last token, which may have expired by then; run the agent with CAP_DAC_READ_SEARCH (the chart does)",
+					"path", path, "err", err)
+			})
+		}}
 	}
 	a := agent.New(agent.Options{
 		Node:        f.node,

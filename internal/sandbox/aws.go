@@ -39,9 +39,9 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// startAWS runs the emulator on loopback until ctx ends and creates the
-// sample role, trusted by podid server's user.
-func startAWS(ctx context.Context, id association.Identity) (*awsSide, error) {
+// startAWS runs the emulator on addr (host:port) until ctx ends and creates
+// the sample role, trusted by podid server's user.
+func startAWS(ctx context.Context, id association.Identity, addr string) (*awsSide, error) {
 	admin := awsemu.User{Name: "sandbox-admin", AccessKeyID: "AKIASANDBOXADMIN0001", SecretAccessKey: randomSecret()}
 	a := &awsSide{
 		identity:  id,
@@ -51,7 +51,7 @@ func startAWS(ctx context.Context, id association.Identity) (*awsSide, error) {
 	}
 	a.serverARN = fmt.Sprintf("arn:%s:iam::%s:user/%s", id.Partition, id.AccountID, a.server.Name)
 	a.emulator = awsemu.New(awsemu.Options{AccountID: id.AccountID, Partition: id.Partition, Users: []awsemu.User{a.admin, a.server}})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the STS emulator: %w", err)
 	}

@@ -59,9 +59,14 @@ type Options struct {
 	// WorkloadCommand runs the sample workload program (RunWorkload);
 	// default: this executable's `sandbox workload`.
 	WorkloadCommand []string
-	// Loopback puts the node on this host's loopback even as root; without
-	// root it always is.
+	// Loopback puts the simulated node on this host's loopback even as
+	// root; without root it always is.
 	Loopback bool
+	// Node chooses a simulated node (the zero value), a real one, or the
+	// real one when this machine allows it (NodeAuto, `podid sandbox up`).
+	Node NodeMode
+	// RealNode tunes the real node.
+	RealNode RealNodeOptions
 }
 
 // DefaultIdentity names the sandbox cluster.
@@ -74,6 +79,7 @@ type Sandbox struct {
 	opts Options
 
 	cluster *localcluster.Cluster
+	real    *realSide
 	cs      kubernetes.Interface
 	aws     *awsSide
 	node    *node
@@ -169,6 +175,21 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 
+	mode := opts.Node
+	if mode == NodeAuto {
+		mode = NodeReal
+		if why := RealNodeUnavailable(); why != nil {
+			say("simulated node, the sandbox playing the kubelet: %v", why)
+			mode = NodeSimulated
+		}
+	}
+	if mode == NodeReal {
+		if err := s.startReal(ctx, runCtx); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+
 	say("starting etcd and kube-apiserver")
 	if s.cluster, err = localcluster.Start(localcluster.Options{}); err != nil {
 		return nil, err
@@ -186,7 +207,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	s.cs = cs
 
 	say("starting the STS/IAM emulator")
-	if s.aws, err = startAWS(runCtx, opts.Identity); err != nil {
+	if s.aws, err = startAWS(runCtx, opts.Identity, "127.0.0.1:0"); err != nil {
 		return nil, err
 	}
 	say("STS and IAM at %s; role %s trusts podid server's user", s.aws.endpoint, s.aws.sampleRole)
@@ -279,6 +300,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	env := filepath.Join(opts.Dir, "sandbox.env")
 	s.Env = map[string]string{
 		"KUBECONFIG":                  kubeconfig,
+		"PODID_NODE":                  "simulated",
 		"PODID_CLUSTER_NAME":          opts.Identity.ClusterName,
 		"PODID_SERVER_URL":            s.server.APIURL,
 		"PODID_AGENT_URL":             s.node.agentURL,
@@ -289,6 +311,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		"PODID_STS_ENDPOINT":          s.aws.endpoint,
 		"PODID_NODE_STS_ENDPOINT":     s.node.stsInside,
 		"PODID_SERVER_ROLE_PRINCIPAL": s.aws.serverARN,
+		"PODID_SAMPLE_ROLE_ARN":       s.aws.sampleRole,
 		"PODID_ENV_FILE":              env,
 		"AWS_REGION":                  opts.Identity.Region,
 		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
@@ -425,9 +448,9 @@ func waitIndexed(ctx context.Context, index *association.Index, pia *v1alpha1.Po
 
 // envOrder is sandbox.env's order: the most used first.
 var envOrder = []string{
-	"KUBECONFIG", "PODID_CLUSTER_NAME", "PODID_SERVER_URL", "PODID_AGENT_URL", "PODID_NODE_NETNS", "PODID_NODE_NAME",
+	"KUBECONFIG", "PODID_NODE", "PODID_CLUSTER_NAME", "PODID_SERVER_URL", "PODID_AGENT_URL", "PODID_NODE_NETNS", "PODID_NODE_NAME",
 	"PODID_KUBELET_PODS_DIR", "PODID_SAMPLE_TOKEN_FILE", "PODID_STS_ENDPOINT", "PODID_NODE_STS_ENDPOINT",
-	"PODID_SERVER_ROLE_PRINCIPAL", "PODID_ENV_FILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+	"PODID_SERVER_ROLE_PRINCIPAL", "PODID_SAMPLE_ROLE_ARN", "PODID_ENV_FILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
 }
 
 func writeEnv(path string, vars map[string]string) error {

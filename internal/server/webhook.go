@@ -103,8 +103,12 @@ func webhookServer(cfg *rest.Config, opts *WebhookOptions) (crwebhook.Server, er
 			if err != nil {
 				return nil, err
 			}
+			var caConfigMap types.NamespacedName
+			if opts.CAConfigMap != "" {
+				caConfigMap = types.NamespacedName{Namespace: opts.Secret.Namespace, Name: opts.CAConfigMap}
+			}
 			opts.CertManager = webhookcert.New(webhookcert.Options{
-				Client: live, Secret: opts.Secret, WebhookConfiguration: opts.ConfigurationName,
+				Client: live, Secret: opts.Secret, WebhookConfiguration: opts.ConfigurationName, CAConfigMap: caConfigMap,
 				DNSNames: dnsNames(opts.Hosts), IPs: ips(opts.Hosts),
 				Log: slog.Default().With("logger", "webhook-cert"),
 			})
