@@ -59,12 +59,14 @@ tool_kube() {
 	place "$dir" kube-apiserver etcd
 }
 
-# module_build NAME MODDIR LDFLAGS TAGS PKG...: builds each package of a tools
-# module (hack/tools/MODDIR) statically, cached by the module's pins.
+# module_build NAME MODDIR CGO LDFLAGS TAGS PKG...: builds each package of a
+# tools module (hack/tools/MODDIR), cached by the module's pins. CGO is
+# CGO_ENABLED's value, or "" for Go's default: the node's binaries take the
+# default like kube-apiserver, so that they reuse its compiled packages.
 module_build() {
-	local name=$1 moddir=$2 ldflags=$3 tags=$4; shift 4
+	local name=$1 moddir=$2 cgo=$3 ldflags=$4 tags=$5; shift 5
 	local mod="$root/hack/tools/$moddir"
-	local k; k=$(key "$name" "$ldflags" "$tags" "$*" "$(cat "$mod"/go.mod "$mod"/go.sum "$mod"/*.go)")
+	local k; k=$(key "$name" "cgo=$cgo" "$ldflags" "$tags" "$*" "$(cat "$mod"/go.mod "$mod"/go.sum "$mod"/*.go)")
 	local dir="$cache/$k" files=() p
 	# outname PKG: the binary's name; "." is the module's own main, named NAME.
 	outname() { if [ "$1" = . ]; then echo "$name"; else basename "$1"; fi; }
@@ -75,7 +77,7 @@ module_build() {
 		echo "tools: building ${files[*]} ($k)" >&2
 		mkdir -p "$dir.tmp"
 		for p in "$@"; do
-			(cd "$mod" && CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags="$ldflags" -o "$dir.tmp/$(outname "$p")" "$p")
+			(cd "$mod" && CGO_ENABLED=${cgo:-$(go env CGO_ENABLED)} go build -trimpath -tags "$tags" -ldflags="$ldflags" -o "$dir.tmp/$(outname "$p")" "$p")
 		done
 		rm -rf "$dir" && mv "$dir.tmp" "$dir"
 	fi
@@ -87,7 +89,7 @@ module_build() {
 tool_node() {
 	local kv; kv=$(awk '$1 == "k8s.io/kubernetes" { print $2 } $1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$root/hack/tools/node/go.mod")
 	local minor; minor=$(echo "$kv" | cut -d. -f2)
-	module_build node node "-s -w -X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" "" \
+	module_build node node "" "-s -w -X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" "" \
 		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
 }
@@ -95,13 +97,13 @@ tool_node() {
 # containerd v2, its runc shim and ctr (runc and the CNI plugins are Debian's).
 tool_containerd() {
 	local v; v=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2 } $1 == "require" && $2 == "github.com/containerd/containerd/v2" { print $3 }' "$root/hack/tools/containerd/go.mod")
-	module_build containerd containerd "-s -w -X github.com/containerd/containerd/v2/version.Version=$v" "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
+	module_build containerd containerd 0 "-s -w -X github.com/containerd/containerd/v2/version.Version=$v" "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
 		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
 		github.com/containerd/containerd/v2/cmd/ctr
 }
 
 # CoreDNS with the plugins a cluster DNS needs (hack/tools/coredns/main.go).
-tool_coredns() { module_build coredns coredns "-s -w" "" .; }
+tool_coredns() { module_build coredns coredns 0 "-s -w" "" .; }
 
 # go_install NAME PACKAGE VERSION: a tool that `go install pkg@version` builds.
 go_install() {

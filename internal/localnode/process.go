@@ -73,7 +73,9 @@ func (p *process) stop(grace time.Duration) {
 func killRecorded(procs []proc) {
 	for i := len(procs) - 1; i >= 0; i-- {
 		pr := procs[i]
-		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pr.PID) + "/exe"); err == nil && exe == pr.Exe && !zombie(pr.PID) {
+		exe, err := os.Readlink("/proc/" + strconv.Itoa(pr.PID) + "/exe")
+		// " (deleted)": hack/tools.sh replaced the binary since it started.
+		if err == nil && strings.TrimSuffix(exe, " (deleted)") == pr.Exe && !zombie(pr.PID) {
 			_ = syscall.Kill(pr.PID, syscall.SIGKILL)
 		}
 	}

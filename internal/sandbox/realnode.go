@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -206,12 +207,10 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 	say("pod demo/%s runs the workload image; podid's webhook injected %s", pod.Name, injectedEnv(pod))
 	say("the workload's AWS SDK got credentials %s from %s, expiring %s", id.AccessKeyID, id.Source, id.Expires.Format(time.RFC3339))
 	say("GetCallerIdentity: %s", id.ARN)
-	if session, ok := s.aws.emulator.Session(id.AccessKeyID); ok {
-		var tags []string
-		for _, k := range []string{"kubernetes-namespace", "kubernetes-service-account", "kubernetes-pod-name", "eks-cluster-name"} {
-			tags = append(tags, k+"="+session.Tags[k])
-		}
-		say("session tags: %s", strings.Join(tags, ", "))
+	s.saySessionTags(id.AccessKeyID)
+
+	if err := s.printPods(ctx); err != nil {
+		return err
 	}
 
 	env := filepath.Join(opts.Dir, "sandbox.env")
@@ -241,6 +240,28 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 	}
 	say("wrote %s", env)
 	return nil
+}
+
+// printPods shows the pods the kubelet runs, as `kubectl get pods -A -o
+// wide` would.
+func (s *Sandbox) printPods(ctx context.Context) error {
+	pods, err := s.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	s.say("the node's pods (kubectl get pods -A -o wide):")
+	tw := tabwriter.NewWriter(s.opts.Out, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "      NAMESPACE\tNAME\tREADY\tSTATUS\tIP\tNODE")
+	for _, p := range pods.Items {
+		ready := 0
+		for _, c := range p.Status.ContainerStatuses {
+			if c.Ready {
+				ready++
+			}
+		}
+		fmt.Fprintf(tw, "      %s\t%s\t%d/%d\t%s\t%s\t%s\n", p.Namespace, p.Name, ready, len(p.Spec.Containers), p.Status.Phase, p.Status.PodIP, p.Spec.NodeName)
+	}
+	return tw.Flush()
 }
 
 // agentAddress is where podid agent serves on every node.
@@ -282,9 +303,10 @@ func (s *Sandbox) writeChartValues() (string, error) {
 	}
 	values := map[string]any{
 		"clusterName": id.ClusterName, "accountId": id.AccountID, "region": id.Region, "partition": id.Partition,
-		"image":   map[string]any{"repository": PodidImageRepository, "tag": PodidImageTag},
-		"server":  server,
-		"agent":   map[string]any{"initLink": link},
+		"image":  map[string]any{"repository": PodidImageRepository, "tag": PodidImageTag},
+		"server": server,
+		// The probes on the node's address only, not every host address.
+		"agent":   map[string]any{"initLink": link, "healthAddress": s.real.node.IP},
 		"webhook": webhook,
 	}
 	// JSON is YAML; helm reads either.

@@ -143,14 +143,20 @@ func (s *Sandbox) runSampleWorkload(ctx context.Context, say func(string, ...any
 	}
 	say("credentials obtained: %s from %s, expiring %s", result.AccessKeyID, result.Source, result.Expires)
 	say("GetCallerIdentity: %s", result.ARN)
-	if session, ok := s.aws.emulator.Session(result.AccessKeyID); ok {
+	s.saySessionTags(result.AccessKeyID)
+	return file, nil
+}
+
+// saySessionTags tells the tags of the emulator's session that issued
+// accessKeyID.
+func (s *Sandbox) saySessionTags(accessKeyID string) {
+	if session, ok := s.aws.emulator.Session(accessKeyID); ok {
 		var tags []string
 		for _, k := range []string{"kubernetes-namespace", "kubernetes-service-account", "kubernetes-pod-name", "eks-cluster-name"} {
 			tags = append(tags, k+"="+session.Tags[k])
 		}
-		say("session tags: %s", strings.Join(tags, ", "))
+		s.say("session tags: %s", strings.Join(tags, ", "))
 	}
-	return file, nil
 }
 
 // RunWorkloadProcess runs the workload program on the node with env and

@@ -19,7 +19,7 @@ import (
 
 // TestRealNode runs the checks in order: the fast ones first, then those
 // that wait for the kubelet's rotation and the agent's renewal on pods
-// started in TestMain.
+// started in TestMain, then the faults.
 func TestRealNode(t *testing.T) {
 	skipUnlessNode(t)
 	t.Logf("figure: sandbox up on the real node (node, images, chart, sample workload) in %.1fs; chart install → all podid pods Ready in %.1fs", upTime.Seconds(), sb.ChartInstallTime().Seconds())
@@ -30,9 +30,11 @@ func TestRealNode(t *testing.T) {
 		{"chart installed as shipped", testChartInstalled},
 		{"workload identity through the SDK chain", testWorkloadIdentity},
 		{"pod deleted is forgotten", testPodForgotten},
-		{"faults under load", testFaultsUnderLoad},
 		{"token rotated by the kubelet", testRotation},
 		{"restricted pod renewed in the background", testRestrictedRenewal},
+		// Last: restarting the agent empties its cache, which the checks
+		// above watch.
+		{"faults under load", testFaultsUnderLoad},
 	} {
 		if !t.Run(step.name, step.fn) && step.name == "chart installed as shipped" {
 			t.Fatal("podid is not installed; the other checks would only repeat it")

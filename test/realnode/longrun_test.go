@@ -21,6 +21,11 @@ func testRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The pod's credentials are in the agent's cache, fetched with the
+	// token on disk now.
+	if _, err := sb.PodIdentity(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
 	first, fi, err := tokenFile(pod)
 	if err != nil {
 		t.Fatal(err)

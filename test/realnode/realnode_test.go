@@ -38,7 +38,7 @@ var (
 	skipWhy string
 	// upTime is how long the sandbox took to come up on the real node.
 	upTime time.Duration
-	// started is when the long-running checks' pods were created.
+	// restrictedPod runs as user 1000 with fsGroup 2000, from the start.
 	restrictedPod *corev1.Pod
 )
 
@@ -66,7 +66,7 @@ func run(m *testing.M) int {
 	ctx := context.Background()
 	began := time.Now()
 	sb, err = sandbox.Start(ctx, sandbox.Options{
-		Dir: dir, Identity: identity, Out: prefixed{os.Stderr}, Node: sandbox.NodeReal,
+		Dir: dir, Identity: identity, Out: os.Stderr, Node: sandbox.NodeReal,
 		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "30m"},
 	})
 	if err != nil {
@@ -83,14 +83,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// prefixed marks the sandbox's narration in the test output.
-type prefixed struct{ f *os.File }
-
-func (p prefixed) Write(b []byte) (int, error) {
-	_, err := p.f.WriteString(strings.ReplaceAll(strings.TrimRight(string(b), "\n"), "\n", "\n[realnode] ") + "\n")
-	return len(b), err
 }
 
 func skipUnlessNode(t *testing.T) {
