@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podid/podid/internal/sandbox"
 )
 
 // TestRealNode runs the checks in order: the fast ones first, then those
@@ -183,11 +185,7 @@ func workloadPod(namespace, name, sa string) *corev1.Pod {
 
 type ranPod struct {
 	pod *corev1.Pod
-	id  *sandboxIdentity
-}
-
-type sandboxIdentity = struct {
-	ARN, AccessKeyID string
+	id  *sandbox.WorkloadIdentity
 }
 
 // runPod creates pod, waits for it to run and asks it for its identity.
@@ -206,7 +204,7 @@ func runPod(ctx context.Context, pod *corev1.Pod) (*ranPod, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ranPod{pod: created, id: &sandboxIdentity{ARN: id.ARN, AccessKeyID: id.AccessKeyID}}, nil
+	return &ranPod{pod: created, id: id}, nil
 }
 
 // agentMetric reads one of the node agent's gauges or counters (summed over
