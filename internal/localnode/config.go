@@ -44,13 +44,13 @@ func (n *Node) render(name, tmpl string) (string, error) {
 	if err := t.Execute(&b, n.vars()); err != nil {
 		return "", fmt.Errorf("rendering %s: %w", name, err)
 	}
-	path := filepath.Join(n.dir, name)
+	path := filepath.Join(n.Dir, name)
 	return path, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 func (n *Node) vars() map[string]any {
 	return map[string]any{
-		"Dir": n.dir, "Run": runDir, "PKI": filepath.Join(n.dir, "pki"), "Bin": n.bin,
+		"Dir": n.Dir, "Run": runDir, "PKI": filepath.Join(n.Dir, "pki"), "Bin": n.bin,
 		"NodeName": n.Name, "NodeIP": nodeIP, "PodSubnet": podSubnet, "ServiceSubnet": serviceSubnet,
 		"Bridge": bridgeName, "APIServer": n.apiServerURL(), "KubeletPort": kubeletPort,
 		"KubeletRoot": kubeletRoot, "ClusterDomain": clusterDomain, "PauseImage": pauseImage,

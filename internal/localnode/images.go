@@ -155,7 +155,7 @@ func writeImage(out string, img Image, files map[string]string) error {
 // importImages imports the built tarballs into containerd's CRI namespace.
 func (n *Node) importImages(ctx context.Context, images []Image) error {
 	for i, img := range images {
-		file := filepath.Join(n.dir, "images", fmt.Sprintf("%d.tar", i))
+		file := filepath.Join(n.Dir, "images", fmt.Sprintf("%d.tar", i))
 		cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "ctr"), "--address", n.containerdSocket(), "-n", "k8s.io",
 			"images", "import", "--digests", "--platform", "linux/"+runtime.GOARCH, file)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -41,6 +41,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podid/podid/internal/localcluster"
 )
 
 // Options configure Start.
@@ -79,14 +81,13 @@ type Node struct {
 	// Dir is the node's state directory; logs are in Dir/logs.
 	Dir string
 
-	dir, bin, cniBin string
-	extraEnv         []string
-	logf             func(string, ...any)
-	lock             *os.File
-	rec              *record
-	procs            []*process
-	byName           map[string]*process
-	stopped          bool
+	bin, cniBin string
+	extraEnv    []string
+	logf        func(string, ...any)
+	lock        *os.File
+	rec         *record
+	procs       []*process
+	stopped     bool
 }
 
 // Check returns nil when this machine can run a node, else an error saying
@@ -132,20 +133,15 @@ func executable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// DefaultBinDir is bin/ of the podid checkout around the working directory.
+// DefaultBinDir is where the tools are: the directory localcluster finds
+// kube-apiserver and etcd in ($KUBEBUILDER_ASSETS, else bin/ of the podid
+// checkout around the working directory), where hack/tools.sh puts the
+// node's binaries too.
 func DefaultBinDir() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "bin"
+	if dir, err := localcluster.FindAssets(); err == nil {
+		return dir
 	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && executable(filepath.Join(dir, "bin", "kubelet")) {
-			return filepath.Join(dir, "bin")
-		}
-		if filepath.Dir(dir) == dir {
-			return filepath.Join(wd, "bin")
-		}
-	}
+	return "bin"
 }
 
 // Start brings a node up and returns once the Node is Ready, cluster DNS
@@ -170,8 +166,8 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		opts.Logf = func(string, ...any) {}
 	}
 	n := &Node{
-		Name: opts.NodeName, IP: nodeIP, Dir: opts.Dir, dir: opts.Dir, bin: opts.BinDir, cniBin: cniBinDir(),
-		logf: opts.Logf, byName: map[string]*process{},
+		Name: opts.NodeName, IP: nodeIP, Dir: opts.Dir, bin: opts.BinDir, cniBin: cniBinDir(),
+		logf: opts.Logf,
 		// containerd finds its shim on PATH.
 		extraEnv: []string{"PATH=" + opts.BinDir + ":" + os.Getenv("PATH")},
 	}
@@ -187,17 +183,17 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 			n.Stop()
 		}
 	}()
-	if n.rec, err = snapshot(n.dir, bridgeName); err != nil {
+	if n.rec, err = snapshot(n.Dir, bridgeName); err != nil {
 		return nil, err
 	}
 	if err := n.rec.save(); err != nil {
 		return nil, err
 	}
-	if err := os.RemoveAll(n.dir); err != nil {
+	if err := os.RemoveAll(n.Dir); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"logs", "cni", "etcd", "volume-plugins"} {
-		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
@@ -214,7 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	n.logf("API server ready at %s (%.1fs)", n.apiServerURL(), time.Since(began).Seconds())
 	images := append([]Image{pauseImageSpec()}, opts.Images...)
 	built := make(chan error, 1)
-	go func() { built <- buildImages(ctx, filepath.Join(n.dir, "images"), images) }()
+	go func() { built <- buildImages(ctx, filepath.Join(n.Dir, "images"), images) }()
 	if err := n.runtime(ctx); err != nil {
 		return nil, err
 	}
@@ -299,7 +295,7 @@ func (n *Node) network() error {
 const guardChain = "PODID-LOCALNODE-GUARD"
 
 func (n *Node) certificates() error {
-	p, err := newPKI(filepath.Join(n.dir, "pki"))
+	p, err := newPKI(filepath.Join(n.Dir, "pki"))
 	if err != nil {
 		return err
 	}
@@ -326,7 +322,7 @@ func (n *Node) certificates() error {
 			return err
 		}
 	}
-	n.Kubeconfig = filepath.Join(n.dir, "admin.kubeconfig")
+	n.Kubeconfig = filepath.Join(n.Dir, "admin.kubeconfig")
 	if n.Config, err = clientcmd.BuildConfigFromFlags("", n.Kubeconfig); err != nil {
 		return err
 	}
@@ -348,13 +344,13 @@ func (n *Node) controlPlane(ctx context.Context) error {
 	}
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	if _, err := n.start("etcd", filepath.Join(n.bin, "etcd"), "--name=localnode", "--data-dir="+filepath.Join(n.dir, "etcd"),
+	if _, err := n.start("etcd", filepath.Join(n.bin, "etcd"), "--name=localnode", "--data-dir="+filepath.Join(n.Dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=localnode="+peerURL, "--unsafe-no-fsync", "--log-level=warn"); err != nil {
 		return err
 	}
-	pki := filepath.Join(n.dir, "pki")
+	pki := filepath.Join(n.Dir, "pki")
 	api, err := n.start("kube-apiserver", filepath.Join(n.bin, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		fmt.Sprintf("--secure-port=%d", apiServerPort), "--bind-address="+nodeIP, "--advertise-address="+nodeIP,
@@ -372,16 +368,14 @@ func (n *Node) controlPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := n.waitFor(ctx, "kube-apiserver /readyz", 90*time.Second, api, func(ctx context.Context) error {
-		return n.Clientset.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
-	}); err != nil {
+	if err := n.waitFor(ctx, "kube-apiserver /readyz", 90*time.Second, api, readyz(n.Clientset)); err != nil {
 		return err
 	}
 	if _, err := n.start("kube-controller-manager", filepath.Join(n.bin, "kube-controller-manager"),
 		"--kubeconfig="+n.Kubeconfig, "--service-account-private-key-file="+pki+"/sa.key",
 		"--root-ca-file="+pki+"/ca.crt", "--cluster-signing-cert-file="+pki+"/ca.crt", "--cluster-signing-key-file="+pki+"/ca.key",
 		"--use-service-account-credentials=false", "--leader-elect=false", "--secure-port=0",
-		"--flex-volume-plugin-dir="+filepath.Join(n.dir, "volume-plugins"), "--v=1"); err != nil {
+		"--flex-volume-plugin-dir="+filepath.Join(n.Dir, "volume-plugins"), "--v=1"); err != nil {
 		return err
 	}
 	_, err = n.start("kube-scheduler", filepath.Join(n.bin, "kube-scheduler"),
@@ -410,7 +404,7 @@ func (n *Node) runtime(ctx context.Context) error {
 
 // kubelet starts the kubelet and waits for the Node to be Ready.
 func (n *Node) kubelet(ctx context.Context) error {
-	if err := os.WriteFile(filepath.Join(n.dir, "resolv.conf"), []byte("# pods use cluster DNS; nothing is resolved off this machine\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.Dir, "resolv.conf"), []byte("# pods use cluster DNS; nothing is resolved off this machine\n"), 0o644); err != nil {
 		return err
 	}
 	cfg, err := n.render("kubelet.yaml", kubeletConfig)
@@ -418,7 +412,7 @@ func (n *Node) kubelet(ctx context.Context) error {
 		return err
 	}
 	kubelet, err := n.start("kubelet", filepath.Join(n.bin, "kubelet"), "--config="+cfg,
-		"--kubeconfig="+filepath.Join(n.dir, "kubelet.kubeconfig"),
+		"--kubeconfig="+filepath.Join(n.Dir, "kubelet.kubeconfig"),
 		"--hostname-override="+n.Name, "--node-ip="+nodeIP, "--root-dir="+kubeletRoot, "--v=1")
 	if err != nil {
 		return err
@@ -462,9 +456,7 @@ func (n *Node) services(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := n.waitFor(ctx, "the kubernetes Service through kube-proxy", 60*time.Second, proxy, func(ctx context.Context) error {
-		return cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
-	}); err != nil {
+	if err := n.waitFor(ctx, "the kubernetes Service through kube-proxy", 60*time.Second, proxy, readyz(cs)); err != nil {
 		return err
 	}
 	return n.waitFor(ctx, "CoreDNS", 60*time.Second, dns, func(ctx context.Context) error {
@@ -496,18 +488,21 @@ func (n *Node) waitFor(ctx context.Context, what string, timeout time.Duration, 
 	})
 	if err != nil {
 		if last != nil && wait.Interrupted(err) {
-			return fmt.Errorf("waiting for %s: %w (last: %v; logs in %s)", what, err, last, filepath.Join(n.dir, "logs"))
+			return fmt.Errorf("waiting for %s: %w (last: %v; logs in %s)", what, err, last, filepath.Join(n.Dir, "logs"))
 		}
 		return fmt.Errorf("waiting for %s: %w", what, err)
 	}
 	return nil
 }
 
-func (n *Node) logPath(name string) string { return filepath.Join(n.dir, "logs", name+".log") }
+// readyz asks the API server behind cs whether it is ready.
+func readyz(cs kubernetes.Interface) func(context.Context) error {
+	return func(ctx context.Context) error {
+		return cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	}
+}
 
-// Log returns the end of a component's log (etcd, kube-apiserver, kubelet,
-// containerd, kube-proxy, coredns, …), for test failures.
-func (n *Node) Log(name string, lines int) string { return tail(n.logPath(name), lines) }
+func (n *Node) logPath(name string) string { return filepath.Join(n.Dir, "logs", name+".log") }
 
 func tail(path string, lines int) string {
 	data, err := os.ReadFile(path)

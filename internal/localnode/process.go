@@ -25,7 +25,7 @@ type process struct {
 // reaches only the test or sandbox, which then stops the node in order),
 // logging to <state>/logs/<name>.log, and records it.
 func (n *Node) start(name, bin string, args ...string) (*process, error) {
-	logFile, err := os.OpenFile(filepath.Join(n.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(filepath.Join(n.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}

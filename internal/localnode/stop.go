@@ -126,9 +126,7 @@ func (n *Node) removeContainers() {
 // RestartAPIServer stops kube-apiserver and starts it again with the same
 // flags, returning once it is ready: a fault the tests inject.
 func (n *Node) RestartAPIServer(ctx context.Context) error {
-	return n.restart(ctx, "kube-apiserver", func(ctx context.Context) error {
-		return n.Clientset.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
-	})
+	return n.restart(ctx, "kube-apiserver", readyz(n.Clientset))
 }
 
 func (n *Node) restart(ctx context.Context, name string, ready func(context.Context) error) error {

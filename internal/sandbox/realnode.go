@@ -62,21 +62,17 @@ const (
 // RealNodeUnavailable says why this machine cannot run the sandbox on a
 // real node, or returns nil.
 func RealNodeUnavailable() error {
-	if err := localnode.Check(localnode.DefaultBinDir()); err != nil {
+	bin := localnode.DefaultBinDir()
+	if err := localnode.Check(bin); err != nil {
 		return err
 	}
-	if !executableFile(filepath.Join(localnode.DefaultBinDir(), "helm")) {
+	if _, err := exec.LookPath(filepath.Join(bin, "helm")); err != nil {
 		return errors.New("helm not in bin/: run `make tools`")
 	}
 	if _, err := localnode.ModuleRoot(); err != nil {
 		return err
 	}
 	return nil
-}
-
-func executableFile(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // realSide is what the sandbox runs on a real node.
