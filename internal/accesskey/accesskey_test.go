@@ -36,11 +36,18 @@ func TestParse(t *testing.T) {
 
 func TestWatchReloadsAndKeepsKeysOnBadFiles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.yaml")
+	// Replace the file in one rename, as the kubelet updates a mounted
+	// Secret: written in place, the watcher could read it half-written
+	// (empty) on a busy machine.
 	write := func(doc string, at time.Time) {
-		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		os.Chtimes(path, at, at) // a distinct stamp even within one clock tick
+		os.Chtimes(tmp, at, at) // a distinct stamp even within one clock tick
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write("keys: []\n", time.Unix(1000, 0))
 	got := make(chan []sigv4.Key, 4)
