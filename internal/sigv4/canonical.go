@@ -19,6 +19,7 @@ func (s scope) String() string {
 
 // authorization is a parsed SigV4 Authorization header.
 type authorization struct {
+	algorithm     string // Algorithm or AlgorithmV4A
 	accessKeyID   string
 	scope         scope
 	signedHeaders []string // lower case, as the client listed them
@@ -40,11 +41,16 @@ func parseAuthorization(header string) (*authorization, error) {
 	if header == "" {
 		return nil, refuse(MissingAuthentication, "the request is not signed: sign it with AWS Signature Version 4")
 	}
-	rest, ok := strings.CutPrefix(header, Algorithm+" ")
-	if !ok {
-		return nil, refuse(IncompleteSignature, "the Authorization header must use %s", Algorithm)
-	}
 	var a authorization
+	rest, ok := strings.CutPrefix(header, Algorithm+" ")
+	a.algorithm = Algorithm
+	if !ok {
+		rest, ok = strings.CutPrefix(header, AlgorithmV4A+" ")
+		a.algorithm = AlgorithmV4A
+	}
+	if !ok {
+		return nil, refuse(IncompleteSignature, "the Authorization header must use %s or %s", Algorithm, AlgorithmV4A)
+	}
 	var seen int
 	for _, part := range strings.Split(rest, ",") {
 		name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -54,6 +60,13 @@ func parseAuthorization(header string) (*authorization, error) {
 		switch name {
 		case "Credential":
 			fields := strings.Split(value, "/")
+			if a.algorithm == AlgorithmV4A {
+				// SigV4A's scope has no region: X-Amz-Region-Set carries it.
+				if len(fields) != 4 || fields[0] == "" {
+					return nil, refuse(IncompleteSignature, "Credential must be AccessKeyId/date/service/aws4_request")
+				}
+				fields = []string{fields[0], fields[1], "", fields[2], fields[3]}
+			}
 			if len(fields) != 5 || fields[0] == "" {
 				return nil, refuse(IncompleteSignature, "Credential must be AccessKeyId/date/region/service/aws4_request")
 			}
@@ -72,8 +85,12 @@ func parseAuthorization(header string) (*authorization, error) {
 			}
 			seen |= 2
 		case "Signature":
-			if len(value) != 64 {
+			if a.algorithm == Algorithm && len(value) != 64 {
 				return nil, refuse(IncompleteSignature, "Signature must be 64 hexadecimal characters")
+			}
+			// A DER-encoded P-256 ECDSA signature is at most 72 bytes.
+			if a.algorithm == AlgorithmV4A && (len(value) < 16 || len(value) > 144 || len(value)%2 != 0) {
+				return nil, refuse(IncompleteSignature, "Signature must be a hex-encoded DER ECDSA signature")
 			}
 			a.signature = value
 			seen |= 4

@@ -1,4 +1,5 @@
-// Package sigv4 verifies AWS Signature Version 4 on incoming HTTP requests.
+// Package sigv4 verifies AWS Signature Version 4 and 4A on incoming HTTP
+// requests, and signs with SigV4A (which aws-sdk-go-v2 does not export).
 //
 // podid's AWS-compatible APIs (EKS Auth, the EKS association API) and the
 // STS/IAM emulator accept requests that unmodified AWS clients sign. The AWS
@@ -6,7 +7,7 @@
 // rebuilt here from the SignedHeaders the client names, following the
 // published algorithm, and checked against signatures made by aws-sdk-go-v2
 // in the tests. Only the Authorization-header form is accepted (no presigned
-// URLs, no chunked payload signing, no SigV4a).
+// URLs, no chunked payload signing). SigV4A is in sigv4a.go.
 package sigv4
 
 import (
@@ -23,7 +24,7 @@ import (
 	"time"
 )
 
-// Algorithm is the only signing algorithm accepted.
+// Algorithm is SigV4's signing algorithm.
 const Algorithm = "AWS4-HMAC-SHA256"
 
 const (
@@ -116,17 +117,23 @@ type Verifier struct {
 
 // Result is a verified request.
 type Result struct {
-	Key    Key
+	Key Key
+	// Region is the scope's region, or for SigV4A the signed region set
+	// (e.g. "*" or "us-east-1,eu-west-1").
 	Region string
+	// Algorithm is Algorithm or AlgorithmV4A.
+	Algorithm string
 	// Body is the request body, read once to hash it. The verifier also
 	// replaces r.Body with a reader over it, so handlers can decode as usual.
 	Body []byte
 }
 
-// IsSigned reports whether r carries a SigV4 Authorization header, so that a
-// server accepting more than one scheme can choose without reading further.
+// IsSigned reports whether r carries a SigV4 or SigV4A Authorization header,
+// so that a server accepting more than one scheme can choose without reading
+// further.
 func IsSigned(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Authorization"), Algorithm+" ")
+	a := r.Header.Get("Authorization")
+	return strings.HasPrefix(a, Algorithm+" ") || strings.HasPrefix(a, AlgorithmV4A+" ")
 }
 
 // Verify checks r's signature and returns the key that made it. A refusal is
@@ -139,8 +146,18 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 	if auth.scope.service != v.Service {
 		return nil, refuse(InvalidSignature, "credential scope names service %q; this endpoint is %q", auth.scope.service, v.Service)
 	}
-	if v.Region != "" && auth.scope.region != v.Region {
+	if auth.algorithm == Algorithm && v.Region != "" && auth.scope.region != v.Region {
 		return nil, refuse(InvalidSignature, "credential scope names region %q; this endpoint signs for %q", auth.scope.region, v.Region)
+	}
+	if auth.algorithm == AlgorithmV4A {
+		if !auth.hasHeader("x-amz-region-set") {
+			return nil, refuse(IncompleteSignature, "a SigV4A request must sign X-Amz-Region-Set")
+		}
+		set := r.Header.Get(headerRegionSet)
+		if v.Region != "" && !regionSetAllows(set, v.Region) {
+			return nil, refuse(InvalidSignature, "X-Amz-Region-Set %q does not include this endpoint's region %q", clip(set), v.Region)
+		}
+		auth.scope.region = set
 	}
 	if auth.scope.terminal != "aws4_request" {
 		return nil, refuse(IncompleteSignature, "credential scope must end with aws4_request")
@@ -201,8 +218,16 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 	}
 
 	canonical := canonicalRequest(r, auth.signedHeaders, payloadHash, v.Service)
-	want := signature(key.SecretAccessKey, auth.scope, dateValue, canonical)
-	if !hmac.Equal([]byte(want), []byte(auth.signature)) {
+	var valid bool
+	if auth.algorithm == AlgorithmV4A {
+		if valid, err = verifyV4A(key.SecretAccessKey, key.AccessKeyID, dateValue, auth.scope, canonical, auth.signature); err != nil {
+			return nil, fmt.Errorf("verifying a SigV4A signature: %w", err)
+		}
+	} else {
+		want := signature(key.SecretAccessKey, auth.scope, dateValue, canonical)
+		valid = hmac.Equal([]byte(want), []byte(auth.signature))
+	}
+	if !valid {
 		return nil, refuse(InvalidSignature, "the request signature we calculated does not match the signature you provided; check your secret access key and signing method")
 	}
 	if v.Replays != nil {
@@ -215,7 +240,7 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 			return nil, refuse(InvalidSignature, "this signed request was already received; sign each request anew")
 		}
 	}
-	return &Result{Key: key, Region: auth.scope.region, Body: body}, nil
+	return &Result{Key: key, Region: auth.scope.region, Algorithm: auth.algorithm, Body: body}, nil
 }
 
 // readBody reads at most max bytes of r's body and puts them back.
