@@ -1,4 +1,4 @@
-// Package awsemu is an emulator of the parts of AWS STS and IAM that podid
+// Package awsemu is an emulator of the parts of AWS STS, IAM and ECR that podid
 // relies on, for tests and the sandbox, where AWS itself is unreachable.
 //
 // It speaks the AWS query protocol over HTTP, so it is driven with the
@@ -20,7 +20,10 @@
 //     and tags (50, key 128, value 256, no "aws:" prefix), carries transitive
 //     tags through role chains, records every session and issues credentials
 //     it later recognises (until they expire on the injected clock).
-//   - STS GetCallerIdentity.
+//   - STS GetCallerIdentity, signed with SigV4 or SigV4A (the passwordless
+//     Artifactory exchange replays a SigV4A-signed one).
+//   - ECR GetAuthorizationToken (awsJson1_1), issuing 12-hour passwords an
+//     emulated registry checks with ECRAuthorization.
 //
 // What it does not: identity-based policies (a principal may call any
 // action), permission boundaries, SCPs, resource policies other than trust
@@ -40,6 +43,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +86,10 @@ type Emulator struct {
 	keys   map[string]*Session // temporary credentials by access key ID
 	calls  []AssumeRoleCall    // every AssumeRole, granted or refused
 	faults []*fault
+	ecr    *sigv4.Verifier
+	// ecrTokens are the ECR passwords issued, ecrCalls the calls that did.
+	ecrTokens map[string]ECRToken
+	ecrCalls  int
 }
 
 // New returns an emulator holding opts.Users and no roles.
@@ -99,6 +107,8 @@ func New(opts Options) *Emulator {
 		users: map[string]*User{},
 		roles: map[string]*role{},
 		keys:  map[string]*Session{},
+
+		ecrTokens: map[string]ECRToken{},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -115,12 +125,17 @@ func New(opts Options) *Emulator {
 	}
 	e.sts = &sigv4.Verifier{Service: "sts", Keys: keyStore{e}, Now: e.now}
 	e.iam = &sigv4.Verifier{Service: "iam", Keys: keyStore{e}, Now: e.now}
+	e.ecr = &sigv4.Verifier{Service: "ecr", Keys: keyStore{e}, Now: e.now}
 	return e
 }
 
 // ServeHTTP implements the query protocol: a form-encoded POST (or GET with
 // a query) naming an Action.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), ecrTargetPrefix) {
+		e.serveECR(w, r)
+		return
+	}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		writeError(w, http.StatusMethodNotAllowed, &apiError{Code: "InvalidAction", Message: "use POST"})
 		return
