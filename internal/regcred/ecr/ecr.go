@@ -1,0 +1,77 @@
+// Package ecr is the ECR exchanger: GetAuthorizationToken through
+// aws-sdk-go-v2's ECR client, one login per registry, keyed by the
+// registry host the docker client pulls from.
+package ecr
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+
+	"github.com/podid/podid/internal/regcred"
+)
+
+// Exchanger implements regcred.Exchanger.
+type Exchanger struct {
+	// AWS is the SDK configuration (endpoint overrides, HTTP client); its
+	// Credentials are replaced by the provider Exchange is given.
+	AWS aws.Config
+	// Region is the registries' region; empty means AWS.Region.
+	Region string
+	// RegistryIDs are the registries' account IDs; empty means the caller's.
+	RegistryIDs []string
+	// Timeout bounds the call; zero means 30 s.
+	Timeout time.Duration
+}
+
+// Provider implements regcred.Exchanger.
+func (x *Exchanger) Provider() string { return "ecr" }
+
+// Exchange implements regcred.Exchanger.
+func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvider) (*regcred.Credentials, error) {
+	timeout := x.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := ecr.NewFromConfig(x.AWS, func(o *ecr.Options) {
+		o.Credentials = provider
+		if x.Region != "" {
+			o.Region = x.Region
+		}
+	})
+	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{RegistryIds: x.RegistryIDs})
+	if err != nil {
+		return nil, fmt.Errorf("ECR GetAuthorizationToken: %w", err)
+	}
+	if len(out.AuthorizationData) == 0 {
+		return nil, errors.New("ECR GetAuthorizationToken returned no authorization data")
+	}
+	c := &regcred.Credentials{}
+	for _, d := range out.AuthorizationData {
+		if d.AuthorizationToken == nil || d.ProxyEndpoint == nil || d.ExpiresAt == nil {
+			return nil, errors.New("ECR GetAuthorizationToken returned incomplete authorization data")
+		}
+		raw, err := base64.StdEncoding.DecodeString(*d.AuthorizationToken)
+		if err != nil {
+			return nil, fmt.Errorf("ECR authorization token is not base64: %w", err)
+		}
+		user, password, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return nil, errors.New("ECR authorization token is not user:password")
+		}
+		host := strings.TrimPrefix(strings.TrimPrefix(*d.ProxyEndpoint, "https://"), "http://")
+		c.Auths = append(c.Auths, regcred.Auth{Host: strings.TrimRight(host, "/"), Username: user, Password: password})
+		if c.ExpiresAt.IsZero() || d.ExpiresAt.Before(c.ExpiresAt) {
+			c.ExpiresAt = *d.ExpiresAt
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,231 @@
+// Package jfrog is the Artifactory exchanger: JFrog's passwordless AWS
+// token exchange, in which the AWS secret key never leaves the pod. It signs
+// an STS GetCallerIdentity request with SigV4A without sending it, hands the
+// signed headers to Artifactory, which replays them to STS to learn the
+// caller's role, and gets back an access token for the JFrog user that role
+// is mapped to.
+package jfrog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/podid/podid/internal/regcred"
+	"github.com/podid/podid/internal/sigv4"
+)
+
+// DefaultLifetime is asked for when the role's MaxSessionDuration cannot be
+// read (JFrog's default too).
+const DefaultLifetime = 3 * time.Hour
+
+// Exchanger implements regcred.Exchanger for one Artifactory.
+type Exchanger struct {
+	// URL is the Artifactory host, as in SecretRotator's artifactoryUrl; a
+	// leading https:// or http:// is dropped (the exchange is always HTTPS).
+	URL string
+	// Subdomains are further registry hosts that take the same token.
+	Subdomains []string
+	// Region selects the regional variant: the request is signed for
+	// sts.<Region>.amazonaws.com and Artifactory is told ?region=<Region>.
+	// Empty: the global sts.amazonaws.com, signed for every region.
+	Region string
+	// HTTPClient carries the TLS settings (SecretRotator's security); nil
+	// means http.DefaultClient. Every call also has Timeout.
+	HTTPClient *http.Client
+	// AWS is the configuration for STS GetCallerIdentity and IAM GetRole,
+	// which size the token's lifetime; its Credentials are replaced by the
+	// provider Exchange is given.
+	AWS aws.Config
+	// Timeout bounds each call; zero means 30 s.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Provider implements regcred.Exchanger.
+func (x *Exchanger) Provider() string { return "jfrog" }
+
+// Host is the Artifactory host the docker config is keyed by.
+func (x *Exchanger) Host() string {
+	h := strings.TrimPrefix(strings.TrimPrefix(x.URL, "https://"), "http://")
+	return strings.TrimRight(h, "/")
+}
+
+func (x *Exchanger) now() time.Time {
+	if x.Now != nil {
+		return x.Now()
+	}
+	return time.Now()
+}
+
+func (x *Exchanger) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := x.Timeout
+	if t == 0 {
+		t = 30 * time.Second
+	}
+	return context.WithTimeout(ctx, t)
+}
+
+// Exchange implements regcred.Exchanger.
+func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvider) (*regcred.Credentials, error) {
+	if x.Host() == "" {
+		return nil, errors.New("artifactoryUrl is empty")
+	}
+	cctx, cancel := x.call(ctx)
+	creds, err := provider.Retrieve(cctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("getting AWS credentials: %w", err)
+	}
+	identity, lifetime := x.lifetime(ctx, provider)
+
+	stsHost, regionSet := "sts.amazonaws.com", []string{"*"}
+	if x.Region != "" {
+		stsHost, regionSet = "sts."+x.Region+".amazonaws.com", []string{x.Region}
+	}
+	signed, err := http.NewRequest(http.MethodGet, "https://"+stsHost+"/?Action=GetCallerIdentity&Version=2011-06-15", nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := sigv4.SignV4A(signed, sigv4.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey, SessionToken: creds.SessionToken}, "sts", regionSet, x.now(), ""); err != nil {
+		return nil, err
+	}
+
+	tokenURL := "https://" + x.Host() + "/access/api/v1/aws/token"
+	if x.Region != "" {
+		tokenURL += "?region=" + url.QueryEscape(x.Region)
+	}
+	body, _ := json.Marshal(map[string]int64{"expires_in": int64(lifetime / time.Second)})
+	cctx, cancel = x.call(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, tokenURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("artifactoryUrl %q does not make a valid URL: %w", x.URL, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// The signed headers travel as they are; the Host header does not, so the
+	// request goes to Artifactory, which knows which STS host was signed.
+	for _, h := range []string{"Authorization", "X-Amz-Date", "X-Amz-Region-Set", "X-Amz-Security-Token"} {
+		if v := signed.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	client := x.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("calling Artifactory's token exchange at %s: %w", tokenURL, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading Artifactory's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &HTTPError{Status: resp.StatusCode, Message: errorMessage(raw)}
+	}
+	var out struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Username    string `json:"username"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.AccessToken == "" || out.Username == "" {
+		return nil, fmt.Errorf("Artifactory's token answer has no access_token or username (HTTP %d, %d bytes)", resp.StatusCode, len(raw))
+	}
+	expiresIn := time.Duration(out.ExpiresIn) * time.Second
+	if expiresIn <= 0 {
+		expiresIn = lifetime
+	}
+	c := &regcred.Credentials{ExpiresAt: x.now().Add(expiresIn), Identity: identity}
+	for _, host := range append([]string{x.Host()}, x.Subdomains...) {
+		c.Auths = append(c.Auths, regcred.Auth{Host: host, Username: out.Username, Password: out.AccessToken})
+	}
+	return c, nil
+}
+
+// HTTPError is a refusal from Artifactory.
+type HTTPError struct {
+	Status  int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("Artifactory refused the token exchange (HTTP %d): %s", e.Status, e.Message)
+}
+
+// errorMessage pulls the message out of JFrog's {"errors":[{"message"}]}.
+func errorMessage(raw []byte) string {
+	var body struct {
+		Errors []struct {
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(raw, &body) == nil && len(body.Errors) > 0 {
+		return body.Errors[0].Message
+	}
+	s := strings.TrimSpace(string(raw))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// lifetime finds the caller's role and its MaxSessionDuration, the longest
+// a token tied to that role should live. Role paths do not matter (GetRole
+// takes the name) and the partition comes from the ARN. Anything unreadable
+// gives DefaultLifetime: a shorter token is renewed, never wrong.
+func (x *Exchanger) lifetime(ctx context.Context, provider aws.CredentialsProvider) (identity string, d time.Duration) {
+	cfg := x.AWS.Copy()
+	cfg.Credentials = provider
+	cctx, cancel := x.call(ctx)
+	defer cancel()
+	who, err := sts.NewFromConfig(cfg).GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
+	if err != nil || who.Arn == nil {
+		return "", DefaultLifetime
+	}
+	name, ok := RoleName(*who.Arn)
+	if !ok {
+		return *who.Arn, DefaultLifetime
+	}
+	role, err := iam.NewFromConfig(cfg).GetRole(cctx, &iam.GetRoleInput{RoleName: aws.String(name)})
+	if err != nil || role.Role == nil || role.Role.MaxSessionDuration == nil {
+		return *who.Arn, DefaultLifetime
+	}
+	return *who.Arn, time.Duration(*role.Role.MaxSessionDuration) * time.Second
+}
+
+// RoleName is the role name in an assumed-role session ARN
+// (arn:<partition>:sts::<account>:assumed-role/<name>/<session>) or a role
+// ARN (arn:<partition>:iam::<account>:role/<path>/<name>), in any partition.
+func RoleName(s string) (string, bool) {
+	a, err := arn.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	switch {
+	case a.Service == "sts" && strings.HasPrefix(a.Resource, "assumed-role/"):
+		parts := strings.Split(a.Resource, "/")
+		if len(parts) == 3 && parts[1] != "" {
+			return parts[1], true
+		}
+	case a.Service == "iam" && strings.HasPrefix(a.Resource, "role/"):
+		name := a.Resource[strings.LastIndex(a.Resource, "/")+1:]
+		return name, name != ""
+	}
+	return "", false
+}
