@@ -20,6 +20,9 @@
 //     and tags (50, key 128, value 256, no "aws:" prefix), carries transitive
 //     tags through role chains, records every session and issues credentials
 //     it later recognises (until they expire on the injected clock).
+//   - STS AssumeRoleWithWebIdentity (IRSA) for tokens of the OIDC providers
+//     registered with AddOIDCProvider, the trust policy naming the provider
+//     as a Federated principal with "<issuer>:sub"/":aud" conditions.
 //   - STS GetCallerIdentity, signed with SigV4 or SigV4A (the passwordless
 //     Artifactory exchange replays a SigV4A-signed one).
 //   - ECR GetAuthorizationToken (awsJson1_1), issuing 12-hour passwords an
@@ -90,6 +93,9 @@ type Emulator struct {
 	// ecrTokens are the ECR passwords issued, ecrCalls the calls that did.
 	ecrTokens map[string]ECRToken
 	ecrCalls  int
+	// oidc are the web identity providers by issuer.
+	oidc             map[string]OIDCProvider
+	webIdentityCalls int
 }
 
 // New returns an emulator holding opts.Users and no roles.
@@ -109,6 +115,7 @@ func New(opts Options) *Emulator {
 		keys:  map[string]*Session{},
 
 		ecrTokens: map[string]ECRToken{},
+		oidc:      map[string]OIDCProvider{},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -149,6 +156,16 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op, ok := operations[action]
 	if !ok {
 		writeError(w, http.StatusBadRequest, &apiError{Code: "InvalidAction", Message: fmt.Sprintf("the action %q is not valid for this endpoint (the emulator serves %s)", action, operationNames())})
+		return
+	}
+	if op.anonymous {
+		out, aerr := op.run(e, principal{}, formValues(form))
+		if aerr != nil {
+			e.log.Info("refused", "action", action, "code", aerr.Code, "reason", aerr.Message)
+			writeError(w, aerr.status(), aerr)
+			return
+		}
+		writeResult(w, action, op.ns, out)
 		return
 	}
 	verifier := e.sts
@@ -206,6 +223,10 @@ type principal struct {
 	arn     string // user ARN, or assumed-role session ARN
 	userID  string // AIDA… for users, AROA…:session for sessions
 	session *Session
+	// federated is the OIDC provider ARN of a web identity caller, and
+	// claims its token's condition keys ("<provider>:sub", ":aud").
+	federated string
+	claims    map[string]string
 }
 
 // roleARN is the role a session principal acts as ("" for users).

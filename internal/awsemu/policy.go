@@ -149,8 +149,13 @@ func (ps *principalSet) matches(c principal) bool {
 			return true
 		}
 	}
-	// Service and Federated principals are AWS services and identity
-	// providers; no caller of the emulator is one.
+	// A web identity caller is its identity provider; no caller of the
+	// emulator is an AWS service.
+	for _, want := range ps.Federated {
+		if c.federated != "" && want == c.federated {
+			return true
+		}
+	}
 	return false
 }
 
@@ -183,7 +188,9 @@ func contextValue(key string, req request) (string, bool) {
 		v, ok := req.tags[key[len("aws:RequestTag/"):]]
 		return v, ok
 	}
-	return "", false
+	// "<issuer host/path>:sub" and ":aud" of a web identity token.
+	v, ok := req.caller.claims[key]
+	return v, ok
 }
 
 func evaluate(op, key string, values []string, req request) bool {

@@ -51,7 +51,7 @@ var (
 )
 
 func (e *Emulator) assumeRole(caller principal, f formValues) (any, *apiError) {
-	s, aerr := e.assume(caller, f)
+	s, aerr := e.assume(caller, f, "sts:AssumeRole")
 	e.mu.Lock()
 	call := AssumeRoleCall{Caller: caller.arn, RoleARN: f.Get("RoleArn"), Session: s}
 	if aerr != nil {
@@ -85,8 +85,8 @@ func (e *Emulator) assumeRole(caller principal, f formValues) (any, *apiError) {
 
 // assume validates and evaluates one AssumeRole and, when granted, stores
 // the new session.
-func (e *Emulator) assume(caller principal, f formValues) (*Session, *apiError) {
-	if aerr := e.takeFault("AssumeRole"); aerr != nil {
+func (e *Emulator) assume(caller principal, f formValues, action string) (*Session, *apiError) {
+	if aerr := e.takeFault(strings.TrimPrefix(action, "sts:")); aerr != nil {
 		return nil, aerr
 	}
 	roleARN, sessionName := f.Get("RoleArn"), f.Get("RoleSessionName")
@@ -121,11 +121,11 @@ func (e *Emulator) assume(caller principal, f formValues) (*Session, *apiError) 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.findRole(m[2], m[3])
-	denied := errorf("AccessDenied", "User: %s is not authorized to perform: sts:AssumeRole on resource: %s", caller.arn, roleARN)
+	denied := errorf("AccessDenied", "User: %s is not authorized to perform: %s on resource: %s", caller.arn, action, roleARN)
 	if r == nil {
 		return nil, denied
 	}
-	req := request{caller: caller, action: "sts:AssumeRole", sessionName: sessionName, externalID: externalID, tags: tags}
+	req := request{caller: caller, action: action, sessionName: sessionName, externalID: externalID, tags: tags}
 	if !r.trust.allows(req) {
 		return nil, denied
 	}

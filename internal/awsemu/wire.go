@@ -22,17 +22,20 @@ type operation struct {
 	service string // signing name
 	ns      string // XML namespace of the response
 	run     func(e *Emulator, caller principal, form formValues) (any, *apiError)
+	// anonymous actions are not signed (the caller proves itself otherwise).
+	anonymous bool
 }
 
 var operations = map[string]operation{
-	"AssumeRole":             {"sts", stsNamespace, (*Emulator).assumeRole},
-	"GetCallerIdentity":      {"sts", stsNamespace, (*Emulator).getCallerIdentity},
-	"CreateRole":             {"iam", iamNamespace, (*Emulator).createRole},
-	"GetRole":                {"iam", iamNamespace, (*Emulator).getRole},
-	"ListRoles":              {"iam", iamNamespace, (*Emulator).listRoles},
-	"UpdateAssumeRolePolicy": {"iam", iamNamespace, (*Emulator).updateAssumeRolePolicy},
-	"UpdateRole":             {"iam", iamNamespace, (*Emulator).updateRole},
-	"DeleteRole":             {"iam", iamNamespace, (*Emulator).deleteRole},
+	"AssumeRole":                {"sts", stsNamespace, (*Emulator).assumeRole, false},
+	"GetCallerIdentity":         {"sts", stsNamespace, (*Emulator).getCallerIdentity, false},
+	"AssumeRoleWithWebIdentity": {"sts", stsNamespace, (*Emulator).assumeRoleWithWebIdentity, true},
+	"CreateRole":                {"iam", iamNamespace, (*Emulator).createRole, false},
+	"GetRole":                   {"iam", iamNamespace, (*Emulator).getRole, false},
+	"ListRoles":                 {"iam", iamNamespace, (*Emulator).listRoles, false},
+	"UpdateAssumeRolePolicy":    {"iam", iamNamespace, (*Emulator).updateAssumeRolePolicy, false},
+	"UpdateRole":                {"iam", iamNamespace, (*Emulator).updateRole, false},
+	"DeleteRole":                {"iam", iamNamespace, (*Emulator).deleteRole, false},
 }
 
 func operationNames() string {
