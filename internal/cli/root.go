@@ -1,5 +1,5 @@
 // Package cli builds podid's command tree with cobra: one command per
-// component (server, agent, sandbox) and the operator's commands
+// component (server, agent, rotator, sandbox) and the operator's commands
 // (association, version). Commands parse flags into the options of the
 // package that does the work and hold no logic of their own beyond that,
 // except the association commands, whose work is talking to the API.
@@ -43,10 +43,12 @@ Pod Identity.`,
 	server.GroupID = "components"
 	agentCmd := agentcmd.NewCommand()
 	agentCmd.GroupID = "components"
+	rot := newRotatorCommand()
+	rot.GroupID = "components"
 	sandbox := newSandboxCommand(streams)
 	sandbox.GroupID = "components"
 	assoc := newAssociationCommand(streams)
 	assoc.GroupID = "operate"
-	root.AddCommand(server, agentCmd, sandbox, assoc, newVersionCommand(streams))
+	root.AddCommand(server, agentCmd, rot, sandbox, assoc, newVersionCommand(streams))
 	return root
 }

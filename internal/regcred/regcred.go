@@ -55,3 +55,20 @@ func (c *Credentials) DockerConfigJSON() []byte {
 	}{auths}) // a map of strings always marshals
 	return out
 }
+
+// CredentialsError is a failure to obtain the AWS credentials an exchange
+// starts from (no Pod Identity, a role that refuses), as opposed to the
+// registry refusing them.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string { return "getting AWS credentials: " + e.Err.Error() }
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// Retrieve gets credentials from p, wrapping a failure in *CredentialsError.
+func Retrieve(ctx context.Context, p aws.CredentialsProvider) (aws.Credentials, error) {
+	c, err := p.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, &CredentialsError{Err: err}
+	}
+	return c, nil
+}

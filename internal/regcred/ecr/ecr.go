@@ -41,6 +41,10 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Credentials first, so that "no identity" is told apart from "ECR refused".
+	if _, err := regcred.Retrieve(ctx, provider); err != nil {
+		return nil, err
+	}
 	client := ecr.NewFromConfig(x.AWS, func(o *ecr.Options) {
 		o.Credentials = provider
 		if x.Region != "" {

@@ -85,10 +85,10 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 		return nil, errors.New("artifactoryUrl is empty")
 	}
 	cctx, cancel := x.call(ctx)
-	creds, err := provider.Retrieve(cctx)
+	creds, err := regcred.Retrieve(cctx, provider)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("getting AWS credentials: %w", err)
+		return nil, err
 	}
 	identity, lifetime := x.lifetime(ctx, provider)
 
