@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +38,12 @@ type Options struct {
 	Backoff Backoff
 	// Registerer receives the metrics; nil means controller-runtime's.
 	Registerer prometheus.Registerer
+	// AWS is the base SDK configuration; nil loads it from the environment
+	// (AWS_REGION, AWS_ENDPOINT_URL_*), without its credentials.
+	AWS *aws.Config
+	// Getenv is the environment credsource reads (Pod Identity and IRSA
+	// variables); nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // New assembles the controller against the API server cfg points at.
@@ -65,8 +72,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	// The region and endpoint overrides (AWS_REGION, AWS_ENDPOINT_URL_*)
 	// come from the environment; credentials never do: each rotator's
 	// identity is resolved by credsource.
-	base, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
+	var base aws.Config
+	if opts.AWS != nil {
+		base = opts.AWS.Copy()
+	} else if base, err = awsconfig.LoadDefaultConfig(ctx); err != nil {
 		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
 	}
 	base.Credentials = nil
@@ -75,7 +84,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Resolver: func(rot *v1alpha1.SecretRotator) *credsource.Resolver {
-			return &credsource.Resolver{AWS: factory.AWSConfig(rot), Kube: clientset}
+			return &credsource.Resolver{AWS: factory.AWSConfig(rot), Kube: clientset, Getenv: opts.Getenv}
 		},
 		Exchangers: factory.Exchanger,
 		Recorder:   mgr.GetEventRecorder("podid-rotator"),

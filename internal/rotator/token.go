@@ -120,7 +120,9 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 	defer st.mu.Unlock()
 	now := r.now()
 	if key := tokenKey(&rot.Spec); key != st.key {
-		*st = tokenState{key: key}
+		// A new identity or registry: start afresh (the lock stays held).
+		st.key, st.creds, st.mechanism, st.obtained, st.renewAt = key, nil, "", time.Time{}, time.Time{}
+		st.failures, st.retryAt, st.lastErr, st.reason = 0, time.Time{}, nil, ""
 	}
 	st.name = rot.Name
 	if st.creds != nil && !now.Before(st.creds.ExpiresAt) {
