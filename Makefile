@@ -21,6 +21,8 @@ generate: tools ## Regenerate deep-copy code, CRD and RBAC manifests from api/ a
 	$(BIN)/controller-gen object paths=./api/...
 	$(BIN)/controller-gen crd paths=./api/... output:crd:dir=config/crd
 	$(BIN)/controller-gen rbac:roleName=podid-server paths=./internal/... output:rbac:dir=config/rbac
+	mkdir -p config/crd/namespaced
+	sed 's/^  scope: Cluster$$/  scope: Namespaced/' config/crd/podid.io_secretrotators.yaml > config/crd/namespaced/podid.io_secretrotators.yaml
 	cp config/crd/*.yaml charts/podid/crds/
 
 verify: generate ## Fail on unformatted code, vet findings or stale generated files.

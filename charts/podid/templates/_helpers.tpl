@@ -15,6 +15,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: server
 {{- end -}}
 
+{{- define "podid.rotatorSelector" -}}
+app.kubernetes.io/name: podid
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: rotator
+{{- end -}}
+
 {{- define "podid.agentSelector" -}}
 app.kubernetes.io/name: podid
 app.kubernetes.io/instance: {{ .Release.Name }}
