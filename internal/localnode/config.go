@@ -102,6 +102,8 @@ state = "{{.Run}}/containerd"
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "{{.PauseImage}}"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "{{.Dir}}/certs.d"
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
   restrict_oom_score_adj = true

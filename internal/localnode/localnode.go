@@ -88,6 +88,7 @@ type Node struct {
 	rec         *record
 	procs       []*process
 	stopped     bool
+	images      []Image // as built, in order: images/<n>.tar
 }
 
 // Check returns nil when this machine can run a node, else an error saying
@@ -209,6 +210,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 	}
 	n.logf("API server ready at %s (%.1fs)", n.apiServerURL(), time.Since(began).Seconds())
 	images := append([]Image{pauseImageSpec()}, opts.Images...)
+	n.images = images
 	built := make(chan error, 1)
 	go func() { built <- buildImages(ctx, filepath.Join(n.Dir, "images"), images) }()
 	if err := n.runtime(ctx); err != nil {

@@ -49,6 +49,10 @@ type RealNodeOptions struct {
 	SessionDuration string
 	// Images are built and imported besides podid's and the workload's.
 	Images []localnode.Image
+	// Rotator installs podid rotator (the chart's rotator.enabled) with the
+	// sample role as its association's role and the emulator as its AWS
+	// endpoint.
+	Rotator bool
 }
 
 // Images of the real node, built from this module.
@@ -277,6 +281,12 @@ func (s *Sandbox) writeChartValues() (string, error) {
 		// The probes on the node's address only, not every host address.
 		"agent":   map[string]any{"initLink": link, "healthAddress": s.real.node.IP},
 		"webhook": webhook,
+	}
+	if s.opts.RealNode.Rotator {
+		values["rotator"] = map[string]any{
+			"enabled": true, "roleArn": s.aws.sampleRole,
+			"extraEnv": []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": s.aws.endpoint}},
+		}
 	}
 	// JSON is YAML; helm reads either.
 	data, err := json.MarshalIndent(values, "", "  ")

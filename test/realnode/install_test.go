@@ -34,6 +34,7 @@ func TestRealNode(t *testing.T) {
 		{"pod deleted is forgotten", testPodForgotten},
 		{"token rotated by the kubelet", testRotation},
 		{"restricted pod renewed in the background", testRestrictedRenewal},
+		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		// Last: restarting the agent empties its cache, which the checks
 		// above watch.
 		{"faults under load", testFaultsUnderLoad},
