@@ -2,7 +2,6 @@ package realnode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -157,7 +156,7 @@ func rotatorLog(ctx context.Context) string {
 	}
 	raw, err := cs.CoreV1().Pods("podid-system").GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{TailLines: ptr.To[int64](30)}).DoRaw(ctx)
 	if err != nil {
-		return errors.Join(err).Error()
+		return err.Error()
 	}
 	return string(raw)
 }
