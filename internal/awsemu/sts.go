@@ -62,25 +62,33 @@ func (e *Emulator) assumeRole(caller principal, f formValues) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	type credentials struct {
+	return struct {
+		sessionResult
+		PackedPolicySize int `xml:"PackedPolicySize"`
+	}{resultOf(s), packedPercent(s.Policy, s.Tags)}, nil
+}
+
+// sessionResult is the part of AssumeRole's and AssumeRoleWithWebIdentity's
+// answers that describes the new session.
+type sessionResult struct {
+	Credentials struct {
 		AccessKeyID     string `xml:"AccessKeyId"`
 		SecretAccessKey string `xml:"SecretAccessKey"`
 		SessionToken    string `xml:"SessionToken"`
 		Expiration      string `xml:"Expiration"`
-	}
-	type assumedRoleUser struct {
+	} `xml:"Credentials"`
+	AssumedRoleUser struct {
 		Arn           string `xml:"Arn"`
 		AssumedRoleID string `xml:"AssumedRoleId"`
-	}
-	return struct {
-		Credentials      credentials     `xml:"Credentials"`
-		AssumedRoleUser  assumedRoleUser `xml:"AssumedRoleUser"`
-		PackedPolicySize int             `xml:"PackedPolicySize"`
-	}{
-		Credentials:      credentials{s.AccessKeyID, s.secret, s.SessionToken, s.Expiration.UTC().Format(time.RFC3339)},
-		AssumedRoleUser:  assumedRoleUser{s.ARN, s.AssumedRoleID},
-		PackedPolicySize: packedPercent(s.Policy, s.Tags),
-	}, nil
+	} `xml:"AssumedRoleUser"`
+}
+
+func resultOf(s *Session) sessionResult {
+	var r sessionResult
+	r.Credentials.AccessKeyID, r.Credentials.SecretAccessKey, r.Credentials.SessionToken = s.AccessKeyID, s.secret, s.SessionToken
+	r.Credentials.Expiration = s.Expiration.UTC().Format(time.RFC3339)
+	r.AssumedRoleUser.Arn, r.AssumedRoleUser.AssumedRoleID = s.ARN, s.AssumedRoleID
+	return r
 }
 
 // assume validates and evaluates one AssumeRole and, when granted, stores

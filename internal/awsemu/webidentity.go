@@ -63,29 +63,12 @@ func (e *Emulator) assumeRoleWithWebIdentity(_ principal, f formValues) (any, *a
 	if aerr != nil {
 		return nil, aerr
 	}
-	type credentials struct {
-		AccessKeyID     string `xml:"AccessKeyId"`
-		SecretAccessKey string `xml:"SecretAccessKey"`
-		SessionToken    string `xml:"SessionToken"`
-		Expiration      string `xml:"Expiration"`
-	}
-	type assumedRoleUser struct {
-		Arn           string `xml:"Arn"`
-		AssumedRoleID string `xml:"AssumedRoleId"`
-	}
 	return struct {
-		Credentials                 credentials     `xml:"Credentials"`
-		AssumedRoleUser             assumedRoleUser `xml:"AssumedRoleUser"`
-		SubjectFromWebIdentityToken string          `xml:"SubjectFromWebIdentityToken"`
-		Audience                    string          `xml:"Audience"`
-		Provider                    string          `xml:"Provider"`
-	}{
-		Credentials:                 credentials{s.AccessKeyID, s.secret, s.SessionToken, s.Expiration.UTC().Format(time.RFC3339)},
-		AssumedRoleUser:             assumedRoleUser{s.ARN, s.AssumedRoleID},
-		SubjectFromWebIdentityToken: caller.claims["sub"],
-		Audience:                    caller.claims["aud"],
-		Provider:                    caller.federated,
-	}, nil
+		sessionResult
+		SubjectFromWebIdentityToken string `xml:"SubjectFromWebIdentityToken"`
+		Audience                    string `xml:"Audience"`
+		Provider                    string `xml:"Provider"`
+	}{resultOf(s), caller.claims["sub"], caller.claims["aud"], caller.federated}, nil
 }
 
 func (e *Emulator) webIdentityCaller(raw string) (principal, *apiError) {

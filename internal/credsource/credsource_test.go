@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -81,21 +80,10 @@ func trusting(principal string, actions ...string) string {
 	return `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":` + string(a) + `}]}`
 }
 
-// agent stands in for the node agent: it answers the container credentials
-// endpoint with a session of roleARN, for the token in the file only.
+// agent stands in for the node agent: the container credentials endpoint,
+// answering with a session of roleARN for the token in the file only.
 func (f *fixture) agent(t *testing.T, roleARN, token string) string {
-	out, err := sts.NewFromConfig(f.emu.AdminConfig()).AssumeRole(t.Context(), &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("pod")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != token {
-			http.Error(w, `{"code":"AccessDenied"}`, http.StatusForbidden)
-			return
-		}
-		c := out.Credentials
-		json.NewEncoder(w).Encode(map[string]string{"AccessKeyId": *c.AccessKeyId, "SecretAccessKey": *c.SecretAccessKey, "Token": *c.SessionToken, "Expiration": c.Expiration.Format(time.RFC3339)})
-	}))
+	srv := httptest.NewServer(awsemutest.CredentialsEndpoint(f.emu.AdminConfig(), roleARN, token))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/v1/credentials"
 }

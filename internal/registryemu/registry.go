@@ -32,7 +32,7 @@ type Registry struct {
 	// AdminPassword, when set, admits user "admin" with it, so tests can
 	// push images.
 	AdminPassword string
-	handler http.Handler
+	handler       http.Handler
 	// refused and admitted count requests, for the tests' assertions.
 	refused, admitted atomic.Int64
 }

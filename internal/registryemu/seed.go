@@ -15,11 +15,7 @@ import (
 // when insecure) as user and returns its digest, so a test has something
 // to pull.
 func Push(ctx context.Context, ref, user, password string, insecure bool, transport http.RoundTripper) (string, error) {
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := parse(ref, insecure)
 	if err != nil {
 		return "", err
 	}
@@ -41,11 +37,7 @@ func Push(ctx context.Context, ref, user, password string, insecure bool, transp
 // ManifestDigest fetches ref's manifest with the given login, as a docker
 // client given a pull secret would, and returns its digest.
 func ManifestDigest(ctx context.Context, ref, user, password string, insecure bool, transport http.RoundTripper) (string, error) {
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, opts...)
+	r, err := parse(ref, insecure)
 	if err != nil {
 		return "", err
 	}
@@ -57,4 +49,12 @@ func ManifestDigest(ctx context.Context, ref, user, password string, insecure bo
 		return "", err
 	}
 	return desc.Digest.String(), nil
+}
+
+// parse reads ref; insecure allows plain HTTP.
+func parse(ref string, insecure bool) (name.Reference, error) {
+	if insecure {
+		return name.ParseReference(ref, name.Insecure)
+	}
+	return name.ParseReference(ref)
 }

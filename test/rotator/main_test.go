@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -32,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/awsemu"
+	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/credsource"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/registryemu"
@@ -227,19 +226,7 @@ func (e *env) podIdentityAgent(ctx context.Context) (url, tokenFile string, err 
 	if err := os.WriteFile(tokenFile, []byte(podToken), 0o600); err != nil {
 		return "", "", err
 	}
-	srv := e.serve(httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != podToken {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		out, err := sts.NewFromConfig(e.adminAWS()).AssumeRole(r.Context(), &sts.AssumeRoleInput{RoleArn: aws.String(e.podRole), RoleSessionName: aws.String("eks-podid-rotator")})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		c := out.Credentials
-		json.NewEncoder(w).Encode(map[string]string{"AccessKeyId": *c.AccessKeyId, "SecretAccessKey": *c.SecretAccessKey, "Token": *c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339)})
-	})))
+	srv := e.serve(httptest.NewServer(awsemutest.CredentialsEndpoint(e.adminAWS(), e.podRole, podToken)))
 	return srv.URL + "/v1/credentials", tokenFile, nil
 }
 

@@ -4,12 +4,15 @@ package awsemutest
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/podid/podid/internal/awsemu"
 )
@@ -62,4 +65,25 @@ func (e *Emulator) Config(accessKeyID, secret, sessionToken string) aws.Config {
 // AdminConfig is Config for Admin.
 func (e *Emulator) AdminConfig() aws.Config {
 	return e.Config(Admin.AccessKeyID, Admin.SecretAccessKey, "")
+}
+
+// CredentialsEndpoint stands in for a node agent: it answers the container
+// credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI) with a fresh
+// session of roleARN, assumed with cfg, for requests whose Authorization is
+// token ("" accepts any). Tests of Pod Identity consumers use it where the
+// real agent and server are not the subject.
+func CredentialsEndpoint(cfg aws.Config, roleARN, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token != "" && r.Header.Get("Authorization") != token {
+			http.Error(w, `{"code":"AccessDenied","message":"wrong token"}`, http.StatusForbidden)
+			return
+		}
+		out, err := sts.NewFromConfig(cfg).AssumeRole(r.Context(), &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("eks-pod-identity")})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		c := out.Credentials
+		json.NewEncoder(w).Encode(map[string]string{"AccessKeyId": *c.AccessKeyId, "SecretAccessKey": *c.SecretAccessKey, "Token": *c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339)})
+	})
 }

@@ -10,10 +10,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +31,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/awsemu"
+	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/credsource"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/rotator"
@@ -75,15 +73,7 @@ func run(n int, qps float32, burst, late int) error {
 	}
 	// The node agent's part: the credentials endpoint, answering with a
 	// session of the role.
-	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out, err := sts.NewFromConfig(admin).AssumeRole(r.Context(), &sts.AssumeRoleInput{RoleArn: role.Role.Arn, RoleSessionName: aws.String("rotator")})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		c := out.Credentials
-		json.NewEncoder(w).Encode(map[string]string{"AccessKeyId": *c.AccessKeyId, "SecretAccessKey": *c.SecretAccessKey, "Token": *c.SessionToken, "Expiration": c.Expiration.UTC().Format(time.RFC3339)})
-	}))
+	agent := httptest.NewServer(awsemutest.CredentialsEndpoint(admin, *role.Role.Arn, ""))
 	defer agent.Close()
 	dir, err := os.MkdirTemp("", "podid-load-rotator-")
 	if err != nil {
