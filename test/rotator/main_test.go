@@ -59,6 +59,8 @@ type env struct {
 	ecrHost string
 	// podRole is the Pod Identity role (with a path), irsaRole the IRSA one.
 	podRole, irsaRole string
+	// agentURL and agentTokenFile are the Pod Identity variables' values.
+	agentURL, agentTokenFile string
 	// metrics is the rotator's registry.
 	metrics *prometheus.Registry
 	dir     string
@@ -153,8 +155,7 @@ func setup(ctx context.Context) (*env, error) {
 
 	// The rotator's own environment: podid's Pod Identity variables, and
 	// IRSA's beside them (authType picks).
-	agentURL, tokenFile, err := e.podIdentityAgent(ctx)
-	if err != nil {
+	if e.agentURL, e.agentTokenFile, err = e.podIdentityAgent(ctx); err != nil {
 		return e, err
 	}
 	irsaToken, err := e.irsaToken(ctx)
@@ -162,7 +163,7 @@ func setup(ctx context.Context) (*env, error) {
 		return e, err
 	}
 	environ := map[string]string{
-		credsource.EnvFullURI: agentURL, credsource.EnvTokenFile: tokenFile,
+		credsource.EnvFullURI: e.agentURL, credsource.EnvTokenFile: e.agentTokenFile,
 		credsource.EnvRoleARN: e.irsaRole, credsource.EnvWebToken: irsaToken,
 	}
 	awsCfg := aws.Config{Region: "eu-west-1", BaseEndpoint: aws.String(e.emuURL), RetryMaxAttempts: 1}
