@@ -13,11 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -261,5 +263,58 @@ func TestRenderedCommandsParse(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The rotator's pod is not sent to the webhook (podid's namespace never
+// is), so the chart writes the injection itself; it must be exactly what
+// the webhook would inject.
+func TestRotatorCarriesTheWebhooksInjection(t *testing.T) {
+	var pod *corev1.Pod
+	for _, obj := range objects(t, render(t, "testdata/options.values.yaml")) {
+		if obj.GetKind() == "Deployment" && obj.GetName() == "podid-rotator" {
+			var d appsv1.Deployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &d); err != nil {
+				t.Fatal(err)
+			}
+			pod = &corev1.Pod{Spec: d.Spec.Template.Spec}
+		}
+	}
+	if pod == nil {
+		t.Fatal("the options case renders no podid-rotator Deployment")
+	}
+	// Take out what the chart injects, let the webhook inject it, compare.
+	injected := map[string]bool{webhook.EnvCredentialsURI: true, webhook.EnvTokenFile: true}
+	bare := pod.DeepCopy()
+	c := &bare.Spec.Containers[0]
+	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return injected[e.Name] })
+	c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == webhook.DefaultVolumeName })
+	bare.Spec.Volumes = slices.DeleteFunc(bare.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == webhook.DefaultVolumeName })
+	mutated, _, err := webhook.Mutate(bare, webhook.Config{CredentialsURI: "http://169.254.170.23:8079/v1/credentials"}, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := func(p *corev1.Pod) (env []corev1.EnvVar, mounts []corev1.VolumeMount, vols []corev1.Volume) {
+		for _, e := range p.Spec.Containers[0].Env {
+			if injected[e.Name] {
+				env = append(env, e)
+			}
+		}
+		for _, m := range p.Spec.Containers[0].VolumeMounts {
+			if m.Name == webhook.DefaultVolumeName {
+				mounts = append(mounts, m)
+			}
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.Name == webhook.DefaultVolumeName {
+				vols = append(vols, v)
+			}
+		}
+		return env, mounts, vols
+	}
+	ce, cm, cv := pick(pod)
+	we, wm, wv := pick(mutated)
+	if len(ce) != 2 || !reflect.DeepEqual(ce, we) || !reflect.DeepEqual(cm, wm) || !reflect.DeepEqual(cv, wv) {
+		t.Errorf("the chart's injection differs from the webhook's:\nchart:   %+v %+v %+v\nwebhook: %+v %+v %+v", ce, cm, cv, we, wm, wv)
 	}
 }
