@@ -123,6 +123,9 @@ func TestECRExchange(t *testing.T) {
 	if len(c.Auths) != 1 || c.Auths[0].Host != want || c.Auths[0].Username != "AWS" {
 		t.Fatalf("auths = %+v, want one for %s", c.Auths, want)
 	}
+	if !strings.Contains(c.Identity, ":assumed-role/ecr-puller/") {
+		t.Errorf("identity %q", c.Identity)
+	}
 	if d := time.Until(c.ExpiresAt); d < 11*time.Hour || d > 12*time.Hour {
 		t.Errorf("expires in %s, want 12h", d)
 	}

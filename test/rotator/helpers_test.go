@@ -185,3 +185,31 @@ func tlsTransport(t *testing.T, ca []byte) *http.Transport {
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	return tr
 }
+
+// metric is the value of the rotator's series name{labels}, and whether
+// it exists.
+func metric(t *testing.T, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	families, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}

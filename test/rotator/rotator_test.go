@@ -65,6 +65,12 @@ func TestJFrogSeedManifest(t *testing.T) {
 	if n := e.art.TokenCalls() - callsBefore; n != 1 {
 		t.Errorf("%d token exchanges for two secrets, want 1", n)
 	}
+	if v, _ := metric(t, "podid_rotator_rotations_total", map[string]string{"rotator": "secretrotator", "provider": "jfrog"}); v != 1 {
+		t.Errorf("podid_rotator_rotations_total = %v, want 1", v)
+	}
+	if v, ok := metric(t, "podid_rotator_token_expiry_seconds", map[string]string{"rotator": "secretrotator"}); !ok || v < 7000 || v > 7200 {
+		t.Errorf("podid_rotator_token_expiry_seconds = %v (%v), want about 7200", v, ok)
+	}
 
 	// Metadata follows the spec after creation too; what others add stays.
 	patch := client.MergeFrom(docker.DeepCopy())
@@ -312,5 +318,8 @@ func TestFailingArtifactoryBacksOff(t *testing.T) {
 	}
 	if _, ok := secret(t, "backoff", "down-pull"); ok {
 		t.Fatal("a secret was written without a token")
+	}
+	if v, _ := metric(t, "podid_rotator_failures_total", map[string]string{"rotator": "down", "reason": v1alpha1.ReasonTokenExchangeFailed}); int(v) != calls {
+		t.Errorf("podid_rotator_failures_total = %v, want %d", v, calls)
 	}
 }

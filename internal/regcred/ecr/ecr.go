@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/podid/podid/internal/regcred"
 )
@@ -76,6 +77,11 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 		if c.ExpiresAt.IsZero() || d.ExpiresAt.Before(c.ExpiresAt) {
 			c.ExpiresAt = *d.ExpiresAt
 		}
+	}
+	// Who the registry saw, for the status; a caller that may not call
+	// GetCallerIdentity still gets its token.
+	if who, err := sts.NewFromConfig(x.AWS, func(o *sts.Options) { o.Credentials = provider }).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err == nil && who.Arn != nil {
+		c.Identity = *who.Arn
 	}
 	return c, nil
 }
