@@ -1,6 +1,7 @@
 package rotator
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,29 @@ func TestTokenKeyIgnoresWhatDoesNotNeedANewToken(t *testing.T) {
 	if tokenKey(&a) == tokenKey(&b) {
 		t.Error("another Artifactory kept the token key")
 	}
+}
+
+// The managed-metadata annotation is on a secret anyone with write access
+// to it can edit: whatever it says, merging never panics, keeps the
+// rotator's label and never drops a label the annotation does not name.
+func FuzzManagedMetadata(f *testing.F) {
+	f.Add("labels=a,b;annotations=c")
+	f.Add(";;=,,labels=;annotations")
+	f.Add("labels=podid.io/secret-rotator")
+	rot := &v1alpha1.SecretRotator{ObjectMeta: metav1.ObjectMeta{Name: "r", UID: "u"}}
+	creds := &regcred.Credentials{Auths: []regcred.Auth{{Host: "h", Username: "u", Password: "p"}}}
+	desired := desiredSecret(rot, "ns", v1alpha1.GeneratedSecret{SecretName: "s", SecretType: "docker"}, creds)
+	f.Fuzz(func(t *testing.T, annotation string) {
+		existing := desired.DeepCopy()
+		existing.Labels["theirs"] = "x"
+		existing.Annotations[annotationManagedMetadata] = annotation
+		next, _ := merged(existing, desired)
+		if next.Labels[LabelRotator] != "r" {
+			t.Fatal("the rotator's label was lost")
+		}
+		labels, _ := parseManagedKeys(annotation)
+		if next.Labels["theirs"] != "x" && !slices.Contains(labels, "theirs") {
+			t.Fatal("a label the annotation does not name was dropped")
+		}
+	})
 }
