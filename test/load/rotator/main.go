@@ -39,8 +39,8 @@ import (
 
 func main() {
 	n := flag.Int("namespaces", 1000, "matching namespaces")
-	qps := flag.Float64("kube-api-qps", 200, "the rotator's API rate limit (podid rotator's default)")
-	burst := flag.Int("kube-api-burst", 400, "the rotator's API burst (podid rotator's default)")
+	qps := flag.Float64("kube-api-qps", 300, "the rotator's API rate limit (podid rotator's default)")
+	burst := flag.Int("kube-api-burst", 600, "the rotator's API burst (podid rotator's default)")
 	late := flag.Int("late", 20, "namespaces created one by one after provisioning, to time")
 	flag.Parse()
 	if err := run(*n, float32(*qps), *burst, *late); err != nil {
