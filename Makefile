@@ -41,8 +41,9 @@ test: verify js ## Everything: verification, unit, integration, node and real-no
 	go test -race -count=1 -timeout 40m ./...
 
 bench: ## The benchmarks whose figures the docs quote, and the agent's load command.
-	go test ./internal/association ./internal/auth ./internal/agent -run '^$$' -bench . -benchmem
+	go test ./internal/association ./internal/auth ./internal/agent ./internal/sigv4 -run '^$$' -bench . -benchmem
 	go run ./test/load/agent
+	go run ./test/load/rotator
 
 sandbox: tools build ## Run podid on this machine: a real API server, podid server, a sample association.
 	$(BIN)/podid sandbox up

@@ -116,11 +116,10 @@ type tokenResult struct {
 // failure's backoff has not yet passed.
 func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tokenResult {
 	st := r.tokens.get(string(rot.UID))
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	now := r.now()
+	st.mu.Lock()
 	if key := tokenKey(&rot.Spec); key != st.key {
-		// A new identity or registry: start afresh (the lock stays held).
+		// A new identity or registry: start afresh.
 		st.key, st.creds, st.mechanism, st.obtained, st.renewAt = key, nil, "", time.Time{}, time.Time{}
 		st.failures, st.retryAt, st.lastErr, st.reason = 0, time.Time{}, nil, ""
 	}
@@ -128,15 +127,22 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 	if st.creds != nil && !now.Before(st.creds.ExpiresAt) {
 		st.creds = nil // expired: never hand it out
 	}
-	due := st.creds == nil || !now.Before(st.renewAt)
-	rotated, attempted := false, false
-	if due && !now.Before(st.retryAt) {
-		attempted = true
+	attempt := (st.creds == nil || !now.Before(st.renewAt)) && !now.Before(st.retryAt)
+	st.mu.Unlock()
+
+	// Reconciles of one rotator never overlap, so the exchange needs no
+	// lock; the metrics scrape is not held up by a slow registry.
+	rotated := false
+	if attempt {
 		creds, mechanism, reason, err := r.exchange(ctx, rot)
+		st.mu.Lock()
 		if err != nil {
 			st.failures++
 			st.retryAt = now.Add(r.backoff().delay(st.failures))
 			st.lastErr, st.reason = err, reason
+			if mechanism != "" {
+				st.mechanism = mechanism // the identity worked; the registry did not
+			}
 			r.metrics.failures.WithLabelValues(rot.Name, reason).Inc()
 		} else {
 			st.creds, st.mechanism, st.obtained = creds, mechanism, now
@@ -145,13 +151,17 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 			rotated = true
 			r.metrics.rotations.WithLabelValues(rot.Name, provider(&rot.Spec)).Inc()
 		}
+		st.mu.Unlock()
 	}
-	res := tokenResult{creds: st.creds, mechanism: st.mechanism, obtained: st.obtained, rotated: rotated, attempted: attempted, failure: st.lastErr, reason: st.reason}
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res := tokenResult{creds: st.creds, mechanism: st.mechanism, obtained: st.obtained, rotated: rotated, attempted: attempt, failure: st.lastErr, reason: st.reason}
 	switch {
 	case st.lastErr != nil:
 		res.next = st.retryAt
 		if st.creds != nil && st.creds.ExpiresAt.Before(res.next) {
-			res.next = st.creds.ExpiresAt // to remove nothing, but say it expired
+			res.next = st.creds.ExpiresAt // to say it expired
 		}
 	default:
 		res.next = st.renewAt
