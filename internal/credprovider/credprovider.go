@@ -1,0 +1,207 @@
+// Package credprovider is podid's kubelet image credential provider
+// (`podid-credential-provider`): the kubelet's plugin protocol
+// credentialprovider.kubelet.k8s.io/v1 on stdin and stdout. With the
+// ServiceAccount token the kubelet mints for the pod being started
+// (KEP-4412), it gets that pod's role credentials from the node's podid
+// agent — the endpoint and cache the pod's own SDK uses, so one upstream
+// exchange serves both — and exchanges them for registry credentials with
+// regcred: ECR's GetAuthorizationToken for ECR hosts, JFrog's passwordless
+// token for the Artifactory hosts it is configured with.
+//
+// A pod's images are pulled with its own association's role: a pod whose
+// ServiceAccount has none gets a "no association" error, never another
+// identity; nothing is stored and no secret exists.
+package credprovider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
+	"github.com/aws/smithy-go"
+	"github.com/google/go-containerregistry/pkg/name"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
+
+	"github.com/podid/podid/internal/regcred"
+	"github.com/podid/podid/internal/regcred/ecr"
+	"github.com/podid/podid/internal/regcred/jfrog"
+)
+
+// DefaultAgentURL is where podid agent serves on every node.
+const DefaultAgentURL = "http://169.254.170.23/v1/credentials"
+
+// maxRequest bounds what is read from stdin.
+const maxRequest = 1 << 20
+
+// Config configures the plugin (its flags, from the CredentialProviderConfig's args).
+type Config struct {
+	// AgentURL is the node agent's credentials endpoint.
+	AgentURL string
+	// JFrogHosts are the Artifactory hosts (host[:port]) the plugin answers
+	// for with JFrog's exchange.
+	JFrogHosts []string
+	// AWS is the base SDK configuration (endpoint overrides, HTTP client).
+	AWS aws.Config
+	// Timeout bounds the whole answer; the kubelet's own limit is longer.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// ecrHost matches ECR registry hosts: account, optional FIPS, region, and
+// the partition's domain.
+var ecrHost = regexp.MustCompile(`^([0-9]{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9-]+)\.(amazonaws\.com(\.cn)?|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$`)
+
+// ECRHost reports the account and region of an ECR registry host.
+func ECRHost(host string) (account, region string, ok bool) {
+	m := ecrHost.FindStringSubmatch(host)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[3], true
+}
+
+// DecodeRequest reads a CredentialProviderRequest, refusing anything else.
+func DecodeRequest(r io.Reader) (*credentialproviderv1.CredentialProviderRequest, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxRequest+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the request: %w", err)
+	}
+	if len(data) > maxRequest {
+		return nil, fmt.Errorf("the request is larger than %d bytes", maxRequest)
+	}
+	var req credentialproviderv1.CredentialProviderRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, fmt.Errorf("the request is not JSON: %w", err)
+	}
+	if req.APIVersion != credentialproviderv1.SchemeGroupVersion.String() || req.Kind != "CredentialProviderRequest" {
+		return nil, fmt.Errorf("the request is apiVersion %q kind %q; this plugin speaks %s CredentialProviderRequest (set apiVersion in the CredentialProviderConfig)", req.APIVersion, req.Kind, credentialproviderv1.SchemeGroupVersion)
+	}
+	if req.Image == "" {
+		return nil, errors.New("the request names no image")
+	}
+	return &req, nil
+}
+
+// Run answers one request from in on out.
+func Run(ctx context.Context, cfg Config, in io.Reader, out io.Writer) error {
+	req, err := DecodeRequest(in)
+	if err != nil {
+		return err
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	resp, err := Answer(ctx, cfg, req)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(out).Encode(resp)
+}
+
+// Answer turns a request into registry credentials.
+func Answer(ctx context.Context, cfg Config, req *credentialproviderv1.CredentialProviderRequest) (*credentialproviderv1.CredentialProviderResponse, error) {
+	if req.ServiceAccountToken == "" {
+		return nil, errors.New("the kubelet sent no ServiceAccount token: set tokenAttributes (serviceAccountTokenAudience pods.eks.amazonaws.com, requireServiceAccount true) in the CredentialProviderConfig")
+	}
+	ref, err := name.ParseReference(req.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q is not a valid reference: %w", req.Image, err)
+	}
+	host := ref.Context().RegistryStr()
+	x, err := cfg.exchanger(host)
+	if err != nil {
+		return nil, err
+	}
+	agentURL := cfg.AgentURL
+	if agentURL == "" {
+		agentURL = DefaultAgentURL
+	}
+	// The pod's own credentials, from the node's agent with the pod's token:
+	// the agent checks the token and finds the pod's association.
+	podCreds := aws.NewCredentialsCache(endpointcreds.New(agentURL, func(o *endpointcreds.Options) {
+		o.AuthorizationToken = req.ServiceAccountToken
+		if cfg.AWS.HTTPClient != nil {
+			o.HTTPClient = cfg.AWS.HTTPClient
+		}
+	}))
+	creds, err := x.Exchange(ctx, podCreds)
+	if err != nil {
+		return nil, explain(err)
+	}
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	resp := &credentialproviderv1.CredentialProviderResponse{
+		TypeMeta:     metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
+		CacheKeyType: credentialproviderv1.RegistryPluginCacheKeyType,
+		// Half the token's remaining life, as ECR's own plugin does: the
+		// kubelet never holds credentials past their expiry.
+		CacheDuration: &metav1.Duration{Duration: max(creds.ExpiresAt.Sub(now())/2, 0).Truncate(time.Second)},
+		Auth:          map[string]credentialproviderv1.AuthConfig{},
+	}
+	for _, a := range creds.Auths {
+		resp.Auth[a.Host] = credentialproviderv1.AuthConfig{Username: a.Username, Password: a.Password}
+	}
+	return resp, nil
+}
+
+// exchanger picks the exchange for a registry host.
+func (cfg Config) exchanger(host string) (regcred.Exchanger, error) {
+	if account, region, ok := ECRHost(host); ok {
+		aws := cfg.AWS.Copy()
+		aws.Region = region
+		return &ecr.Exchanger{AWS: aws, Region: region, RegistryIDs: []string{account}, Timeout: cfg.Timeout}, nil
+	}
+	if slices.Contains(cfg.JFrogHosts, host) {
+		aws := cfg.AWS.Copy()
+		if aws.Region == "" {
+			aws.Region = "us-east-1"
+		}
+		client, _ := cfg.AWS.HTTPClient.(*http.Client) // nil: http.DefaultClient
+		return &jfrog.Exchanger{URL: host, HTTPClient: client, AWS: aws, Timeout: cfg.Timeout}, nil
+	}
+	return nil, fmt.Errorf("registry %s is neither an ECR registry nor one of the Artifactory hosts this plugin is configured with (--jfrog-host); check matchImages", host)
+}
+
+// explain shortens a failure to what the kubelet should show in the pod's
+// events: the agent's or the registry's own message.
+func explain(err error) error {
+	var ce *regcred.CredentialsError
+	if errors.As(err, &ce) {
+		var api smithy.APIError
+		if errors.As(ce.Err, &api) {
+			if api.ErrorCode() == "ResourceNotFoundException" {
+				return fmt.Errorf("no PodIdentityAssociation for this pod's ServiceAccount, so its images cannot be pulled with its role: %s", api.ErrorMessage())
+			}
+			return fmt.Errorf("the node's podid agent refused the pod's credentials: %s: %s", api.ErrorCode(), api.ErrorMessage())
+		}
+		return fmt.Errorf("getting the pod's credentials from the node's podid agent: %v", trim(ce.Err.Error()))
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return fmt.Errorf("the registry refused the pod's role: %s: %s", api.ErrorCode(), api.ErrorMessage())
+	}
+	return errors.New(trim(err.Error()))
+}
+
+func trim(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 400 {
+		s = s[:400] + "…"
+	}
+	return s
+}
