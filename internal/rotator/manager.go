@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podid/podid/api/v1alpha1"
@@ -94,7 +95,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	reg := opts.Registerer
 	if reg == nil {
-		reg = ctrlmetricsRegistry()
+		reg = ctrlmetrics.Registry // served by the manager's metrics endpoint
 	}
 	if err := r.SetupWithManager(mgr, reg); err != nil {
 		return nil, fmt.Errorf("setting up the SecretRotator controller: %w", err)

@@ -2,7 +2,6 @@ package rotator
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podid/podid/internal/promutil"
 )
@@ -58,5 +57,3 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, st.creds.ExpiresAt.Sub(now).Seconds(), st.name)
 	})
 }
-
-func ctrlmetricsRegistry() prometheus.Registerer { return ctrlmetrics.Registry }
