@@ -108,9 +108,16 @@ func TestNamespacedVariant(t *testing.T) {
 	if err != nil {
 		t.Fatal("the namespaced rotator did not write into its own namespace")
 	}
+	// The status follows the secrets it reports.
 	var got v1alpha1.SecretRotator
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rot), &got); err != nil {
-		t.Fatal(err)
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rot), &got); err != nil {
+			return false, nil
+		}
+		return got.Status.ObservedGeneration == got.Generation && len(got.Status.Conditions) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("no status: %+v", got.Status)
 	}
 	if len(got.Status.ProvisionedNamespaces) != 1 || got.Status.ProvisionedNamespaces[0] != "team-a" {
 		t.Errorf("provisionedNamespaces %v, want only team-a", got.Status.ProvisionedNamespaces)
