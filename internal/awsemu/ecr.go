@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/sigv4"
 )
 
@@ -39,7 +40,7 @@ var accountID = regexp.MustCompile(`^[0-9]{12}$`)
 func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), ecrTargetPrefix)
 	if op != "GetAuthorizationToken" {
-		writeJSONError(w, http.StatusBadRequest, "UnknownOperationException", fmt.Sprintf("the emulator serves ECR's GetAuthorizationToken only, not %q", op))
+		awsjson.WriteError(w, &awsjson.Error{Status: http.StatusBadRequest, Code: "UnknownOperationException", Message: fmt.Sprintf("the emulator serves ECR's GetAuthorizationToken only, not %q", op)})
 		return
 	}
 	res, err := e.ecr.Verify(r)
@@ -47,7 +48,7 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 		var verr *sigv4.Error
 		if errors.As(err, &verr) {
 			if exp, ok := e.expiredKey(r); ok {
-				writeJSONError(w, http.StatusBadRequest, "ExpiredTokenException", "The security token included in the request is expired (expired at "+exp.Format(time.RFC3339)+")")
+				awsjson.WriteError(w, &awsjson.Error{Status: http.StatusBadRequest, Code: "ExpiredTokenException", Message: "The security token included in the request is expired (expired at " + exp.Format(time.RFC3339) + ")"})
 				return
 			}
 			code := "UnrecognizedClientException"
@@ -55,10 +56,10 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 				code = "InvalidSignatureException"
 			}
 			e.log.Info("refused", "action", op, "code", code, "reason", verr.Message)
-			writeJSONError(w, http.StatusForbidden, code, verr.Message)
+			awsjson.WriteError(w, &awsjson.Error{Status: http.StatusForbidden, Code: code, Message: verr.Message})
 			return
 		}
-		writeJSONError(w, http.StatusInternalServerError, "ServerException", err.Error())
+		awsjson.WriteError(w, &awsjson.Error{Status: http.StatusInternalServerError, Code: "ServerException", Message: err.Error()})
 		return
 	}
 	caller := res.Key.Principal.(principal)
@@ -67,12 +68,12 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(res.Body) > 0 {
 		if err := json.Unmarshal(res.Body, &in); err != nil {
-			writeJSONError(w, http.StatusBadRequest, "InvalidParameterException", "the request body is not valid JSON: "+err.Error())
+			awsjson.WriteError(w, &awsjson.Error{Status: http.StatusBadRequest, Code: "InvalidParameterException", Message: "the request body is not valid JSON: " + err.Error()})
 			return
 		}
 	}
 	if aerr := e.takeFault("GetAuthorizationToken"); aerr != nil {
-		writeJSONError(w, aerr.status(), aerr.Code, aerr.Message)
+		awsjson.WriteError(w, &awsjson.Error{Status: aerr.status(), Code: aerr.Code, Message: aerr.Message})
 		return
 	}
 	registries := in.RegistryIDs
@@ -93,7 +94,7 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 	for _, id := range registries {
 		if !accountID.MatchString(id) {
 			e.mu.Unlock()
-			writeJSONError(w, http.StatusBadRequest, "InvalidParameterException", fmt.Sprintf("registryId %q is not a 12-digit account ID", id))
+			awsjson.WriteError(w, &awsjson.Error{Status: http.StatusBadRequest, Code: "InvalidParameterException", Message: fmt.Sprintf("registryId %q is not a 12-digit account ID", id)})
 			return
 		}
 		password := randomString(base64ish, 96)
@@ -105,8 +106,7 @@ func (e *Emulator) serveECR(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	e.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	json.NewEncoder(w).Encode(out)
+	awsjson.WriteJSON(w, out)
 }
 
 // ECRAuthorization reports whether password is an unexpired ECR token this
@@ -126,11 +126,4 @@ func (e *Emulator) ECRTokenCalls() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.ecrCalls
-}
-
-func writeJSONError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-ErrorType", code)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"__type": code, "message": message})
 }
