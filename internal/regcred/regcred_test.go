@@ -114,7 +114,7 @@ func TestECRExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	x := &ecr.Exchanger{AWS: emu.AdminConfig(), Region: "eu-central-1"}
+	x := &ecr.Exchanger{AWS: emu.AdminConfig(), Region: "eu-central-1", Identify: true}
 	c, err := x.Exchange(t.Context(), provider)
 	if err != nil {
 		t.Fatal(err)

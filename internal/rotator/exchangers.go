@@ -52,7 +52,7 @@ func (f *ExchangerFactory) Exchanger(ctx context.Context, rot *v1alpha1.SecretRo
 	cfg := f.AWSConfig(rot)
 	switch provider(&rot.Spec) {
 	case ProviderECR:
-		x := &ecr.Exchanger{AWS: cfg, Region: ecrRegion(&rot.Spec), Timeout: f.Timeout}
+		x := &ecr.Exchanger{AWS: cfg, Region: ecrRegion(&rot.Spec), Timeout: f.Timeout, Identify: true}
 		if rot.Spec.ECR != nil {
 			x.RegistryIDs = rot.Spec.ECR.RegistryIDs
 		}

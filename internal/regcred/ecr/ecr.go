@@ -29,6 +29,10 @@ type Exchanger struct {
 	RegistryIDs []string
 	// Timeout bounds the call; zero means 30 s.
 	Timeout time.Duration
+	// Identify also asks STS who the caller is, for Credentials.Identity:
+	// one more call, worth it for a status (the SecretRotator), not for
+	// every image pull (the kubelet credential provider).
+	Identify bool
 }
 
 // Provider implements regcred.Exchanger.
@@ -78,8 +82,10 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 			c.ExpiresAt = *d.ExpiresAt
 		}
 	}
-	// Who the registry saw, for the status; a caller that may not call
-	// GetCallerIdentity still gets its token.
+	// A caller that may not call GetCallerIdentity still gets its token.
+	if !x.Identify {
+		return c, nil
+	}
 	if who, err := sts.NewFromConfig(x.AWS, func(o *sts.Options) { o.Credentials = provider }).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err == nil && who.Arn != nil {
 		c.Identity = *who.Arn
 	}
