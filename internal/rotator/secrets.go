@@ -153,20 +153,26 @@ func (w *writeResult) wrote() {
 
 // sync writes the desired secrets into namespaces and deletes the rotator's
 // secrets that are no longer wanted (existing holds the rotator's current
-// secrets, by namespace/name). With creds nil it only deletes.
+// secrets, by namespace/name). With creds nil it only deletes the unwanted.
 func (r *Reconciler) sync(ctx context.Context, rot *v1alpha1.SecretRotator, namespaces []string, creds *regcred.Credentials, existing map[types.NamespacedName]*corev1.Secret) *writeResult {
 	res := &writeResult{managed: map[string][]string{}, failures: map[string][]string{}}
 	wanted := map[types.NamespacedName]v1alpha1.GeneratedSecret{}
-	if creds != nil {
-		for _, ns := range namespaces {
-			for _, g := range wantedSecrets(&rot.Spec) {
-				wanted[types.NamespacedName{Namespace: ns, Name: g.SecretName}] = g
-			}
+	gens := wantedSecrets(&rot.Spec)
+	for _, ns := range namespaces {
+		for _, g := range gens {
+			wanted[types.NamespacedName{Namespace: ns, Name: g.SecretName}] = g
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.workers())
 	for key, gen := range wanted {
+		if creds == nil {
+			// Still wanted, but no token to refresh it with: leave it.
+			if existing[key] != nil {
+				res.manage(key.Namespace, key.Name)
+			}
+			continue
+		}
 		g.Go(func() error {
 			r.ensure(gctx, rot, key, gen, creds, existing[key], res)
 			return nil
@@ -174,11 +180,6 @@ func (r *Reconciler) sync(ctx context.Context, rot *v1alpha1.SecretRotator, name
 	}
 	for key, s := range existing {
 		if _, keep := wanted[key]; keep {
-			continue
-		}
-		if creds == nil && slices.Contains(namespaces, key.Namespace) && slices.ContainsFunc(wantedSecrets(&rot.Spec), func(g v1alpha1.GeneratedSecret) bool { return g.SecretName == key.Name }) {
-			// Still wanted, but no token to refresh it with: leave it.
-			res.manage(key.Namespace, key.Name)
 			continue
 		}
 		g.Go(func() error {

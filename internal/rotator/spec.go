@@ -116,8 +116,9 @@ func sourceSpec(spec *v1alpha1.SecretRotatorSpec) credsource.Spec {
 }
 
 // tokenKey changes exactly when a spec change calls for a new token: the
-// identity, the registry, the TLS settings. Selector, secret names and
-// metadata changes reuse the token.
+// identity, the registry, the TLS settings, and refreshTime (so that a new
+// period starts now). Selector, secret names and metadata changes reuse the
+// token.
 func tokenKey(spec *v1alpha1.SecretRotatorSpec) string {
 	b, _ := json.Marshal([]any{spec.AuthType, spec.AWSRegion, spec.ServiceAccount, spec.AssumeRoleChain, provider(spec),
 		spec.ArtifactoryURL, spec.ArtifactorySubdomains, spec.Security, spec.ECR, spec.RefreshTime})
