@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -131,12 +132,12 @@ func Answer(ctx context.Context, cfg Config, req *credentialproviderv1.Credentia
 	}
 	// The pod's own credentials, from the node's agent with the pod's token:
 	// the agent checks the token and finds the pod's association.
-	podCreds := aws.NewCredentialsCache(endpointcreds.New(agentURL, func(o *endpointcreds.Options) {
+	podCreds := &expiryOf{CredentialsProvider: aws.NewCredentialsCache(endpointcreds.New(agentURL, func(o *endpointcreds.Options) {
 		o.AuthorizationToken = req.ServiceAccountToken
 		if cfg.AWS.HTTPClient != nil {
 			o.HTTPClient = cfg.AWS.HTTPClient
 		}
-	}))
+	}))}
 	creds, err := x.Exchange(ctx, podCreds)
 	if err != nil {
 		return nil, explain(err)
@@ -145,18 +146,50 @@ func Answer(ctx context.Context, cfg Config, req *credentialproviderv1.Credentia
 	if cfg.Now != nil {
 		now = cfg.Now
 	}
+	// The kubelet keeps the answer for every pod of this ServiceAccount
+	// (tokenAttributes.cacheType ServiceAccount) for cacheDuration: half the
+	// remaining life of the registry token or of the role's session,
+	// whichever ends first. Half, as ECR's own plugin does, so cached
+	// credentials are never used at their end; the session, so that a
+	// deleted or changed association stops new pulls no later than it stops
+	// the pods' own SDKs.
+	until := creds.ExpiresAt
+	if session := podCreds.expiry(); !session.IsZero() && session.Before(until) {
+		until = session
+	}
 	resp := &credentialproviderv1.CredentialProviderResponse{
-		TypeMeta:     metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
-		CacheKeyType: credentialproviderv1.RegistryPluginCacheKeyType,
-		// Half the token's remaining life, as ECR's own plugin does: the
-		// kubelet never holds credentials past their expiry.
-		CacheDuration: &metav1.Duration{Duration: max(creds.ExpiresAt.Sub(now())/2, 0).Truncate(time.Second)},
+		TypeMeta:      metav1.TypeMeta{APIVersion: credentialproviderv1.SchemeGroupVersion.String(), Kind: "CredentialProviderResponse"},
+		CacheKeyType:  credentialproviderv1.RegistryPluginCacheKeyType,
+		CacheDuration: &metav1.Duration{Duration: max(until.Sub(now())/2, 0).Truncate(time.Second)},
 		Auth:          map[string]credentialproviderv1.AuthConfig{},
 	}
 	for _, a := range creds.Auths {
 		resp.Auth[a.Host] = credentialproviderv1.AuthConfig{Username: a.Username, Password: a.Password}
 	}
 	return resp, nil
+}
+
+// expiryOf remembers when the pod's role credentials expire.
+type expiryOf struct {
+	aws.CredentialsProvider
+	mu      sync.Mutex
+	expires time.Time
+}
+
+func (e *expiryOf) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := e.CredentialsProvider.Retrieve(ctx)
+	if err == nil && c.CanExpire {
+		e.mu.Lock()
+		e.expires = c.Expires
+		e.mu.Unlock()
+	}
+	return c, err
+}
+
+func (e *expiryOf) expiry() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.expires
 }
 
 // exchanger picks the exchange for a registry host.

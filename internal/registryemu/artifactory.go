@@ -53,7 +53,7 @@ func NewArtifactory(stsEndpoint, adminToken string) *Artifactory {
 	a := &Artifactory{STSEndpoint: stsEndpoint, AdminToken: adminToken, roles: map[string]string{}, tokens: map[string]ArtifactoryToken{}}
 	a.registry = NewRegistry("Artifactory", func(user, password, _ string) (string, bool) {
 		tok, ok := a.Token(password)
-		return tok.Username, ok && tok.Username == user
+		return "", ok && tok.Username == user
 	})
 	a.registry.AdminPassword = adminToken
 	return a

@@ -1,6 +1,9 @@
 package registryemu
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/podid/podid/internal/awsemu"
 )
 
@@ -19,8 +22,18 @@ func NewECRRegistry(emu *awsemu.Emulator, account string, allow func(tok awsemu.
 			return "", false
 		}
 		if allow != nil && repository != "" && !allow(tok, repository) {
-			return tok.Principal, false
+			// ECR's own words, naming the caller and the repository.
+			return fmt.Sprintf("User: %s is not authorized to perform: ecr:BatchGetImage on resource: arn:%s:ecr:%s:%s:repository/%s because no identity-based policy allows the ecr:BatchGetImage action",
+				tok.Principal, partitionOf(tok.Principal), tok.Region, account, repository), false
 		}
-		return tok.Principal, true
+		return "", true
 	})
+}
+
+// partitionOf is the partition an ARN names ("aws" if it names none).
+func partitionOf(arn string) string {
+	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[1] != "" {
+		return parts[1]
+	}
+	return "aws"
 }

@@ -12,6 +12,7 @@ package registryemu
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -19,9 +20,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 )
 
-// Checker decides whether a registry login is valid for the repository a
-// request names, and says who it is for the log.
-type Checker func(username, password, repository string) (who string, ok bool)
+// Checker decides a registry login for the repository a request names:
+// ok admits it; otherwise a non-empty denied means the login is valid but
+// may not use the repository (403 with that message, as ECR and Artifactory
+// answer), and an empty one that it is not a valid login (401).
+type Checker func(username, password, repository string) (denied string, ok bool)
 
 // Registry is an OCI distribution registry behind HTTP Basic authentication,
 // as ECR and Artifactory answer docker clients.
@@ -33,8 +36,8 @@ type Registry struct {
 	// push images.
 	AdminPassword string
 	handler       http.Handler
-	// refused and admitted count requests, for the tests' assertions.
-	refused, admitted atomic.Int64
+	// refused, denied and admitted count requests, for the tests' assertions.
+	refused, denied, admitted atomic.Int64
 }
 
 // NewRegistry returns an empty registry that admits what check admits.
@@ -42,8 +45,10 @@ func NewRegistry(realm string, check Checker) *Registry {
 	return &Registry{Realm: realm, Check: check, handler: registry.New(registry.Logger(discardLogger()))}
 }
 
-// Refused and Admitted count authenticated-or-not requests so far.
+// Refused, Denied and Admitted count requests so far: refused without a
+// valid login, denied with one that may not use the repository, admitted.
 func (g *Registry) Refused() int64  { return g.refused.Load() }
+func (g *Registry) Denied() int64   { return g.denied.Load() }
 func (g *Registry) Admitted() int64 { return g.admitted.Load() }
 
 // ServeHTTP implements http.Handler.
@@ -54,17 +59,31 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok {
-		if _, admitted := g.Check(user, password, repositoryOf(r.URL.Path)); admitted {
+		denied, admitted := g.Check(user, password, repositoryOf(r.URL.Path))
+		if admitted {
 			g.admitted.Add(1)
 			g.handler.ServeHTTP(w, r)
+			return
+		}
+		if denied != "" {
+			g.denied.Add(1)
+			writeError(w, http.StatusForbidden, "DENIED", denied)
 			return
 		}
 	}
 	g.refused.Add(1)
 	w.Header().Set("WWW-Authenticate", `Basic realm="`+g.Realm+`"`)
+	writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+}
+
+// writeError answers in the distribution API's error format, which
+// containerd quotes in the pull's error (a HEAD's too: it asks again with
+// GET for the body).
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": message}}})
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusUnauthorized)
-	w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 // repositoryOf is the repository a /v2/<name>/(manifests|blobs|tags)/… path

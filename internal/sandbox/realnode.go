@@ -134,7 +134,7 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 	s.real = r
 	say("starting a real node: etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, CoreDNS")
 	images := append([]localnode.Image{
-		{Ref: PodidImageRepository + ":" + PodidImageTag, Programs: map[string]string{"/podid": "./cmd/podid", "/podid-agent": "./cmd/podid-agent"},
+		{Ref: PodidImageRepository + ":" + PodidImageTag, Programs: map[string]string{"/podid": "./cmd/podid", "/podid-agent": "./cmd/podid-agent", "/podid-credential-provider": "./cmd/podid-credential-provider"},
 			Entrypoint: []string{"/podid"}, User: "65532:65532", LDFlags: "-X github.com/podid/podid/internal/version.Version=sandbox"},
 		{Ref: WorkloadImage, Programs: map[string]string{"/workload": "./test/workload"}, Entrypoint: []string{"/workload"}, User: "65532:65532"},
 	}, opts.RealNode.Images...)

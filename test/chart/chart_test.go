@@ -26,11 +26,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kubeletconfigv1 "k8s.io/kubelet/config/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/podid/podid/internal/agentcmd"
 	"github.com/podid/podid/internal/cli"
+	"github.com/podid/podid/internal/credprovider"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/webhook"
 )
@@ -245,6 +248,12 @@ func TestRenderedCommandsParse(t *testing.T) {
 				if len(argv) == 0 {
 					t.Fatalf("%s %s: container %s has no command", kind, obj.GetName(), c.Name)
 				}
+				if argv[0] == "/podid-credential-provider" {
+					if err := credprovider.Parse(argv[1:]); err != nil {
+						t.Errorf("%s: %s %s, container %s: %v\n%v", values, kind, obj.GetName(), c.Name, err, argv)
+					}
+					continue
+				}
 				var root *cobra.Command
 				switch argv[0] {
 				case "/podid":
@@ -316,5 +325,43 @@ func TestRotatorCarriesTheWebhooksInjection(t *testing.T) {
 	we, wm, wv := pick(mutated)
 	if len(ce) != 2 || !reflect.DeepEqual(ce, we) || !reflect.DeepEqual(cm, wm) || !reflect.DeepEqual(cv, wv) {
 		t.Errorf("the chart's injection differs from the webhook's:\nchart:   %+v %+v %+v\nwebhook: %+v %+v %+v", ce, cm, cv, we, wm, wv)
+	}
+}
+
+// The CredentialProviderConfig the chart renders is one the kubelet starts
+// with (an invalid one stops it), its plugin arguments parse, and the
+// plugin asks the agent where pods do.
+func TestCredentialProviderConfig(t *testing.T) {
+	var config string
+	for _, obj := range objects(t, render(t, "testdata/options.values.yaml")) {
+		if obj.GetKind() == "ConfigMap" && obj.GetName() == "podid-credential-provider" {
+			data, _, _ := unstructured.NestedStringMap(obj.Object, "data")
+			config = data["podid-credential-provider.yaml"]
+		}
+	}
+	if config == "" {
+		t.Fatal("the options case renders no podid-credential-provider ConfigMap")
+	}
+	if err := credprovider.ValidateConfig([]byte(config)); err != nil {
+		t.Fatalf("%v\n%s", err, config)
+	}
+	var cfg kubeletconfigv1.CredentialProviderConfig
+	if err := sigsyaml.UnmarshalStrict([]byte(config), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Providers[0]
+	if err := credprovider.Parse(p.Args); err != nil {
+		t.Errorf("args %v: %v", p.Args, err)
+	}
+	want := []string{"--agent-url=http://169.254.170.23:8079/v1/credentials", "--timeout=30s", "--jfrog-host=mycompany.jfrog.io"}
+	if !slices.Equal(p.Args, want) {
+		t.Errorf("args %v, want %v", p.Args, want)
+	}
+	if !slices.Contains(p.MatchImages, "mycompany.jfrog.io") || !slices.Contains(p.MatchImages, "*.dkr.ecr.*.amazonaws.com") {
+		t.Errorf("matchImages %v lack the JFrog host or ECR", p.MatchImages)
+	}
+	_, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", kubeVersion, "-f", "testdata/options.values.yaml", "--set", "agent.enabled=false")
+	if err == nil || !strings.Contains(err.Error(), "needs agent.enabled") {
+		t.Errorf("credentialProvider without the agent: %v", err)
 	}
 }

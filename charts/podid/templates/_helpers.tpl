@@ -42,3 +42,42 @@ app.kubernetes.io/component: agent
 {{- $_ := required "accountId is required: the 12-digit AWS account ID in association ARNs" .Values.accountId -}}
 {{- $_ := required "region is required: the AWS region in association ARNs" .Values.region -}}
 {{- end -}}
+
+{{/*
+The CredentialProviderConfig of podid-credential-provider. tokenAttributes:
+- serviceAccountTokenAudience pods.eks.amazonaws.com: the audience podid
+  agent and server accept, the one the webhook projects into pods;
+- cacheType ServiceAccount: the answer is the association's, which is per
+  ServiceAccount, so pods of one ServiceAccount share it (Token would run
+  the plugin for every pod, since every pod has its own token);
+- requireServiceAccount true: a pod without one (a static pod) never gets
+  another identity; the plugin is not run for it.
+*/}}
+{{- define "podid.credentialProviderConfig" -}}
+{{- $cp := .Values.credentialProvider -}}
+apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: podid-credential-provider
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    matchImages:
+      {{- range concat $cp.ecrImages $cp.jfrogHosts }}
+      - {{ . | quote }}
+      {{- end }}
+    # Only for an answer without cacheDuration; podid's always carry one.
+    defaultCacheDuration: 10m
+    args:
+      - --agent-url={{ .Values.webhook.credentialsURI }}
+      - --timeout={{ $cp.timeout }}
+      {{- range $cp.jfrogHosts }}
+      - --jfrog-host={{ . }}
+      {{- end }}
+    {{- with $cp.env }}
+    env:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    tokenAttributes:
+      serviceAccountTokenAudience: pods.eks.amazonaws.com
+      cacheType: ServiceAccount
+      requireServiceAccount: true
+{{- end -}}
