@@ -34,6 +34,10 @@ const (
 	agentLink = "podid0"
 )
 
+// NodeIP is the node's address on its bridge (Node.IP), known before the
+// node starts, e.g. to configure a registry host it will serve.
+const NodeIP = nodeIP
+
 // render writes a file from a template over the node's settings.
 func (n *Node) render(name, tmpl string) (string, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(tmpl)

@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,8 @@ type Node struct {
 	procs       []*process
 	stopped     bool
 	images      []Image // as built, in order: images/<n>.tar
+	kubeletArgs []string
+	pki         *pki
 }
 
 // Check returns nil when this machine can run a node, else an error saying
@@ -301,6 +304,7 @@ func (n *Node) certificates() error {
 	if err != nil {
 		return err
 	}
+	n.pki = p
 	specs := []certSpec{
 		{name: "apiserver", cn: "kube-apiserver", server: true,
 			ips: ips("127.0.0.1", nodeIP, kubernetesServiceIP),
@@ -413,24 +417,57 @@ func (n *Node) kubelet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kubelet, err := n.start("kubelet", filepath.Join(n.bin, "kubelet"), "--config="+cfg,
-		"--kubeconfig="+filepath.Join(n.Dir, "kubelet.kubeconfig"),
-		"--hostname-override="+n.Name, "--node-ip="+nodeIP, "--root-dir="+kubeletRoot, "--v=1")
+	n.kubeletArgs = []string{"--config=" + cfg,
+		"--kubeconfig=" + filepath.Join(n.Dir, "kubelet.kubeconfig"),
+		"--hostname-override=" + n.Name, "--node-ip=" + nodeIP, "--root-dir=" + kubeletRoot, "--v=1"}
+	return n.startKubelet(ctx, time.Time{})
+}
+
+// startKubelet starts the kubelet with its arguments and waits until it is
+// healthy and the Node Ready, with a heartbeat after since.
+func (n *Node) startKubelet(ctx context.Context, since time.Time) error {
+	kubelet, err := n.start("kubelet", filepath.Join(n.bin, "kubelet"), n.kubeletArgs...)
 	if err != nil {
 		return err
 	}
 	return n.waitFor(ctx, "Node "+n.Name+" Ready", 120*time.Second, kubelet, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:10248/healthz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("kubelet healthz: %s", resp.Status)
+		}
 		node, err := n.Clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !c.LastHeartbeatTime.Time.Before(since.Truncate(time.Second)) {
 				return nil
 			}
 		}
 		return errors.New("not Ready yet")
 	})
+}
+
+// UseImageCredentialProviders restarts the kubelet with
+// --image-credential-provider-config and --image-credential-provider-bin-dir,
+// as an operator does once the plugin and its configuration are on the node
+// (the kubelet reads them only when it starts). Running pods keep running.
+func (n *Node) UseImageCredentialProviders(ctx context.Context, config, binDir string) error {
+	n.kubeletArgs = append(slices.DeleteFunc(n.kubeletArgs, func(a string) bool {
+		return strings.HasPrefix(a, "--image-credential-provider-")
+	}), "--image-credential-provider-config="+config, "--image-credential-provider-bin-dir="+binDir)
+	began := time.Now()
+	n.stopNamed("kubelet", 15*time.Second)
+	if err := n.startKubelet(ctx, began); err != nil {
+		return err
+	}
+	n.logf("kubelet restarted with image credential providers from %s (%.1fs)", config, time.Since(began).Seconds())
+	return nil
 }
 
 // services starts kube-proxy and CoreDNS and waits until the `kubernetes`

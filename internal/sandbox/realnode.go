@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +55,29 @@ type RealNodeOptions struct {
 	// sample role as its association's role and the emulator as its AWS
 	// endpoint.
 	Rotator bool
+	// CredentialProvider installs podid-credential-provider with the chart
+	// (credentialProvider.enabled) and restarts the kubelet with it.
+	CredentialProvider *CredentialProviderOptions
+}
+
+// CredentialProviderOptions configure the kubelet credential provider the
+// sandbox installs.
+type CredentialProviderOptions struct {
+	// JFrogHosts are the chart's credentialProvider.jfrogHosts.
+	JFrogHosts []string
+	// Env is the plugin's environment besides AWS_ENDPOINT_URL (the
+	// emulator).
+	Env map[string]string
+	// TrustNodeCA makes the plugin trust only the node's CA (SSL_CERT_FILE),
+	// for an Artifactory served on the node with a certificate from
+	// localnode's ServingCertificate.
+	TrustNodeCA bool
+}
+
+// credentialProviderDirs are where the chart installs the plugin on the
+// node: under the node's directory, which Stop removes.
+func (r *realSide) credentialProviderDirs() (bin, config string) {
+	return filepath.Join(r.node.Dir, "credential-provider", "bin"), filepath.Join(r.node.Dir, "credential-provider", "config.d")
 }
 
 // Images of the real node, built from this module.
@@ -184,6 +209,13 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 	}
 	r.installTime = time.Since(began)
 	say("podid installed: server (2 replicas), agent DaemonSet, webhook, all Ready in %.1fs", r.installTime.Seconds())
+	if opts.RealNode.CredentialProvider != nil {
+		bin, config := r.credentialProviderDirs()
+		say("the agent's init container installed podid-credential-provider into %s and %s; restarting the kubelet with them", bin, config)
+		if err := r.node.UseImageCredentialProviders(ctx, config, bin); err != nil {
+			return err
+		}
+	}
 
 	say("creating namespace demo, ServiceAccount demo-app and its association")
 	pia, err := createSample(ctx, r.client, s.aws.sampleRole)
@@ -286,6 +318,19 @@ func (s *Sandbox) writeChartValues() (string, error) {
 		values["rotator"] = map[string]any{
 			"enabled": true, "roleArn": s.aws.sampleRole,
 			"extraEnv": []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": s.aws.endpoint}},
+		}
+	}
+	if cp := s.opts.RealNode.CredentialProvider; cp != nil {
+		bin, config := s.real.credentialProviderDirs()
+		env := []any{map[string]any{"name": "AWS_ENDPOINT_URL", "value": s.aws.endpoint}}
+		if cp.TrustNodeCA {
+			env = append(env, map[string]any{"name": "SSL_CERT_FILE", "value": s.real.node.CAFile()})
+		}
+		for _, k := range slices.Sorted(maps.Keys(cp.Env)) {
+			env = append(env, map[string]any{"name": k, "value": cp.Env[k]})
+		}
+		values["credentialProvider"] = map[string]any{
+			"enabled": true, "hostBinDir": bin, "hostConfigDir": config, "jfrogHosts": cp.JFrogHosts, "env": env,
 		}
 	}
 	// JSON is YAML; helm reads either.

@@ -35,6 +35,7 @@ func TestRealNode(t *testing.T) {
 		{"token rotated by the kubelet", testRotation},
 		{"restricted pod renewed in the background", testRestrictedRenewal},
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
+		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},
 		// Last: restarting the agent empties its cache, which the checks
 		// above watch.
 		{"faults under load", testFaultsUnderLoad},
@@ -69,8 +70,14 @@ func testChartInstalled(t *testing.T) {
 	if !agent.Spec.HostNetwork || agent.Spec.NodeName != sb.RealNode().Name {
 		t.Errorf("agent pod: hostNetwork %v on node %q, want true on %q", agent.Spec.HostNetwork, agent.Spec.NodeName, sb.RealNode().Name)
 	}
-	if len(agent.Status.InitContainerStatuses) != 1 || agent.Status.InitContainerStatuses[0].State.Terminated == nil || agent.Status.InitContainerStatuses[0].State.Terminated.ExitCode != 0 {
-		t.Errorf("the agent's init container did not complete: %+v", agent.Status.InitContainerStatuses)
+	// Its addresses, then the kubelet credential provider's installation.
+	if n := len(agent.Status.InitContainerStatuses); n != 2 {
+		t.Errorf("the agent has %d init containers, want 2", n)
+	}
+	for _, c := range agent.Status.InitContainerStatuses {
+		if c.State.Terminated == nil || c.State.Terminated.ExitCode != 0 {
+			t.Errorf("the agent's init container %s did not complete: %+v", c.Name, c.State)
+		}
 	}
 	wh, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "podid", metav1.GetOptions{})
 	if err != nil {

@@ -67,7 +67,8 @@ func run(m *testing.M) int {
 	began := time.Now()
 	sb, err = sandbox.Start(ctx, sandbox.Options{
 		Dir: dir, Identity: identity, Out: os.Stderr, Node: sandbox.NodeReal,
-		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "30m", Rotator: true},
+		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "30m", Rotator: true,
+			CredentialProvider: credentialProviderOptions},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "realnode: the sandbox did not come up on the real node: %v\n", err)

@@ -4,17 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +19,6 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/registryemu"
-	"github.com/podid/podid/internal/sandbox"
 )
 
 // testRotatorPullSecret: podid rotator, installed by the chart, gets its
@@ -41,39 +35,14 @@ func testRotatorPullSecret(t *testing.T) {
 	// the ECR host name, so pods name the image as on AWS.
 	reg := registryemu.NewECRRegistry(sb.Emulator(), identity.AccountID, nil)
 	reg.AdminPassword = "e2e-push"
-	l, err := net.Listen("tcp", net.JoinHostPort(node.IP, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	if err := node.MirrorRegistry(ecrHost, "http://"+l.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
-	img, err := node.Image(sandbox.WorkloadImage)
-	if err != nil {
+	addr := serve(t, net.JoinHostPort(node.IP, "0"), reg, nil)
+	if err := node.MirrorRegistry(ecrHost, "http://"+addr); err != nil {
 		t.Fatal(err)
 	}
 	// An image of its own: the kubelet remembers which credentials pulled
 	// an image ID, and would then make pods of the preloaded workload image
 	// (the same ID) pull it again, from nowhere.
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Config.Labels = map[string]string{"podid.io/test": "registry-e2e"}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.ParseReference(l.Addr().String()+"/apps/workload:e2e", name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: "e2e-push"}), remote.WithContext(ctx)); err != nil {
-		t.Fatal(err)
-	}
+	push(t, addr+"/apps/workload:e2e", relabelled(t, "registry-e2e"), "admin", "e2e-push", true)
 
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "registry-e2e", Labels: map[string]string{"registry": "ecr"}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -93,7 +62,7 @@ func testRotatorPullSecret(t *testing.T) {
 	}
 	t.Cleanup(func() { sb.Client().Delete(context.Background(), rot) })
 	var st v1alpha1.SecretRotatorStatus
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var got v1alpha1.SecretRotator
 		if err := sb.Client().Get(ctx, client.ObjectKeyFromObject(rot), &got); err != nil {
 			return false, nil
@@ -140,7 +109,7 @@ func testRotatorPullSecret(t *testing.T) {
 		return err == nil && p.Status.Phase == corev1.PodRunning, nil
 	})
 	if err != nil {
-		t.Fatalf("the pod with the rotator's pull secret is not running:\n%s%s", podEvents(ctx, "with-secret"), podState(ctx, "with-secret"))
+		t.Fatalf("the pod with the rotator's pull secret is not running:\n%s%s", podEvents(ctx, "registry-e2e", "with-secret"), podState(ctx, "registry-e2e", "with-secret"))
 	}
 	if reg.Admitted() == admittedBefore {
 		t.Error("the pod runs, but the registry admitted no request: the image did not come from it")
@@ -148,15 +117,15 @@ func testRotatorPullSecret(t *testing.T) {
 	// The registry answers 401 with a Basic challenge; containerd, holding
 	// no credentials for it, reports "pull access denied".
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		return strings.Contains(podEvents(ctx, "without-secret"), "pull access denied"), nil
+		return strings.Contains(podEvents(ctx, "registry-e2e", "without-secret"), "pull access denied"), nil
 	})
 	if err != nil {
-		t.Errorf("the pod without a pull secret was not refused by the registry:\n%s%s\nkubelet:\n%s", podEvents(ctx, "without-secret"), podState(ctx, "without-secret"), logTail(filepath.Join(node.Dir, "logs", "kubelet.log"), 40))
+		t.Errorf("the pod without a pull secret was not refused by the registry:\n%s%s\nkubelet:\n%s", podEvents(ctx, "registry-e2e", "without-secret"), podState(ctx, "registry-e2e", "without-secret"), logTail(filepath.Join(node.Dir, "logs", "kubelet.log"), 40))
 	}
 }
 
-func podEvents(ctx context.Context, pod string) string {
-	evs, err := cs.CoreV1().Events("registry-e2e").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
+func podEvents(ctx context.Context, namespace, pod string) string {
+	evs, err := cs.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod})
 	if err != nil {
 		return err.Error()
 	}
@@ -168,8 +137,8 @@ func podEvents(ctx context.Context, pod string) string {
 }
 
 // podState is a pod's phase and its containers' waiting reasons.
-func podState(ctx context.Context, name string) string {
-	p, err := cs.CoreV1().Pods("registry-e2e").Get(ctx, name, metav1.GetOptions{})
+func podState(ctx context.Context, namespace, name string) string {
+	p, err := cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return err.Error()
 	}
