@@ -217,8 +217,11 @@ func explain(err error) error {
 	if errors.As(err, &ce) {
 		var api smithy.APIError
 		if errors.As(ce.Err, &api) {
-			if api.ErrorCode() == "ResourceNotFoundException" {
+			switch api.ErrorCode() {
+			case "ResourceNotFound", "ResourceNotFoundException": // EKS Auth's name, and EKS's
 				return fmt.Errorf("no PodIdentityAssociation for this pod's ServiceAccount, so its images cannot be pulled with its role: %s", api.ErrorMessage())
+			case "AccessDenied", "AccessDeniedException":
+				return fmt.Errorf("podid could not assume the role of this pod's association (check the role's trust policy): %s", api.ErrorMessage())
 			}
 			return fmt.Errorf("the node's podid agent refused the pod's credentials: %s: %s", api.ErrorCode(), api.ErrorMessage())
 		}

@@ -46,10 +46,17 @@ func setup(t *testing.T) *fixture {
 	}
 	known := awsemutest.CredentialsEndpoint(emu.AdminConfig(), *role.Role.Arn, "pod-a-token")
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "untrusted-role-token" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"code":"AccessDenied","message":"User: arn:aws:iam::111122223333:user/podid is not authorized to perform: sts:TagSession on resource: arn:aws:iam::111122223333:role/app"}`))
+			return
+		}
 		if r.Header.Get("Authorization") != "pod-a-token" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"code":"ResourceNotFoundException","message":"No Pod Identity association found for namespace apps and service account nobody."}`))
+			// As podid agent (and EKS's) answers: EKS Auth's error name.
+			w.Write([]byte(`{"code":"ResourceNotFound","message":"No Pod Identity association found for namespace apps and service account nobody."}`))
 			return
 		}
 		known.ServeHTTP(w, r)
@@ -145,12 +152,13 @@ func TestRefusals(t *testing.T) {
 	}
 	ecrImage := "111122223333.dkr.ecr.eu-west-1.amazonaws.com/app:1"
 	for name, c := range map[string]struct{ request, want string }{
-		"no association":   {req(ecrImage, "other-pod-token"), "no PodIdentityAssociation for this pod's ServiceAccount, so its images cannot be pulled with its role: No Pod Identity association found for namespace apps and service account nobody."},
-		"no token":         {req(ecrImage, ""), "the kubelet sent no ServiceAccount token: set tokenAttributes"},
-		"unknown registry": {req("docker.io/library/busybox:1", "pod-a-token"), "registry index.docker.io is neither an ECR registry nor one of the Artifactory hosts"},
-		"wrong kind":       {`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1beta1","kind":"CredentialProviderRequest","image":"x"}`, "this plugin speaks credentialprovider.kubelet.k8s.io/v1"},
-		"no image":         {req("", "pod-a-token"), "the request names no image"},
-		"not JSON":         {"{", "the request is not JSON"},
+		"no association":    {req(ecrImage, "other-pod-token"), "no PodIdentityAssociation for this pod's ServiceAccount, so its images cannot be pulled with its role: No Pod Identity association found for namespace apps and service account nobody."},
+		"role not trusting": {req(ecrImage, "untrusted-role-token"), "podid could not assume the role of this pod's association (check the role's trust policy): User: arn:aws:iam::111122223333:user/podid is not authorized to perform: sts:TagSession"},
+		"no token":          {req(ecrImage, ""), "the kubelet sent no ServiceAccount token: set tokenAttributes"},
+		"unknown registry":  {req("docker.io/library/busybox:1", "pod-a-token"), "registry index.docker.io is neither an ECR registry nor one of the Artifactory hosts"},
+		"wrong kind":        {`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1beta1","kind":"CredentialProviderRequest","image":"x"}`, "this plugin speaks credentialprovider.kubelet.k8s.io/v1"},
+		"no image":          {req("", "pod-a-token"), "the request names no image"},
+		"not JSON":          {"{", "the request is not JSON"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := run(t, f.cfg, c.request)
