@@ -41,7 +41,7 @@ test: verify js ## Everything: verification, unit, integration, node and real-no
 	go test -race -count=1 -timeout 40m ./...
 
 bench: ## The benchmarks whose figures the docs quote, and the agent's load command.
-	go test ./internal/association ./internal/auth ./internal/agent ./internal/sigv4 -run '^$$' -bench . -benchmem
+	go test ./internal/association ./internal/auth ./internal/agent ./internal/sigv4 ./internal/credprovider ./cmd/podid-credential-provider -run '^$$' -bench . -benchmem
 	go run ./test/load/agent
 	go run ./test/load/rotator
 

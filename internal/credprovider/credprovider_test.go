@@ -35,7 +35,7 @@ type fixture struct {
 // node agent that knows one pod (token pod-a-token, role puller) and
 // answers any other token as podid's agent does for a pod without an
 // association.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	clock := func() time.Time { return now }
 	emu := awsemutest.Start(t, awsemu.Options{AccountID: account, Now: clock})
@@ -207,4 +207,20 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("accepted %+v", req)
 		}
 	})
+}
+
+// BenchmarkAnswer is one answer in process, without starting the binary:
+// the pod's credentials from the stand-in agent, then ECR.
+func BenchmarkAnswer(b *testing.B) {
+	f := setup(b)
+	req, err := credprovider.DecodeRequest(strings.NewReader(`{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"111122223333.dkr.ecr.eu-west-1.amazonaws.com/app:1","serviceAccountToken":"pod-a-token"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := credprovider.Answer(b.Context(), f.cfg, req); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
