@@ -7,8 +7,14 @@
 // users it was started with, and the temporary credentials it issued.
 //
 // What it emulates:
-//   - IAM CreateRole, GetRole, UpdateAssumeRolePolicy, UpdateRole
-//     (MaxSessionDuration), DeleteRole, ListRoles.
+//   - IAM CreateRole (path, tags, permissions boundary, MaxSessionDuration),
+//     GetRole, UpdateAssumeRolePolicy, UpdateRole (MaxSessionDuration),
+//     DeleteRole (refused while policies are attached or inline, as in IAM),
+//     ListRoles; CreatePolicy/DeletePolicy (customer managed; AWS managed
+//     policies are taken as existing), Attach/Detach/ListAttachedRolePolicies,
+//     Put/Get/Delete/ListRolePolicies (inline), TagRole/UntagRole/ListRoleTags,
+//     PutRolePermissionsBoundary. Permission policies are stored, never
+//     evaluated. IAMWrites counts the mutating calls.
 //   - STS AssumeRole, evaluated against the role's trust policy: the calling
 //     principal must be allowed sts:AssumeRole, and sts:TagSession when
 //     session tags are sent or carried over as transitive tags from the
@@ -28,13 +34,13 @@
 //   - ECR GetAuthorizationToken (awsJson1_1), issuing 12-hour passwords an
 //     emulated registry checks with ECRAuthorization.
 //
-// What it does not: identity-based policies (a principal may call any
-// action), permission boundaries, SCPs, resource policies other than trust
+// What it does not: evaluate identity-based policies (a principal may call
+// any action) or permission boundaries, SCPs, resource policies other than trust
 // policies, policy variables, the Null/Numeric/Date/Bool/IP condition
 // operators (a statement using one never matches), NotPrincipal/NotAction,
 // the exact packed size of policies and tags (it estimates it; see
-// packedPercent), IAM users/groups/managed policies through the API
-// (users are given at start), MFA, SourceIdentity, and any other action.
+// packedPercent), IAM users and groups through the API (users are given
+// at start), MFA, SourceIdentity, and any other action.
 // Use it to test podid's behaviour, not to test IAM policies.
 package awsemu
 
@@ -96,6 +102,10 @@ type Emulator struct {
 	// oidc are the web identity providers by issuer.
 	oidc             map[string]OIDCProvider
 	webIdentityCalls int
+	// policies are customer managed policies by ARN; iamWrites counts
+	// mutating IAM calls.
+	policies  map[string]*managedPolicy
+	iamWrites int
 }
 
 // New returns an emulator holding opts.Users and no roles.
@@ -116,6 +126,7 @@ func New(opts Options) *Emulator {
 
 		ecrTokens: map[string]ECRToken{},
 		oidc:      map[string]OIDCProvider{},
+		policies:  map[string]*managedPolicy{},
 	}
 	if e.now == nil {
 		e.now = time.Now

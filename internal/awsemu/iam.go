@@ -20,6 +20,16 @@ type role struct {
 	description             string
 	created                 time.Time
 	tags                    []xmlTag
+	// attached are managed policy ARNs, inline policies by name, boundary
+	// the permissions boundary's ARN.
+	attached []string
+	inline   map[string]string
+	boundary string
+}
+
+type xmlBoundary struct {
+	PermissionsBoundaryType string `xml:"PermissionsBoundaryType"`
+	PermissionsBoundaryArn  string `xml:"PermissionsBoundaryArn"`
 }
 
 type xmlTag struct {
@@ -28,20 +38,26 @@ type xmlTag struct {
 }
 
 type xmlRole struct {
-	Path                     string   `xml:"Path"`
-	RoleName                 string   `xml:"RoleName"`
-	RoleID                   string   `xml:"RoleId"`
-	Arn                      string   `xml:"Arn"`
-	CreateDate               string   `xml:"CreateDate"`
-	AssumeRolePolicyDocument string   `xml:"AssumeRolePolicyDocument"`
-	Description              string   `xml:"Description,omitempty"`
-	MaxSessionDuration       int      `xml:"MaxSessionDuration"`
-	Tags                     []xmlTag `xml:"Tags>member,omitempty"`
+	Path                     string       `xml:"Path"`
+	RoleName                 string       `xml:"RoleName"`
+	RoleID                   string       `xml:"RoleId"`
+	Arn                      string       `xml:"Arn"`
+	CreateDate               string       `xml:"CreateDate"`
+	AssumeRolePolicyDocument string       `xml:"AssumeRolePolicyDocument"`
+	Description              string       `xml:"Description,omitempty"`
+	MaxSessionDuration       int          `xml:"MaxSessionDuration"`
+	Tags                     []xmlTag     `xml:"Tags>member,omitempty"`
+	PermissionsBoundary      *xmlBoundary `xml:"PermissionsBoundary,omitempty"`
 }
 
 func (r *role) wire() xmlRole {
+	var boundary *xmlBoundary
+	if r.boundary != "" {
+		boundary = &xmlBoundary{"Policy", r.boundary}
+	}
 	return xmlRole{
-		Path: r.path, RoleName: r.name, RoleID: r.id, Arn: r.arn,
+		PermissionsBoundary: boundary,
+		Path:                r.path, RoleName: r.name, RoleID: r.id, Arn: r.arn,
 		CreateDate: r.created.UTC().Format(time.RFC3339),
 		// IAM returns policy documents URL-encoded.
 		AssumeRolePolicyDocument: strings.ReplaceAll(url.QueryEscape(r.trustDoc), "+", "%20"),
@@ -99,6 +115,13 @@ func (e *Emulator) createRole(caller principal, f formValues) (any, *apiError) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.iamWrites++
+	if b := f.Get("PermissionsBoundary"); b != "" {
+		if !e.policyExists(b) {
+			return nil, errorf("NoSuchEntity", "Scope ARN: %s does not exist or is not attachable.", b)
+		}
+		r.boundary = b
+	}
 	if e.findRole(caller.account, name) != nil {
 		return nil, errorf("EntityAlreadyExists", "Role with name %s already exists.", name)
 	}
@@ -166,6 +189,7 @@ func (e *Emulator) updateAssumeRolePolicy(caller principal, f formValues) (any, 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.iamWrites++
 	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
 	if aerr != nil {
 		return nil, aerr
@@ -177,6 +201,7 @@ func (e *Emulator) updateAssumeRolePolicy(caller principal, f formValues) (any, 
 func (e *Emulator) updateRole(caller principal, f formValues) (any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.iamWrites++
 	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
 	if aerr != nil {
 		return nil, aerr
@@ -197,9 +222,17 @@ func (e *Emulator) updateRole(caller principal, f formValues) (any, *apiError) {
 func (e *Emulator) deleteRole(caller principal, f formValues) (any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.iamWrites++
 	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
 	if aerr != nil {
 		return nil, aerr
+	}
+	// As IAM: policies first.
+	if len(r.attached) > 0 {
+		return nil, errorf("DeleteConflict", "Cannot delete entity, must detach all policies first.")
+	}
+	if len(r.inline) > 0 {
+		return nil, errorf("DeleteConflict", "Cannot delete entity, must delete policies first.")
 	}
 	delete(e.roles, r.arn)
 	return struct{ XMLName xml.Name }{}, nil

@@ -27,15 +27,28 @@ type operation struct {
 }
 
 var operations = map[string]operation{
-	"AssumeRole":                {"sts", stsNamespace, (*Emulator).assumeRole, false},
-	"GetCallerIdentity":         {"sts", stsNamespace, (*Emulator).getCallerIdentity, false},
-	"AssumeRoleWithWebIdentity": {"sts", stsNamespace, (*Emulator).assumeRoleWithWebIdentity, true},
-	"CreateRole":                {"iam", iamNamespace, (*Emulator).createRole, false},
-	"GetRole":                   {"iam", iamNamespace, (*Emulator).getRole, false},
-	"ListRoles":                 {"iam", iamNamespace, (*Emulator).listRoles, false},
-	"UpdateAssumeRolePolicy":    {"iam", iamNamespace, (*Emulator).updateAssumeRolePolicy, false},
-	"UpdateRole":                {"iam", iamNamespace, (*Emulator).updateRole, false},
-	"DeleteRole":                {"iam", iamNamespace, (*Emulator).deleteRole, false},
+	"AssumeRole":                 {"sts", stsNamespace, (*Emulator).assumeRole, false},
+	"GetCallerIdentity":          {"sts", stsNamespace, (*Emulator).getCallerIdentity, false},
+	"AssumeRoleWithWebIdentity":  {"sts", stsNamespace, (*Emulator).assumeRoleWithWebIdentity, true},
+	"CreateRole":                 {"iam", iamNamespace, (*Emulator).createRole, false},
+	"GetRole":                    {"iam", iamNamespace, (*Emulator).getRole, false},
+	"ListRoles":                  {"iam", iamNamespace, (*Emulator).listRoles, false},
+	"UpdateAssumeRolePolicy":     {"iam", iamNamespace, (*Emulator).updateAssumeRolePolicy, false},
+	"UpdateRole":                 {"iam", iamNamespace, (*Emulator).updateRole, false},
+	"DeleteRole":                 {"iam", iamNamespace, (*Emulator).deleteRole, false},
+	"CreatePolicy":               {"iam", iamNamespace, (*Emulator).createPolicy, false},
+	"DeletePolicy":               {"iam", iamNamespace, (*Emulator).deletePolicy, false},
+	"AttachRolePolicy":           {"iam", iamNamespace, (*Emulator).attachRolePolicy, false},
+	"DetachRolePolicy":           {"iam", iamNamespace, (*Emulator).detachRolePolicy, false},
+	"ListAttachedRolePolicies":   {"iam", iamNamespace, (*Emulator).listAttachedRolePolicies, false},
+	"PutRolePolicy":              {"iam", iamNamespace, (*Emulator).putRolePolicy, false},
+	"GetRolePolicy":              {"iam", iamNamespace, (*Emulator).getRolePolicy, false},
+	"DeleteRolePolicy":           {"iam", iamNamespace, (*Emulator).deleteRolePolicy, false},
+	"ListRolePolicies":           {"iam", iamNamespace, (*Emulator).listRolePolicies, false},
+	"TagRole":                    {"iam", iamNamespace, (*Emulator).tagRole, false},
+	"UntagRole":                  {"iam", iamNamespace, (*Emulator).untagRole, false},
+	"ListRoleTags":               {"iam", iamNamespace, (*Emulator).listRoleTags, false},
+	"PutRolePermissionsBoundary": {"iam", iamNamespace, (*Emulator).putRolePermissionsBoundary, false},
 }
 
 func operationNames() string {
@@ -63,7 +76,7 @@ func (e *apiError) status() int {
 		return http.StatusForbidden
 	case "NoSuchEntity":
 		return http.StatusNotFound
-	case "EntityAlreadyExists", "DeleteConflict":
+	case "EntityAlreadyExists", "DeleteConflict", "LimitExceeded":
 		return http.StatusConflict
 	case "Throttling":
 		return http.StatusBadRequest // STS sends Throttling with 400; the SDK retries it by code
