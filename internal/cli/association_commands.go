@@ -33,15 +33,27 @@ func (s *specFlags) add(cmd *cobra.Command, withTags bool) {
 
 func newAssociationCreateCommand(f *associationFlags) *cobra.Command {
 	var spec specFlags
+	var role roleFlags
 	cmd := &cobra.Command{
 		Use:   "create",
-		Short: "Associate a ServiceAccount with an IAM role",
+		Short: "Associate a ServiceAccount with an IAM role, existing or made for it",
+		Long: `Associates a ServiceAccount with an existing role (--role-arn), or creates the role
+with your own AWS credentials (--role-name and eksctl's role options). A created
+role trusts podid server only with this association's session tags (cluster,
+namespace, ServiceAccount): it is useless to any other association. It is tagged
+podid.io/managed-by=podid, and 'podid association delete' deletes it again, with a
+ServiceAccount made by --create-service-account.`,
 		Example: `  podid association create -n shop --service-account billing \
-    --role-arn arn:aws:iam::111122223333:role/billing`,
+    --role-arn arn:aws:iam::111122223333:role/billing
+  podid association create -n shop --service-account billing --create-service-account \
+    --role-name shop-billing --permission-policy-arns arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.serviceAccount == "" || spec.roleARN == "" {
-				return fmt.Errorf("--service-account and --role-arn are required")
+			if f.serviceAccount == "" {
+				return fmt.Errorf("--service-account is required")
+			}
+			if err := role.check(&spec); err != nil {
+				return err
 			}
 			ns, _, err := f.conn.Namespace()
 			if err != nil {
@@ -68,15 +80,47 @@ func newAssociationCreateCommand(f *associationFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Create(cmd.Context(), pia); err != nil {
+			ctx := cmd.Context()
+			var made []string
+			pia.Annotations = map[string]string{}
+			if role.createServiceAccount {
+				created, err := createServiceAccount(ctx, c, ns, f.serviceAccount)
+				if err != nil {
+					return explain(err, host, "")
+				}
+				if created {
+					pia.Annotations[AnnotationCreatedServiceAccount] = "true"
+					made = append(made, fmt.Sprintf("created ServiceAccount %s/%s", ns, f.serviceAccount))
+				}
+			}
+			if role.name != "" {
+				arn, cluster, err := role.createRole(ctx, c, ns, f.serviceAccount)
+				if err != nil {
+					undoCreated(ctx, c, pia, f)
+					return err
+				}
+				pia.Spec.RoleARN = arn
+				pia.Annotations[AnnotationCreatedRole] = arn
+				pia.Annotations[annotationCreatedRoleCluster] = cluster
+				made = append(made, fmt.Sprintf("created IAM role %s, trusting podid server for %s/%s in cluster %s only", arn, ns, f.serviceAccount, cluster))
+			}
+			if len(pia.Annotations) == 0 {
+				pia.Annotations = nil
+			}
+			if err := c.Create(ctx, pia); err != nil {
+				undoCreated(ctx, c, pia, f)
 				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
 			}
-			f.waitForController(cmd.Context(), c, pia)
+			for _, line := range made {
+				fmt.Fprintln(f.streams.Err, line)
+			}
+			f.waitForController(ctx, c, pia)
 			return f.printChange(pia, "created")
 		},
 	}
 	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "the ServiceAccount, in --namespace, whose pods receive credentials (it need not exist yet)")
 	spec.add(cmd, true)
+	role.add(cmd)
 	f.addWaitFlag(cmd)
 	return cmd
 }
@@ -220,7 +264,15 @@ func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
 			if err := c.Delete(cmd.Context(), pia, client.Preconditions{UID: &pia.UID}); err != nil {
 				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", pia.Namespace, pia.Name))
 			}
-			return f.printChange(pia, "deleted")
+			// Then what podid made for it, and only that.
+			said, err := deleteCreated(cmd.Context(), c, pia)
+			for _, line := range said {
+				fmt.Fprintln(f.streams.Err, line)
+			}
+			if perr := f.printChange(pia, "deleted"); perr != nil {
+				return perr
+			}
+			return err
 		},
 	}
 	f.addTargetFlags(cmd)

@@ -217,6 +217,14 @@ func TestAssociationErrors(t *testing.T) {
 		"--role-arn", "arn:aws:iam::111122223333:role/app", "--tags", "team")
 	tr.mustFail("reserved for AWS", "association", "create", "-n", "errors", "--service-account", "app",
 		"--role-arn", "arn:aws:iam::111122223333:role/app", "--tags", "aws:team=x")
+	tr.mustFail("not both", "association", "create", "-n", "errors", "--service-account", "app",
+		"--role-arn", "arn:aws:iam::111122223333:role/app", "--role-name", "app")
+	tr.mustFail("need --role-name", "association", "create", "-n", "errors", "--service-account", "app",
+		"--permission-policy-arns", "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")
+	tr.mustFail("would make it unusable", "association", "create", "-n", "errors", "--service-account", "app",
+		"--role-name", "app", "--disable-session-tags")
+	tr.mustFail("has not published its AWS identity", "association", "create", "-n", "errors", "--service-account", "app",
+		"--role-name", "app")
 	tr.mustFail("say which association", "association", "get", "-n", "errors")
 	tr.mustFail("not both", "association", "get", "--service-account", "app", "--association-id", "a-aaaaaaaaaaaaaaaaa")
 	tr.mustFail("is not an association ID", "association", "get", "--association-id", "42")

@@ -23,6 +23,7 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
+	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
@@ -58,6 +59,10 @@ type APIOptions struct {
 	// cluster's. STS, when set, is used instead (tests).
 	STSEndpoint, STSRegion string
 	STS                    sts.API
+	// IdentityNamespace is where the server publishes its AWS identity
+	// (package serveridentity); default the namespace podid runs in, and
+	// none outside a cluster.
+	IdentityNamespace string
 	// SessionDuration of issued credentials (default 1 h).
 	SessionDuration time.Duration
 	// Now is the clock tokens and signatures are checked against; nil
@@ -89,6 +94,18 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	if stsClient == nil {
 		if stsClient, err = newSTSClient(ctx, identity, opts); err != nil {
 			return "", err
+		}
+	}
+	if ci, ok := stsClient.(serveridentity.CallerIdentityAPI); ok {
+		ns := opts.IdentityNamespace
+		if ns == "" {
+			ns = ownNamespace()
+		}
+		if ns != "" {
+			if err := mgr.Add(&serveridentity.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, STS: ci,
+				Cluster: identity, Log: slog.Default().With("logger", "server-identity")}); err != nil {
+				return "", err
+			}
 		}
 	}
 	var keyStore sigv4.KeyStore

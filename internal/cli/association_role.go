@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/serveridentity"
+)
+
+// What podid records on an association about what it created for it, so
+// that delete takes away exactly that.
+const (
+	AnnotationCreatedRole           = "podid.io/created-role"
+	AnnotationCreatedServiceAccount = "podid.io/created-service-account"
+	labelManagedBy                  = "app.kubernetes.io/managed-by"
+)
+
+// roleFlags are eksctl's options for a role made for the association.
+type roleFlags struct {
+	name, path, permissionPolicy, boundary, podidNamespace string
+	policyARNs, wellKnown                                  []string
+	createServiceAccount                                   bool
+}
+
+func (r *roleFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&r.name, "role-name", "", "create an IAM role of this name for the association, trusting podid server for this ServiceAccount only (instead of --role-arn)")
+	fs.StringVar(&r.path, "role-path", "", `the created role's path (default "/")`)
+	fs.StringSliceVar(&r.policyARNs, "permission-policy-arns", nil, "managed policies to attach to the created role")
+	fs.StringVar(&r.permissionPolicy, "permission-policy", "", "an inline policy of the created role (JSON, or file://PATH)")
+	fs.StringSliceVar(&r.wellKnown, "well-known-policies", nil, "eksctl's well-known policies to attach: imageBuilder, ebsCSIController, efsCSIController")
+	fs.StringVar(&r.boundary, "permissions-boundary-arn", "", "the created role's permissions boundary")
+	fs.StringVar(&r.boundary, "permission-boundary-arn", "", "eksctl's spelling of --permissions-boundary-arn")
+	fs.BoolVar(&r.createServiceAccount, "create-service-account", false, "create the ServiceAccount too (delete removes it again)")
+	fs.StringVar(&r.podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")
+}
+
+// makesRole reports whether any option of a created role is given.
+func (r *roleFlags) makesRole() bool {
+	return r.name != "" || r.path != "" || len(r.policyARNs) > 0 || r.permissionPolicy != "" || len(r.wellKnown) > 0 || r.boundary != ""
+}
+
+// check refuses combinations that cannot work, before anything is made.
+func (r *roleFlags) check(spec *specFlags) error {
+	switch {
+	case spec.roleARN != "" && r.name != "":
+		return errors.New("give --role-arn (an existing role) or --role-name (a role podid creates), not both")
+	case spec.roleARN == "" && r.name == "":
+		if r.makesRole() {
+			return errors.New("the role options need --role-name, the name of the role to create")
+		}
+		return errors.New("--role-arn is required, or --role-name to create the role")
+	case r.name != "" && spec.disableSessionTags:
+		return errors.New("a role podid creates trusts podid server only with this association's session tags; --disable-session-tags would make it unusable: drop one of them")
+	}
+	if r.permissionPolicy != "" {
+		doc := r.permissionPolicy
+		if path, ok := strings.CutPrefix(doc, "file://"); ok {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("reading --permission-policy: %w", err)
+			}
+			doc = string(data)
+		}
+		r.permissionPolicy = doc
+	}
+	return nil
+}
+
+// awsIAM is an IAM client from the caller's own AWS credentials (the
+// standard chain: environment, profile, SSO, …).
+func awsIAM(ctx context.Context, region string) (*iam.Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading your AWS configuration (creating and deleting roles uses your own AWS credentials): %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = region
+	}
+	return iam.NewFromConfig(cfg), nil
+}
+
+// createRole makes the role of the association of ServiceAccount ns/sa
+// and returns its ARN and the cluster its trust names.
+func (r *roleFlags) createRole(ctx context.Context, c client.Client, ns, sa string) (arn, cluster string, err error) {
+	id, err := serveridentity.Read(ctx, c, r.podidNamespace)
+	if err != nil {
+		return "", "", err
+	}
+	a := iamrole.Association{Cluster: id.Cluster.ClusterName, Namespace: ns, ServiceAccount: sa}
+	iamc, err := awsIAM(ctx, id.Cluster.Region)
+	if err != nil {
+		return "", "", err
+	}
+	principal, err := iamrole.ResolvePrincipal(ctx, iamc, id.PrincipalARN, id.RolePathUnknown)
+	if err != nil {
+		return "", "", err
+	}
+	arn, err = iamrole.Create(ctx, iamc, id.Cluster.Partition, principal, a, iamrole.Spec{
+		RoleName: r.name, Path: r.path, PermissionPolicyARNs: r.policyARNs, WellKnownPolicies: r.wellKnown,
+		PermissionPolicy: r.permissionPolicy, PermissionsBoundaryARN: r.boundary,
+	})
+	return arn, a.Cluster, err
+}
+
+// createServiceAccount creates the ServiceAccount unless it exists; it
+// reports whether it did.
+func createServiceAccount(ctx context.Context, c client.Client, ns, name string) (bool, error) {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+		Labels:      map[string]string{labelManagedBy: "podid"},
+		Annotations: map[string]string{AnnotationCreatedServiceAccount: "for association " + ns + "/" + name}}}
+	if err := c.Create(ctx, sa); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("creating ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return true, nil
+}
+
+// deleteCreated takes away what podid created for pia: its role (only if
+// tagged as podid's for it) and its ServiceAccount (only if labelled so).
+// Each outcome is a line for the user.
+func deleteCreated(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAssociation) ([]string, error) {
+	var said []string
+	var errs []error
+	if arn := pia.Annotations[AnnotationCreatedRole]; arn != "" {
+		cluster := pia.Annotations[annotationCreatedRoleCluster]
+		iamc, err := awsIAM(ctx, "us-east-1")
+		if err == nil {
+			var deleted bool
+			deleted, err = iamrole.Delete(ctx, iamc, arn, iamrole.Association{Cluster: cluster, Namespace: pia.Namespace, ServiceAccount: pia.Spec.ServiceAccount})
+			switch {
+			case err == nil && deleted:
+				said = append(said, "deleted IAM role "+arn+", which podid created for this association")
+			case err == nil:
+				said = append(said, "IAM role "+arn+" was already gone")
+			case errors.Is(err, iamrole.ErrNotCreatedByPodid):
+				said = append(said, "left IAM role "+arn+": "+err.Error())
+				err = nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("the association is deleted, but its IAM role %s is not: %w; run `podid association delete` again or delete the role yourself", arn, err))
+		}
+	}
+	if pia.Annotations[AnnotationCreatedServiceAccount] == "true" {
+		var sa corev1.ServiceAccount
+		err := c.Get(ctx, client.ObjectKey{Namespace: pia.Namespace, Name: pia.Spec.ServiceAccount}, &sa)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading ServiceAccount %s/%s: %w", pia.Namespace, pia.Spec.ServiceAccount, err))
+		case sa.Labels[labelManagedBy] != "podid":
+			said = append(said, fmt.Sprintf("left ServiceAccount %s/%s: it is no longer labelled %s=podid", sa.Namespace, sa.Name, labelManagedBy))
+		default:
+			if err := c.Delete(ctx, &sa, client.Preconditions{UID: &sa.UID}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("deleting ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err))
+			} else {
+				said = append(said, fmt.Sprintf("deleted ServiceAccount %s/%s, which podid created for this association", sa.Namespace, sa.Name))
+			}
+		}
+	}
+	return said, errors.Join(errs...)
+}
+
+// annotationCreatedRoleCluster records the cluster the created role's
+// trust names, which delete checks the role's tags against.
+const annotationCreatedRoleCluster = "podid.io/created-role-cluster"
+
+// undoCreated takes away what create made before it failed, saying what
+// could not be.
+func undoCreated(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAssociation, f *associationFlags) {
+	if len(pia.Annotations) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := deleteCreated(ctx, c, pia); err != nil {
+		fmt.Fprintf(f.streams.Err, "warning: taking away what was made before the failure: %v\n", err)
+	}
+}

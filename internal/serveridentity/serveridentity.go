@@ -1,0 +1,194 @@
+// Package serveridentity publishes who podid server is in AWS and which
+// cluster it speaks for, in the ConfigMap podid-server-identity of its
+// namespace: the principal an association's role must trust, found with
+// STS GetCallerIdentity, and the cluster name podid puts in the
+// eks-cluster-name session tag. The CLI reads it to make roles for
+// associations and to migrate IRSA roles; doctor reads it to check trust
+// policies.
+package serveridentity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/association"
+)
+
+// ConfigMapName is the ConfigMap podid server writes in its namespace.
+const ConfigMapName = "podid-server-identity"
+
+// Keys of the ConfigMap's data.
+const (
+	KeyCallerARN      = "callerArn"
+	KeyPrincipalARN   = "principalArn"
+	KeyAccount        = "account"
+	KeyClusterName    = "clusterName"
+	KeyClusterARN     = "clusterArn"
+	KeyClusterAccount = "clusterAccount"
+	KeyPartition      = "partition"
+	KeyRegion         = "region"
+)
+
+// Identity is what the ConfigMap says.
+type Identity struct {
+	// CallerARN is GetCallerIdentity's Arn: a user, or an assumed-role
+	// session.
+	CallerARN string
+	// PrincipalARN is what a trust policy names to trust the caller: the
+	// user's ARN, or for a session its role's ARN. A role's path is not in
+	// a session's ARN: PrincipalARN then has none, and RolePathUnknown
+	// says so (resolve it with iam:GetRole).
+	PrincipalARN    string
+	RolePathUnknown bool
+	Account         string
+	// Cluster is the cluster podid names in IDs, ARNs and session tags.
+	Cluster association.Identity
+}
+
+// CallerIdentityAPI is the STS call the publisher needs.
+type CallerIdentityAPI interface {
+	GetCallerIdentity(ctx context.Context, in *sts.GetCallerIdentityInput, optFns ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
+}
+
+var (
+	assumedRole = regexp.MustCompile(`^arn:([a-z-]+):sts::([0-9]{12}):assumed-role/([\w+=,.@-]+)/[^/]+$`)
+	iamARN      = regexp.MustCompile(`^arn:([a-z-]+):iam::([0-9]{12}):(user|role|root)(/.*)?$`)
+)
+
+// PrincipalFor turns a caller ARN into the ARN a trust policy names.
+func PrincipalFor(callerARN string) (principal string, pathUnknown bool, err error) {
+	if m := assumedRole.FindStringSubmatch(callerARN); m != nil {
+		return fmt.Sprintf("arn:%s:iam::%s:role/%s", m[1], m[2], m[3]), true, nil
+	}
+	if iamARN.MatchString(callerARN) {
+		return callerARN, false, nil
+	}
+	return "", false, fmt.Errorf("caller %q is neither an IAM user, a role nor a role session: a role's trust policy cannot name it", callerARN)
+}
+
+// Publisher keeps the ConfigMap: once at start, retrying until STS
+// answers, then every Refresh (the server's credentials may change, e.g.
+// a new IRSA role).
+type Publisher struct {
+	// Client writes the ConfigMap; Reader reads it past any cache (the
+	// server may read ConfigMaps only in its namespace).
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+	STS       CallerIdentityAPI
+	Cluster   association.Identity
+	Refresh   time.Duration
+	Log       *slog.Logger
+}
+
+// Start implements manager.Runnable; it runs on the leader only.
+func (p *Publisher) Start(ctx context.Context) error {
+	refresh := p.Refresh
+	if refresh == 0 {
+		refresh = 10 * time.Minute
+	}
+	backoff := wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
+	for {
+		err := p.publish(ctx)
+		next := refresh
+		if err != nil {
+			next = backoff.Step()
+			p.Log.Error("publishing podid server's AWS identity", "err", err, "retry_in", next.Round(time.Second))
+		} else {
+			backoff = wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(next):
+		}
+	}
+}
+
+// NeedLeaderElection: one writer.
+func (p *Publisher) NeedLeaderElection() bool { return true }
+
+func (p *Publisher) publish(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := p.STS.GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return fmt.Errorf("sts:GetCallerIdentity: %w", err)
+	}
+	if out.Arn == nil || out.Account == nil {
+		return errors.New("sts:GetCallerIdentity answered without an ARN")
+	}
+	principal, _, err := PrincipalFor(*out.Arn)
+	if err != nil {
+		return err
+	}
+	data := map[string]string{
+		KeyCallerARN: *out.Arn, KeyPrincipalARN: principal, KeyAccount: *out.Account,
+		KeyClusterName: p.Cluster.ClusterName, KeyClusterARN: p.Cluster.ClusterARN(),
+		KeyPartition: p.Cluster.Partition, KeyRegion: p.Cluster.Region, KeyClusterAccount: p.Cluster.AccountID,
+	}
+	var cm corev1.ConfigMap
+	err = p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ConfigMapName}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: ConfigMapName,
+			Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}}, Data: data}
+		if err := p.Client.Create(ctx, &cm); err != nil {
+			return fmt.Errorf("creating ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
+		}
+	case err != nil:
+		return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
+	case !equal(cm.Data, data):
+		cm.Data = data
+		if err := p.Client.Update(ctx, &cm); err != nil {
+			return fmt.Errorf("updating ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
+		}
+	default:
+		return nil
+	}
+	p.Log.Info("published podid server's AWS identity", "caller", *out.Arn, "principal", principal, "configmap", p.Namespace+"/"+ConfigMapName)
+	return nil
+}
+
+func equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Read returns the identity podid server published in namespace, or an
+// error that says what to do.
+func Read(ctx context.Context, c client.Reader, namespace string) (*Identity, error) {
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ConfigMapName}, &cm); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("podid server has not published its AWS identity (ConfigMap %s/%s): is podid server running in namespace %s (--podid-namespace), and can it call sts:GetCallerIdentity? Its log says why", namespace, ConfigMapName, namespace)
+		}
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, where podid server publishes its AWS identity: %w", namespace, ConfigMapName, err)
+	}
+	d := cm.Data
+	id := &Identity{CallerARN: d[KeyCallerARN], PrincipalARN: d[KeyPrincipalARN], Account: d[KeyAccount],
+		Cluster: association.Identity{ClusterName: d[KeyClusterName], Partition: d[KeyPartition], Region: d[KeyRegion], AccountID: d[KeyClusterAccount]}}
+	if id.PrincipalARN == "" || id.Cluster.ClusterName == "" {
+		return nil, fmt.Errorf("ConfigMap %s/%s lacks %s or %s: it is podid server's to write; delete it and podid server writes it again", namespace, ConfigMapName, KeyPrincipalARN, KeyClusterName)
+	}
+	_, id.RolePathUnknown, _ = PrincipalFor(id.CallerARN)
+	return id, nil
+}
