@@ -112,6 +112,7 @@ func apiOptions() server.APIOptions {
 		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey},
 		AssociationLimit:     associationLimit,
 		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
+		IdentityNamespace:    agentNamespace,
 		Now:                  apiClock.Now,
 	}
 }
