@@ -210,6 +210,11 @@ func kubeError(err error, doing string) error {
 	var status apierrors.APIStatus
 	switch {
 	case apierrors.IsForbidden(err):
+		// An admission policy's refusal (podid's PassRole) is written for
+		// the user, who needs it to ask for the right permission.
+		if _, denial, ok := strings.Cut(err.Error(), " denied request: "); ok {
+			return wrap(AccessDenied, fmt.Sprintf("%s: %s", doing, denial), err)
+		}
 		return wrap(AccessDenied, fmt.Sprintf("%s: this access key's Kubernetes identity is not allowed to (RBAC)", doing), err)
 	case apierrors.IsInvalid(err) && errors.As(err, &status):
 		var parts []string

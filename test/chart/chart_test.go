@@ -34,6 +34,7 @@ import (
 	"github.com/podid/podid/internal/agentcmd"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/credprovider"
+	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/webhook"
 )
@@ -363,5 +364,37 @@ func TestCredentialProviderConfig(t *testing.T) {
 	_, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", kubeVersion, "-f", "testdata/options.values.yaml", "--set", "agent.enabled=false")
 	if err == nil || !strings.Contains(err.Error(), "needs agent.enabled") {
 		t.Errorf("credentialProvider without the agent: %v", err)
+	}
+}
+
+// The PassRole policy the chart installs is the one package passrole
+// builds (the template is generated from it; this catches a stale one).
+func TestPassRolePolicy(t *testing.T) {
+	found := 0
+	for _, obj := range objects(t, render(t, "testdata/default.values.yaml")) {
+		var want any
+		switch {
+		case obj.GetKind() == "ValidatingAdmissionPolicy":
+			want = passrole.Policy()
+		case obj.GetKind() == "ValidatingAdmissionPolicyBinding":
+			want = passrole.Binding()
+		default:
+			continue
+		}
+		found++
+		obj.SetLabels(nil)
+		wantObj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unstructured.RemoveNestedField(wantObj, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(wantObj, "status")
+		unstructured.RemoveNestedField(obj.Object, "metadata", "labels")
+		if !reflect.DeepEqual(obj.Object, wantObj) {
+			t.Errorf("the chart's %s differs from package passrole's (make generate):\nchart: %v\ncode:  %v", obj.GetKind(), obj.Object, wantObj)
+		}
+	}
+	if found != 2 {
+		t.Errorf("the chart renders %d of the PassRole policy and binding, want both", found)
 	}
 }

@@ -50,7 +50,10 @@ var (
 	stockKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENT000001", SecretAccessKey: "stock-agent-secret-0123456789", Principal: accesskey.Entry{Name: "stock-agent"}}
 	// eksAdminKey acts in Kubernetes as a cluster administrator; nobodyKey as
 	// a user RBAC grants nothing.
-	eksAdminKey  = sigv4.Key{AccessKeyID: "AKIAEKSADMIN00000001", SecretAccessKey: "eks-admin-secret-0123456789", Principal: accesskey.Entry{Name: "eks-admin", User: "eks-admin", Groups: []string{"system:masters"}}}
+	eksAdminKey = sigv4.Key{AccessKeyID: "AKIAEKSADMIN00000001", SecretAccessKey: "eks-admin-secret-0123456789", Principal: accesskey.Entry{Name: "eks-admin", User: "eks-admin", Groups: []string{"system:masters"}}}
+	// passRoleKey acts as user passrole-admin, whom a test makes a
+	// namespace's association admin.
+	passRoleKey  = sigv4.Key{AccessKeyID: "AKIAPASSROLEADMIN001", SecretAccessKey: "passrole-admin-secret-0123456789", Principal: accesskey.Entry{Name: "passrole-admin", User: "passrole-admin"}}
 	nobodyKey    = sigv4.Key{AccessKeyID: "AKIAEKSNOBODY0000001", SecretAccessKey: "eks-nobody-secret-0123456789", Principal: accesskey.Entry{Name: "nobody"}}
 	nodeBoundKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENTNODEB1", SecretAccessKey: "stock-agent-node-b-secret-0123", Principal: accesskey.Entry{Name: "stock-agent-node-b", Node: "node-b"}}
 
@@ -109,7 +112,7 @@ func apiOptions() server.APIOptions {
 		Addr:                 "127.0.0.1:0",
 		InsecureHTTP:         true,
 		AgentServiceAccounts: []string{agentNamespace + "/podid-agent"},
-		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey},
+		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey, passRoleKey},
 		AssociationLimit:     associationLimit,
 		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
 		IdentityNamespace:    agentNamespace,

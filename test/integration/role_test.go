@@ -31,6 +31,12 @@ func podid(t *testing.T, args ...string) (string, string, error) {
 	if err := os.WriteFile(kubeconfig, cluster.Kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return podidAs(t, kubeconfig, args...)
+}
+
+// podidAs runs the CLI with kubeconfig.
+func podidAs(t *testing.T, kubeconfig string, args ...string) (string, string, error) {
+	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", emuAdmin.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", emuAdmin.SecretAccessKey)
 	t.Setenv("AWS_ENDPOINT_URL", emuEndpoint)

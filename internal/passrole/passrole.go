@@ -1,0 +1,89 @@
+// Package passrole is podid's iam:PassRole for Kubernetes: a
+// ValidatingAdmissionPolicy (no webhook in the path) that lets a user create
+// an association, or change its role, only if RBAC lets the user "use" the
+// IAM role (and target role) it names. On EKS, creating an association
+// needs iam:PassRole on the role; without this, whoever may create
+// associations in a namespace may hand its pods any role podid can assume.
+//
+// The permission is verb `use` on resource `roles` of API group podid.io,
+// in the association's namespace, with the role's ARN as resourceName:
+//
+//	rules:
+//	- apiGroups: [podid.io]
+//	  resources: [roles]
+//	  verbs: [use]
+//	  resourceNames: ["arn:aws:iam::111122223333:role/billing"]
+//
+// No resourceNames means every role. Cluster administrators hold it
+// already. The EKS-compatible API and the CLI act as the user, so they go
+// through the same check.
+package passrole
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/podid/podid/api/v1alpha1"
+)
+
+// Name is the policy's and its binding's name.
+const Name = "podid.io-passrole"
+
+// The permission the policy checks.
+const (
+	Group    = "podid.io"
+	Resource = "roles"
+	Verb     = "use"
+)
+
+// check is the CEL of one role field: unchanged on update, empty, or the
+// user may use it in the association's namespace.
+func check(field string) string {
+	return `!has(object.spec.` + field + `) || object.spec.` + field + ` == '' ||
+(request.operation == 'UPDATE' && has(oldObject.spec.` + field + `) && oldObject.spec.` + field + ` == object.spec.` + field + `) ||
+authorizer.group('` + Group + `').resource('` + Resource + `').namespace(object.metadata.namespace).name(object.spec.` + field + `).check('` + Verb + `').allowed()`
+}
+
+// message says which permission is missing, and how to grant it.
+func message(field, what string) string {
+	return `request.userInfo.username + ' may not use ` + what + ` ' + object.spec.` + field + ` + ' in namespace ' + object.metadata.namespace + ': podid requires RBAC verb "` + Verb + `" on resource "` + Resource + `" of API group ` + Group + ` with resourceNames ["' + object.spec.` + field + ` + '"] (as EKS requires iam:PassRole)'`
+}
+
+// Policy is the ValidatingAdmissionPolicy.
+func Policy() *admissionregistrationv1.ValidatingAdmissionPolicy {
+	return &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{
+				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule: admissionregistrationv1.Rule{
+							APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
+							Resources: []string{"podidentityassociations"},
+						},
+					},
+				}},
+			},
+			Validations: []admissionregistrationv1.Validation{
+				{Expression: check("roleArn"), MessageExpression: message("roleArn", "IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
+				{Expression: check("targetRoleArn"), MessageExpression: message("targetRoleArn", "target IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
+			},
+		},
+	}
+}
+
+// Binding enforces the policy everywhere.
+func Binding() *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+}

@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eks"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/passrole"
+)
+
+// podid's PassRole: a namespace's association admin who may not use a role
+// is refused, with the missing permission named, through the API server
+// (as kubectl), the CLI and the EKS API; granted, each works; a cluster
+// administrator is not affected.
+func TestPassRole(t *testing.T) {
+	ctx := t.Context()
+	policy, binding := passrole.Policy(), passrole.Binding()
+	if err := k8s.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		k8s.Delete(context.Background(), binding)
+		k8s.Delete(context.Background(), policy)
+	})
+	const user = "passrole-admin"
+	ns := newNamespace(t)
+	grant(t, ns, "associations", rbacv1.PolicyRule{APIGroups: []string{"podid.io"}, Resources: []string{"podidentityassociations"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}, user)
+	alice, err := cluster.AddUser(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asAlice, err := client.New(alice.Config, client.Options{Scheme: kube.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "alice.kubeconfig")
+	os.WriteFile(kubeconfig, alice.Kubeconfig, 0o600)
+	role := "arn:aws:iam::111122223333:role/passrole/billing"
+	target := "arn:aws:iam::444455556666:role/billing-target"
+	want := user + " may not use IAM role " + role + " in namespace " + ns + `: podid requires RBAC verb "use" on resource "roles" of API group podid.io with resourceNames ["` + role + `"]`
+
+	// The policy takes a moment to reach the API server's admission.
+	eventually(t, "the PassRole policy to refuse", func(ctx context.Context) (bool, error) {
+		err := asAlice.Create(ctx, newAssociation(ns, "probe", role))
+		if err == nil {
+			asAlice.Delete(ctx, newAssociation(ns, "probe", role))
+		}
+		return err != nil && strings.Contains(err.Error(), want), nil
+	})
+	// The CLI, with alice's kubeconfig.
+	out, errOut, err := podidAs(t, kubeconfig, "association", "create", "-n", ns, "--service-account", "cli", "--role-arn", role, "--wait", "0s")
+	if err == nil || !strings.Contains(err.Error()+errOut, want) {
+		t.Errorf("CLI: %v\n%s%s", err, out, errOut)
+	}
+	// The EKS API, whose key acts as alice.
+	_, err = eksClient(passRoleKey).CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: eksCluster, Namespace: aws.String(ns), ServiceAccount: aws.String("eks"), RoleArn: aws.String(role)})
+	if err == nil || !strings.Contains(err.Error(), "may not use IAM role "+role) {
+		t.Errorf("EKS API: %v", err)
+	}
+	// A cluster administrator is not affected.
+	admin := newAssociation(ns, "admin", role)
+	if err := k8s.Create(ctx, admin); err != nil {
+		t.Errorf("cluster administrator: %v", err)
+	}
+
+	// Granted the role: each works. The target role is a permission of
+	// its own.
+	grant(t, ns, "use-billing", rbacv1.PolicyRule{APIGroups: []string{passrole.Group}, Resources: []string{passrole.Resource}, Verbs: []string{passrole.Verb}, ResourceNames: []string{role}}, user)
+	eventually(t, "the grant to take effect", func(ctx context.Context) (bool, error) {
+		return asAlice.Create(ctx, newAssociation(ns, "kubectl", role)) == nil, nil
+	})
+	if _, errOut, err := podidAs(t, kubeconfig, "association", "create", "-n", ns, "--service-account", "cli", "--role-arn", role, "--wait", "0s"); err != nil {
+		t.Errorf("CLI, granted: %v\n%s", err, errOut)
+	}
+	if _, err := eksClient(passRoleKey).CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: eksCluster, Namespace: aws.String(ns), ServiceAccount: aws.String("eks"), RoleArn: aws.String(role)}); err != nil {
+		t.Errorf("EKS API, granted: %v", err)
+	}
+	withTarget := newAssociation(ns, "target", role)
+	withTarget.Spec.TargetRoleARN = target
+	if err := asAlice.Create(ctx, withTarget); err == nil || !strings.Contains(err.Error(), "may not use target IAM role "+target) {
+		t.Errorf("an ungranted target role: %v", err)
+	}
+
+	// Updates: unchanged roles need nothing more; another role does.
+	var pia = newAssociation(ns, "kubectl", role)
+	if err := asAlice.Get(ctx, client.ObjectKeyFromObject(pia), pia); err != nil {
+		t.Fatal(err)
+	}
+	pia.Spec.DisableSessionTags = true
+	if err := asAlice.Update(ctx, pia); err != nil {
+		t.Errorf("an update keeping the role: %v", err)
+	}
+	pia.Spec.RoleARN = "arn:aws:iam::111122223333:role/other"
+	if err := asAlice.Update(ctx, pia); err == nil || !strings.Contains(err.Error(), "may not use IAM role arn:aws:iam::111122223333:role/other") {
+		t.Errorf("an update to an ungranted role: %v", err)
+	}
+}
+
+// grant binds user to a Role of rule in ns.
+func grant(t *testing.T, ns, name string, rule rbacv1.PolicyRule, user string) {
+	t.Helper()
+	ctx := t.Context()
+	if err := k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: []rbacv1.PolicyRule{rule}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}}}); err != nil {
+		t.Fatal(err)
+	}
+}
