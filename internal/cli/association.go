@@ -48,6 +48,7 @@ are kubectl's.`,
 		newAssociationListCommand(f),
 		newAssociationUpdateCommand(f),
 		newAssociationDeleteCommand(f),
+		newAssociationApplyCommand(f),
 	)
 	return cmd
 }

@@ -80,41 +80,10 @@ ServiceAccount made by --create-service-account.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var made []string
-			pia.Annotations = map[string]string{}
-			if role.createServiceAccount {
-				created, err := createServiceAccount(ctx, c, ns, f.serviceAccount)
-				if err != nil {
-					return explain(err, host, "")
-				}
-				if created {
-					pia.Annotations[AnnotationCreatedServiceAccount] = "true"
-					made = append(made, fmt.Sprintf("created ServiceAccount %s/%s", ns, f.serviceAccount))
-				}
+			if err := f.createWith(cmd.Context(), c, host, pia, &role); err != nil {
+				return err
 			}
-			if role.name != "" {
-				arn, cluster, err := role.createRole(ctx, c, ns, f.serviceAccount)
-				if err != nil {
-					undoCreated(ctx, c, pia, f)
-					return err
-				}
-				pia.Spec.RoleARN = arn
-				pia.Annotations[AnnotationCreatedRole] = arn
-				pia.Annotations[annotationCreatedRoleCluster] = cluster
-				made = append(made, fmt.Sprintf("created IAM role %s, trusting podid server for %s/%s in cluster %s only", arn, ns, f.serviceAccount, cluster))
-			}
-			if len(pia.Annotations) == 0 {
-				pia.Annotations = nil
-			}
-			if err := c.Create(ctx, pia); err != nil {
-				undoCreated(ctx, c, pia, f)
-				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
-			}
-			for _, line := range made {
-				fmt.Fprintln(f.streams.Err, line)
-			}
-			f.waitForController(ctx, c, pia)
+			f.waitForController(cmd.Context(), c, pia)
 			return f.printChange(pia, "created")
 		},
 	}

@@ -192,3 +192,49 @@ func undoCreated(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentity
 		fmt.Fprintf(f.streams.Err, "warning: taking away what was made before the failure: %v\n", err)
 	}
 }
+
+// createWith creates pia, first the ServiceAccount and the role role asks
+// for; what it made is said on stderr, and taken away again if a later
+// step fails.
+func (f *associationFlags) createWith(ctx context.Context, c client.Client, host string, pia *v1alpha1.PodIdentityAssociation, role *roleFlags) error {
+	ns, sa := pia.Namespace, pia.Spec.ServiceAccount
+	var made []string
+	if pia.Annotations == nil {
+		pia.Annotations = map[string]string{}
+	}
+	if role.createServiceAccount {
+		created, err := createServiceAccount(ctx, c, ns, sa)
+		if err != nil {
+			return explain(err, host, "")
+		}
+		if created {
+			pia.Annotations[AnnotationCreatedServiceAccount] = "true"
+			made = append(made, fmt.Sprintf("created ServiceAccount %s/%s", ns, sa))
+		}
+	}
+	if role.name != "" {
+		arn, cluster, err := role.createRole(ctx, c, ns, sa)
+		if err != nil {
+			undoCreated(ctx, c, pia, f)
+			return err
+		}
+		pia.Spec.RoleARN = arn
+		pia.Annotations[AnnotationCreatedRole] = arn
+		pia.Annotations[annotationCreatedRoleCluster] = cluster
+		made = append(made, fmt.Sprintf("created IAM role %s, trusting podid server for %s/%s in cluster %s only", arn, ns, sa, cluster))
+	}
+	if len(pia.Annotations) == 0 {
+		pia.Annotations = nil
+	}
+	if err := c.Create(ctx, pia); err != nil {
+		undoCreated(ctx, c, pia, f)
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("namespace %s does not exist: create it first", ns)
+		}
+		return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, sa))
+	}
+	for _, line := range made {
+		fmt.Fprintln(f.streams.Err, line)
+	}
+	return nil
+}
