@@ -34,8 +34,8 @@ import (
 	"github.com/podid/podid/internal/agentcmd"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/credprovider"
-	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/localcluster"
+	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/webhook"
 )
 
