@@ -106,6 +106,7 @@ type Emulator struct {
 	// mutating IAM calls.
 	policies  map[string]*managedPolicy
 	iamWrites int
+	iamCalls  int
 }
 
 // New returns an emulator holding opts.Users and no roles.
@@ -206,6 +207,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	caller := res.Key.Principal.(principal)
+	if op.service == "iam" {
+		e.mu.Lock()
+		e.iamCalls++
+		e.mu.Unlock()
+		// IAM's faults here; STS's and ECR's actions take theirs themselves.
+		if aerr := e.takeFault(action); aerr != nil {
+			e.log.Info("fault", "action", action, "code", aerr.Code)
+			writeError(w, aerr.status(), aerr)
+			return
+		}
+	}
 	out, aerr := op.run(e, caller, formValues(form))
 	if aerr != nil {
 		e.log.Info("refused", "action", action, "caller", caller.arn, "code", aerr.Code, "reason", aerr.Message)

@@ -15,8 +15,9 @@ type fault struct {
 	left   int
 }
 
-// InjectFault makes the next times calls of action (AssumeRole or
-// GetCallerIdentity) fail with the AWS error code, for instance
+// InjectFault makes the next times calls of action (AssumeRole,
+// GetCallerIdentity, GetAuthorizationToken or any IAM action) fail with the
+// AWS error code, for instance
 // "Throttling", "ServiceUnavailable" or "InternalFailure", with the status AWS
 // would send. The SDK's own retries count as calls.
 func (e *Emulator) InjectFault(action, code string, times int) {

@@ -318,3 +318,10 @@ func (e *Emulator) IAMWrites() int {
 	defer e.mu.Unlock()
 	return e.iamWrites
 }
+
+// IAMCalls counts every signed IAM call so far, reads included.
+func (e *Emulator) IAMCalls() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.iamCalls
+}

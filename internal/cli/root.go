@@ -49,6 +49,8 @@ Pod Identity.`,
 	sandbox.GroupID = "components"
 	assoc := newAssociationCommand(streams)
 	assoc.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, sandbox, assoc, newVersionCommand(streams))
+	mig := newMigrateCommand(streams)
+	mig.GroupID = "operate"
+	root.AddCommand(server, agentCmd, rot, sandbox, assoc, mig, newVersionCommand(streams))
 	return root
 }

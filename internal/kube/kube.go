@@ -65,6 +65,9 @@ func (f *ConnectionFlags) RESTConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	cfg.UserAgent = "podid"
+	// kubectl's limits: a migration or an apply of hundreds of objects
+	// should not crawl at client-go's 5 requests a second.
+	cfg.QPS, cfg.Burst = 50, 300
 	return cfg, nil
 }
 

@@ -36,6 +36,7 @@ func TestRealNode(t *testing.T) {
 		{"restricted pod renewed in the background", testRestrictedRenewal},
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},
+		{"IRSA workload migrated and restarted onto Pod Identity", testMigrateRestart},
 		// Last: restarting the agent empties its cache, which the checks
 		// above watch.
 		{"faults under load", testFaultsUnderLoad},

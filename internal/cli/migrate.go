@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/migrate"
+	"github.com/podid/podid/internal/serveridentity"
+)
+
+// migrateFlags are what both migrate commands share.
+type migrateFlags struct {
+	streams        Streams
+	conn           *kube.ConnectionFlags
+	allNamespaces  bool
+	selector       string
+	serviceAccount string
+	approve        bool
+	podidNamespace string
+}
+
+func newMigrateCommand(streams Streams) *cobra.Command {
+	f := &migrateFlags{streams: streams, conn: kube.NewConnectionFlags()}
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Move IRSA ServiceAccounts to podid, and back",
+	}
+	f.conn.AddFlags(cmd.PersistentFlags())
+	pf := cmd.PersistentFlags()
+	pf.BoolVarP(&f.allNamespaces, "all-namespaces", "A", false, "every namespace (the default without --namespace)")
+	pf.StringVarP(&f.selector, "selector", "l", "", "only ServiceAccounts with these labels")
+	pf.StringVar(&f.serviceAccount, "service-account", "", "only this ServiceAccount (in --namespace)")
+	pf.BoolVar(&f.approve, "approve", false, "make the changes; without it, print the plan and change nothing")
+	pf.StringVar(&f.podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")
+	cmd.AddCommand(newMigrateIRSACommand(f), newMigrateRollbackCommand(f))
+	return cmd
+}
+
+func newMigrateIRSACommand(f *migrateFlags) *cobra.Command {
+	var opts migrate.Options
+	cmd := &cobra.Command{
+		Use:   "irsa",
+		Short: "Give IRSA ServiceAccounts (eks.amazonaws.com/role-arn) an association with the same role",
+		Long: `For each ServiceAccount with eks.amazonaws.com/role-arn: add podid's trust statement
+to the role (once), create the association (an existing one is done), and with the
+options remove the ServiceAccount's OIDC trust statement and its annotation, and
+restart its Deployments, StatefulSets and DaemonSets once the association is Ready
+(running pods stay on IRSA until restarted: the SDK tries web identity first).
+
+Every change is recorded on the ServiceAccount before it is made (annotation
+podid.io/irsa-migration: the role's trust policy byte for byte, the annotations,
+what was created). A run stops at the first failure: run it again to resume, or
+'podid migrate rollback' to restore exactly what was there. Without --approve it
+prints the plan and changes nothing.`,
+		Example: `  podid migrate irsa -n shop
+  podid migrate irsa -n shop --approve --restart
+  podid migrate irsa -A -l team=web --approve --remove-oidc-trust --remove-annotation`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, cands, err := f.setUp(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			return runMigration(cmd.Context(), m, cands, f.approve)
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&opts.RemoveOIDCTrust, "remove-oidc-trust", false, "remove the role's OIDC statement that admits only this ServiceAccount")
+	fs.BoolVar(&opts.RemoveAnnotation, "remove-annotation", false, "remove eks.amazonaws.com/role-arn from the ServiceAccount")
+	fs.BoolVar(&opts.Restart, "restart", false, "restart the ServiceAccount's workloads once its association is Ready")
+	fs.DurationVar(&opts.Wait, "wait", 2*time.Minute, "how long to wait for an association to be Ready before restarting")
+	return cmd
+}
+
+func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Candidate, approve bool) error {
+	if !approve {
+		var failed int
+		for _, c := range cands {
+			if m.Plan(ctx, c) != nil {
+				failed++
+			}
+		}
+		fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s), %d cannot be migrated; nothing was changed: run again with --approve\n", len(cands), failed)
+		return nil
+	}
+	skipped := 0
+	for i, c := range cands {
+		if err := m.Apply(ctx, c); err != nil {
+			var skip *migrate.SkipError
+			if errors.As(err, &skip) {
+				fmt.Fprintf(m.Out, "%s/%s: skipped: %v\n", c.SA.Namespace, c.SA.Name, err)
+				skipped++
+				continue
+			}
+			return fmt.Errorf("%s/%s: %w\n%d of %d ServiceAccounts done; what was done is recorded: run again to resume, or `podid migrate rollback`", c.SA.Namespace, c.SA.Name, err, i, len(cands))
+		}
+		pods, err := m.PodsOnIRSA(ctx, c)
+		if err != nil {
+			return err
+		}
+		if len(pods) > 0 {
+			fmt.Fprintf(m.Out, "%s/%s: pods still on IRSA until restarted: %v\n", c.SA.Namespace, c.SA.Name, pods)
+		}
+	}
+	fmt.Fprintf(m.Out, "%d ServiceAccount(s) migrated, %d skipped\n", len(cands)-skipped, skipped)
+	if skipped > 0 {
+		return fmt.Errorf("%d ServiceAccount(s) could not be migrated: see above", skipped)
+	}
+	return nil
+}
+
+func newMigrateRollbackCommand(f *migrateFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback",
+		Short: "Restore exactly what `podid migrate irsa` changed, latest first",
+		Long: `Reads each ServiceAccount's migration record and restores the role's trust policy
+byte for byte (refusing if it changed since), deletes the association the migration
+created, puts the annotations back, and restores restarted workloads' templates
+(which restarts them onto IRSA). Without --approve it lists what it would restore.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, cands, err := f.setUp(cmd.Context(), migrate.Options{})
+			if err != nil {
+				return err
+			}
+			order := migrate.RollbackOrder(cands)
+			if !f.approve {
+				for _, c := range order {
+					fmt.Fprintf(m.Out, "%s/%s: restore %v (role %s)\n", c.SA.Namespace, c.SA.Name, c.Record.Done, c.RoleARN)
+				}
+				fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s) to roll back; nothing was changed: run again with --approve\n", len(order))
+				return nil
+			}
+			for i, c := range order {
+				if err := m.Rollback(cmd.Context(), c); err != nil {
+					return fmt.Errorf("%s/%s: %w\n%d of %d rolled back: run again to go on", c.SA.Namespace, c.SA.Name, err, i, len(order))
+				}
+			}
+			fmt.Fprintf(m.Out, "%d ServiceAccount(s) rolled back\n", len(order))
+			return nil
+		},
+	}
+}
+
+// setUp connects as the user, to Kubernetes and AWS, and finds the
+// ServiceAccounts the flags select.
+func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrate.Migrator, []*migrate.Candidate, error) {
+	ns, explicitNS, err := f.conn.Namespace()
+	if err != nil {
+		return nil, nil, err
+	}
+	sel := migrate.Selection{Name: f.serviceAccount}
+	if explicitNS && !f.allNamespaces {
+		sel.Namespace = ns
+	}
+	if f.serviceAccount != "" && sel.Namespace == "" {
+		return nil, nil, errors.New("--service-account needs --namespace")
+	}
+	if f.selector != "" {
+		if sel.Selector, err = labels.Parse(f.selector); err != nil {
+			return nil, nil, fmt.Errorf("--selector: %w", err)
+		}
+	}
+	cfg, err := f.conn.RESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
+	if err != nil {
+		return nil, nil, explain(err, cfg.Host, "")
+	}
+	id, err := serveridentity.Read(ctx, c, f.podidNamespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading your AWS configuration (the migration edits trust policies with your own AWS credentials): %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = id.Cluster.Region
+	}
+	caller, err := sts.NewFromConfig(awsCfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("who are you in AWS (sts:GetCallerIdentity): %w", err)
+	}
+	iamc := iam.NewFromConfig(awsCfg)
+	principal, err := iamrole.ResolvePrincipal(ctx, iamc, id.PrincipalARN, id.RolePathUnknown)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := &migrate.Migrator{Client: c, IAM: iamc, Account: *caller.Account, Principal: principal, Cluster: id.Cluster.ClusterName,
+		Options: opts, Out: f.streams.Out}
+	cands, err := m.Discover(ctx, sel)
+	if err != nil {
+		return nil, nil, explain(err, cfg.Host, "")
+	}
+	if len(cands) == 0 {
+		return nil, nil, errors.New("no ServiceAccount with eks.amazonaws.com/role-arn (or a migration record) matches")
+	}
+	return m, cands, nil
+}

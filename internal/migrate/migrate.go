@@ -1,0 +1,295 @@
+// Package migrate moves IRSA ServiceAccounts to podid, one change at a
+// time and undoably: `podid migrate irsa` and `podid migrate rollback`.
+//
+// For each ServiceAccount with eks.amazonaws.com/role-arn it adds podid's
+// trust statement to the role (once: its Sid names the association),
+// creates the association (an existing one is done), and optionally
+// removes the ServiceAccount's OIDC trust statement and annotation and
+// restarts its workloads. Before every change it records, on the
+// ServiceAccount (annotation podid.io/irsa-migration), what was there: the
+// role's trust document byte for byte, the annotations, what it created.
+// A re-run resumes where a killed run stopped; rollback restores exactly
+// what was there, latest migration first.
+//
+// eksctl's and Rafay's migrations have no rollback, add the trust
+// statement again on every run, abort on role ARNs with a path, and leave
+// running pods on IRSA; this one does none of that.
+package migrate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/webhook"
+)
+
+// Options choose what a migration does beyond trust and association.
+type Options struct {
+	RemoveOIDCTrust  bool
+	RemoveAnnotation bool
+	Restart          bool
+	// Wait is how long to wait for an association to be Ready before
+	// restarting its workloads.
+	Wait time.Duration
+}
+
+// Migrator migrates as the user running it: Kubernetes with the user's
+// credentials (PassRole applies), IAM with the user's AWS credentials.
+type Migrator struct {
+	Client client.Client
+	IAM    iamrole.IAM
+	// Account is the AWS account of the user's credentials: roles of other
+	// accounts are refused with the statement to add by hand.
+	Account string
+	// Principal is podid server's principal (path resolved); Cluster the
+	// cluster name in its session tags.
+	Principal, Cluster string
+	Options            Options
+	Out                io.Writer
+	Now                func() time.Time
+}
+
+// Candidate is one ServiceAccount to migrate (or migrated).
+type Candidate struct {
+	SA      *corev1.ServiceAccount
+	RoleARN string
+	Record  *Record
+}
+
+func (c *Candidate) ref() string { return c.SA.Namespace + "/" + c.SA.Name }
+
+// Selection picks ServiceAccounts: a namespace ("" all), a label selector,
+// a name (needs a namespace).
+type Selection struct {
+	Namespace, Name string
+	Selector        labels.Selector
+}
+
+// Discover lists the ServiceAccounts with an IRSA role, or with a record of
+// an earlier migration, sorted by namespace and name.
+func (m *Migrator) Discover(ctx context.Context, sel Selection) ([]*Candidate, error) {
+	var list corev1.ServiceAccountList
+	opts := []client.ListOption{}
+	if sel.Namespace != "" {
+		opts = append(opts, client.InNamespace(sel.Namespace))
+	}
+	if sel.Selector != nil {
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel.Selector})
+	}
+	if err := m.Client.List(ctx, &list, opts...); err != nil {
+		return nil, fmt.Errorf("listing ServiceAccounts: %w", err)
+	}
+	var out []*Candidate
+	for i := range list.Items {
+		sa := &list.Items[i]
+		if sel.Name != "" && sa.Name != sel.Name {
+			continue
+		}
+		c := &Candidate{SA: sa, RoleARN: sa.Annotations[webhook.AnnotationRoleARN]}
+		if raw, ok := sa.Annotations[AnnotationRecord]; ok {
+			rec, err := decodeRecord(raw)
+			if err != nil {
+				return nil, fmt.Errorf("ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
+			}
+			c.Record = rec
+			if c.RoleARN == "" {
+				c.RoleARN = rec.RoleARN
+			}
+		}
+		if c.RoleARN != "" {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Candidate) int { return strings.Compare(a.ref(), b.ref()) })
+	return out, nil
+}
+
+// SkipError is a ServiceAccount the migration leaves, for a reason it
+// says; the others go on.
+type SkipError struct{ error }
+
+func skipf(format string, args ...any) error { return &SkipError{fmt.Errorf(format, args...)} }
+
+// roleOf checks a role ARN can be migrated with the user's credentials,
+// and returns its name.
+func (m *Migrator) roleOf(c *Candidate) (string, error) {
+	parts := strings.SplitN(c.RoleARN, ":", 6)
+	if len(parts) != 6 || parts[2] != "iam" || !strings.HasPrefix(parts[5], "role/") {
+		return "", fmt.Errorf("annotation %s %q is not an IAM role ARN", webhook.AnnotationRoleARN, c.RoleARN)
+	}
+	if parts[4] != m.Account {
+		stmt, _ := json.Marshal(iamrole.TrustStatement(m.Principal, m.association(c)))
+		return "", skipf("role %s is in account %s, and your AWS credentials are for %s: run the migration of %s with credentials of %s, or add this statement to the role's trust policy yourself, then run it again: %s",
+			c.RoleARN, parts[4], m.Account, c.ref(), parts[4], stmt)
+	}
+	return iamrole.RoleName(c.RoleARN)
+}
+
+func (m *Migrator) association(c *Candidate) iamrole.Association {
+	return iamrole.Association{Cluster: m.Cluster, Namespace: c.SA.Namespace, ServiceAccount: c.SA.Name}
+}
+
+// trust reads a role's trust document, checking the ARN (path included)
+// is the one the annotation names.
+func (m *Migrator) trust(ctx context.Context, c *Candidate, name string) (string, error) {
+	out, err := m.IAM.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(name)})
+	if err != nil {
+		return "", fmt.Errorf("reading role %s: %w", c.RoleARN, err)
+	}
+	if got := aws.ToString(out.Role.Arn); got != c.RoleARN {
+		return "", fmt.Errorf("the annotation names role %s, but the account's role %s is %s: fix the annotation", c.RoleARN, name, got)
+	}
+	doc, err := url.QueryUnescape(aws.ToString(out.Role.AssumeRolePolicyDocument))
+	if err != nil {
+		return "", fmt.Errorf("role %s's trust policy: %w", c.RoleARN, err)
+	}
+	return doc, nil
+}
+
+// document is a trust policy kept as raw statements, so statements podid
+// does not touch are written back as they were.
+type document struct {
+	Version   string            `json:"Version,omitempty"`
+	ID        string            `json:"Id,omitempty"`
+	Statement []json.RawMessage `json:"Statement"`
+}
+
+func parseDocument(doc string) (*document, error) {
+	var d document
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		// A single statement object instead of a list.
+		var single struct {
+			Version   string          `json:"Version,omitempty"`
+			ID        string          `json:"Id,omitempty"`
+			Statement json.RawMessage `json:"Statement"`
+		}
+		if err2 := json.Unmarshal([]byte(doc), &single); err2 != nil {
+			return nil, fmt.Errorf("trust policy is not JSON: %w", err)
+		}
+		d = document{Version: single.Version, ID: single.ID, Statement: []json.RawMessage{single.Statement}}
+	}
+	return &d, nil
+}
+
+func (d *document) String() string {
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+// hasSid reports whether a statement with sid is in d.
+func (d *document) hasSid(sid string) bool {
+	for _, raw := range d.Statement {
+		var s struct{ Sid string }
+		if json.Unmarshal(raw, &s) == nil && s.Sid == sid {
+			return true
+		}
+	}
+	return false
+}
+
+// oidcStatementsFor are the indexes of statements that let only this
+// ServiceAccount in through web identity; a statement that also admits
+// others is kept (and reported).
+func (d *document) oidcStatementsFor(ns, sa string) (only []int, shared int) {
+	subject := "system:serviceaccount:" + ns + ":" + sa
+	for i, raw := range d.Statement {
+		var s struct {
+			Principal struct {
+				Federated any
+			}
+			Action    any
+			Condition map[string]map[string]any
+		}
+		if json.Unmarshal(raw, &s) != nil || s.Principal.Federated == nil || !strings.Contains(fmt.Sprint(s.Action), "AssumeRoleWithWebIdentity") {
+			continue
+		}
+		var subs []string
+		for _, cond := range s.Condition {
+			for k, v := range cond {
+				if strings.HasSuffix(k, ":sub") {
+					switch v := v.(type) {
+					case string:
+						subs = append(subs, v)
+					case []any:
+						for _, x := range v {
+							subs = append(subs, fmt.Sprint(x))
+						}
+					}
+				}
+			}
+		}
+		switch {
+		case len(subs) == 1 && subs[0] == subject:
+			only = append(only, i)
+		case slices.Contains(subs, subject) || slices.ContainsFunc(subs, func(s string) bool { return strings.ContainsAny(s, "*?") }):
+			shared++
+		}
+	}
+	return only, shared
+}
+
+// save writes the record onto the ServiceAccount (re-reading it on
+// conflict).
+func (m *Migrator) save(ctx context.Context, c *Candidate) error {
+	c.Record.Updated = m.now()
+	value, err := c.Record.encode()
+	if err != nil {
+		return err
+	}
+	for range 5 {
+		if c.SA.Annotations == nil {
+			c.SA.Annotations = map[string]string{}
+		}
+		c.SA.Annotations[AnnotationRecord] = value
+		err = m.Client.Update(ctx, c.SA)
+		if !apierrors.IsConflict(err) {
+			break
+		}
+		if err := m.Client.Get(ctx, client.ObjectKeyFromObject(c.SA), c.SA); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("recording the migration on ServiceAccount %s: %w", c.ref(), err)
+	}
+	return nil
+}
+
+func (m *Migrator) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Migrator) say(format string, args ...any) {
+	fmt.Fprintf(m.Out, format+"\n", args...)
+}
+
+// association is the association of c's ServiceAccount, or nil.
+func (m *Migrator) existingAssociation(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
+	var pia v1alpha1.PodIdentityAssociation
+	err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.SA.Namespace, Name: c.SA.Name}, &pia)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the association of %s: %w", c.ref(), err)
+	}
+	return &pia, nil
+}
