@@ -103,6 +103,7 @@ func orNone(s []string) string {
 // Apply migrates c, step by step, recording each step before taking it.
 // Done steps are skipped, so running it again resumes.
 func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
+	m.dirty = false
 	name, err := m.roleOf(c)
 	if err != nil {
 		return err
@@ -114,10 +115,8 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 				annotations[k] = v
 			}
 		}
+		// Written with the first change's pending step, or at the end.
 		c.Record = &Record{Seq: m.now().UnixNano(), RoleARN: c.RoleARN, Annotations: annotations}
-		if err := m.save(ctx, c); err != nil {
-			return err
-		}
 	}
 	rec := c.Record
 	a := m.association(c)
@@ -155,9 +154,6 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 			m.say("%s: role %s trusts podid server for %s", c.ref(), c.RoleARN, c.ref())
 		}
 		m.done(rec, StepTrust)
-		if err := m.save(ctx, c); err != nil {
-			return err
-		}
 	}
 
 	if !rec.Has(StepAssociation) {
@@ -167,6 +163,11 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		}
 		switch {
 		case pia != nil && pia.Spec.RoleARN != c.RoleARN:
+			if m.dirty {
+				if err := m.save(ctx, c); err != nil {
+					return err
+				}
+			}
 			return skipf("%s already has an association with another role, %s: leave it, or delete it and migrate again", c.ref(), pia.Spec.RoleARN)
 		case pia != nil:
 			// Existing: done. It is the migration's only if a run that
@@ -190,9 +191,6 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 			m.say("%s: association created", c.ref())
 		}
 		m.done(rec, StepAssociation)
-		if err := m.save(ctx, c); err != nil {
-			return err
-		}
 	}
 
 	if m.Options.RemoveOIDCTrust && !rec.Has(StepRemoveOIDCTrust) {
@@ -205,6 +203,10 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 			return err
 		}
 		only, shared := d.oidcStatementsFor(c.SA.Namespace, c.SA.Name)
+		if len(only) == 0 && rec.Pending == StepRemoveOIDCTrust {
+			// Removed by a run that stopped before recording it.
+			rec.TrustAfter = doc
+		}
 		if len(only) > 0 {
 			if rec.TrustBefore == "" {
 				rec.TrustBefore = doc
@@ -224,9 +226,6 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		}
 		m.say("%s: removed %d OIDC trust statement(s)%s", c.ref(), len(only), sharedNote(shared))
 		m.done(rec, StepRemoveOIDCTrust)
-		if err := m.save(ctx, c); err != nil {
-			return err
-		}
 	}
 
 	if m.Options.RemoveAnnotation && !rec.Has(StepRemoveAnnotation) {
@@ -239,6 +238,10 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	}
 
 	if m.Options.Restart && !rec.Has(StepRestart) {
+		// The steps before are recorded done before waiting.
+		if err := m.save(ctx, c); err != nil {
+			return err
+		}
 		if err := m.waitReady(ctx, c); err != nil {
 			return err
 		}
@@ -268,18 +271,21 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		}
 		m.say("%s: restarted %s", c.ref(), orNone(workloadNames(workloads)))
 		m.done(rec, StepRestart)
-		if err := m.save(ctx, c); err != nil {
-			return err
-		}
+	}
+	if m.dirty {
+		return m.save(ctx, c)
 	}
 	return nil
 }
 
+// done marks step done, to be written with the next change or at the end:
+// a step done but not recorded is found done again by a re-run.
 func (m *Migrator) done(rec *Record, step Step) {
 	if !rec.Has(step) {
 		rec.Done = append(rec.Done, step)
 	}
 	rec.Pending = ""
+	m.dirty = true
 }
 
 // waitReady waits for the association podid server marks Ready: pods

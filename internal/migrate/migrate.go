@@ -62,6 +62,9 @@ type Migrator struct {
 	Options            Options
 	Out                io.Writer
 	Now                func() time.Time
+
+	// dirty: the record changed since it was last written.
+	dirty bool
 }
 
 // Candidate is one ServiceAccount to migrate (or migrated).
@@ -246,6 +249,7 @@ func (d *document) oidcStatementsFor(ns, sa string) (only []int, shared int) {
 // save writes the record onto the ServiceAccount (re-reading it on
 // conflict).
 func (m *Migrator) save(ctx context.Context, c *Candidate) error {
+	m.dirty = false
 	c.Record.Updated = m.now()
 	value, err := c.Record.encode()
 	if err != nil {
