@@ -150,15 +150,11 @@ func (e *Emulator) roleNamed(caller principal, name string) (*role, *apiError) {
 }
 
 func (e *Emulator) getRole(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	return struct {
-		Role xmlRole `xml:"Role"`
-	}{r.wire()}, nil
+	return e.onRole(caller, f, false, func(r *role) (any, *apiError) {
+		return struct {
+			Role xmlRole `xml:"Role"`
+		}{r.wire()}, nil
+	})
 }
 
 func (e *Emulator) listRoles(caller principal, f formValues) (any, *apiError) {
@@ -187,53 +183,38 @@ func (e *Emulator) updateAssumeRolePolicy(caller principal, f formValues) (any, 
 	if aerr != nil {
 		return nil, aerr
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	r.trustDoc, r.trust = doc, trust
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		r.trustDoc, r.trust = doc, trust
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) updateRole(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	if v := f.Get("MaxSessionDuration"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 3600 || n > 43200 {
-			return nil, errorf("ValidationError", "MaxSessionDuration must be between 3600 and 43200 seconds")
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		if v := f.Get("MaxSessionDuration"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 3600 || n > 43200 {
+				return nil, errorf("ValidationError", "MaxSessionDuration must be between 3600 and 43200 seconds")
+			}
+			r.maxSession = n
 		}
-		r.maxSession = n
-	}
-	if f.Has("Description") {
-		r.description = f.Get("Description")
-	}
-	return struct{ XMLName xml.Name }{}, nil
+		if f.Has("Description") {
+			r.description = f.Get("Description")
+		}
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) deleteRole(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	// As IAM: policies first.
-	if len(r.attached) > 0 {
-		return nil, errorf("DeleteConflict", "Cannot delete entity, must detach all policies first.")
-	}
-	if len(r.inline) > 0 {
-		return nil, errorf("DeleteConflict", "Cannot delete entity, must delete policies first.")
-	}
-	delete(e.roles, r.arn)
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		// As IAM: policies first.
+		if len(r.attached) > 0 {
+			return nil, errorf("DeleteConflict", "Cannot delete entity, must detach all policies first.")
+		}
+		if len(r.inline) > 0 {
+			return nil, errorf("DeleteConflict", "Cannot delete entity, must delete policies first.")
+		}
+		delete(e.roles, r.arn)
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }

@@ -102,61 +102,47 @@ func (e *Emulator) deletePolicy(caller principal, f formValues) (any, *apiError)
 
 func (e *Emulator) attachRolePolicy(caller principal, f formValues) (any, *apiError) {
 	arn := f.Get("PolicyArn")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	if !policyARNPattern.MatchString(arn) {
-		return nil, errorf("InvalidInput", "ARN %s is not valid.", arn)
-	}
-	if !e.policyExists(arn) {
-		return nil, errorf("NoSuchEntity", "Policy %s does not exist or is not attachable.", arn)
-	}
-	if !slices.Contains(r.attached, arn) {
-		r.attached = append(r.attached, arn)
-	}
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		if !policyARNPattern.MatchString(arn) {
+			return nil, errorf("InvalidInput", "ARN %s is not valid.", arn)
+		}
+		if !e.policyExists(arn) {
+			return nil, errorf("NoSuchEntity", "Policy %s does not exist or is not attachable.", arn)
+		}
+		if !slices.Contains(r.attached, arn) {
+			r.attached = append(r.attached, arn)
+		}
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) detachRolePolicy(caller principal, f formValues) (any, *apiError) {
 	arn := f.Get("PolicyArn")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	i := slices.Index(r.attached, arn)
-	if i < 0 {
-		return nil, errorf("NoSuchEntity", "Policy %s was not found.", arn)
-	}
-	r.attached = slices.Delete(r.attached, i, i+1)
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		i := slices.Index(r.attached, arn)
+		if i < 0 {
+			return nil, errorf("NoSuchEntity", "Policy %s was not found.", arn)
+		}
+		r.attached = slices.Delete(r.attached, i, i+1)
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) listAttachedRolePolicies(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	type attached struct {
-		PolicyName string `xml:"PolicyName"`
-		PolicyArn  string `xml:"PolicyArn"`
-	}
-	out := make([]attached, 0, len(r.attached))
-	for _, arn := range r.attached {
-		out = append(out, attached{arn[strings.LastIndex(arn, "/")+1:], arn})
-	}
-	return struct {
-		AttachedPolicies []attached `xml:"AttachedPolicies>member"`
-		IsTruncated      bool       `xml:"IsTruncated"`
-	}{AttachedPolicies: out}, nil
+	return e.onRole(caller, f, false, func(r *role) (any, *apiError) {
+		type attached struct {
+			PolicyName string `xml:"PolicyName"`
+			PolicyArn  string `xml:"PolicyArn"`
+		}
+		out := make([]attached, 0, len(r.attached))
+		for _, arn := range r.attached {
+			out = append(out, attached{arn[strings.LastIndex(arn, "/")+1:], arn})
+		}
+		return struct {
+			AttachedPolicies []attached `xml:"AttachedPolicies>member"`
+			IsTruncated      bool       `xml:"IsTruncated"`
+		}{AttachedPolicies: out}, nil
+	})
 }
 
 func (e *Emulator) putRolePolicy(caller principal, f formValues) (any, *apiError) {
@@ -167,135 +153,98 @@ func (e *Emulator) putRolePolicy(caller principal, f formValues) (any, *apiError
 	if aerr := validPolicyDocument(doc); aerr != nil {
 		return nil, aerr
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	if r.inline == nil {
-		r.inline = map[string]string{}
-	}
-	r.inline[name] = doc
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		if r.inline == nil {
+			r.inline = map[string]string{}
+		}
+		r.inline[name] = doc
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) getRolePolicy(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	name := f.Get("PolicyName")
-	doc, ok := r.inline[name]
-	if !ok {
-		return nil, errorf("NoSuchEntity", "The role policy with name %s cannot be found.", name)
-	}
-	return struct {
-		RoleName       string `xml:"RoleName"`
-		PolicyName     string `xml:"PolicyName"`
-		PolicyDocument string `xml:"PolicyDocument"`
-	}{r.name, name, strings.ReplaceAll(url.QueryEscape(doc), "+", "%20")}, nil
+	return e.onRole(caller, f, false, func(r *role) (any, *apiError) {
+		name := f.Get("PolicyName")
+		doc, ok := r.inline[name]
+		if !ok {
+			return nil, errorf("NoSuchEntity", "The role policy with name %s cannot be found.", name)
+		}
+		return struct {
+			RoleName       string `xml:"RoleName"`
+			PolicyName     string `xml:"PolicyName"`
+			PolicyDocument string `xml:"PolicyDocument"`
+		}{r.name, name, strings.ReplaceAll(url.QueryEscape(doc), "+", "%20")}, nil
+	})
 }
 
 func (e *Emulator) deleteRolePolicy(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	name := f.Get("PolicyName")
-	if _, ok := r.inline[name]; !ok {
-		return nil, errorf("NoSuchEntity", "The role policy with name %s cannot be found.", name)
-	}
-	delete(r.inline, name)
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		name := f.Get("PolicyName")
+		if _, ok := r.inline[name]; !ok {
+			return nil, errorf("NoSuchEntity", "The role policy with name %s cannot be found.", name)
+		}
+		delete(r.inline, name)
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) listRolePolicies(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	names := make([]string, 0, len(r.inline))
-	for n := range r.inline {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return struct {
-		PolicyNames []string `xml:"PolicyNames>member"`
-		IsTruncated bool     `xml:"IsTruncated"`
-	}{PolicyNames: names}, nil
+	return e.onRole(caller, f, false, func(r *role) (any, *apiError) {
+		names := make([]string, 0, len(r.inline))
+		for n := range r.inline {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return struct {
+			PolicyNames []string `xml:"PolicyNames>member"`
+			IsTruncated bool     `xml:"IsTruncated"`
+		}{PolicyNames: names}, nil
+	})
 }
 
 func (e *Emulator) tagRole(caller principal, f formValues) (any, *apiError) {
 	keys, values := f.members("Tags", "Key"), f.members("Tags", "Value")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	for i, k := range keys {
-		v := ""
-		if i < len(values) {
-			v = values[i]
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		for i, k := range keys {
+			v := ""
+			if i < len(values) {
+				v = values[i]
+			}
+			r.tags = setTag(r.tags, k, v)
 		}
-		r.tags = setTag(r.tags, k, v)
-	}
-	if len(r.tags) > 50 {
-		return nil, errorf("LimitExceeded", "A role can have at most 50 tags.")
-	}
-	return struct{ XMLName xml.Name }{}, nil
+		if len(r.tags) > 50 {
+			return nil, errorf("LimitExceeded", "A role can have at most 50 tags.")
+		}
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) untagRole(caller principal, f formValues) (any, *apiError) {
 	keys := f.members("TagKeys", "")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	r.tags = slices.DeleteFunc(r.tags, func(t xmlTag) bool { return slices.Contains(keys, t.Key) })
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		r.tags = slices.DeleteFunc(r.tags, func(t xmlTag) bool { return slices.Contains(keys, t.Key) })
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 func (e *Emulator) listRoleTags(caller principal, f formValues) (any, *apiError) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	return struct {
-		Tags        []xmlTag `xml:"Tags>member"`
-		IsTruncated bool     `xml:"IsTruncated"`
-	}{Tags: slices.Clone(r.tags)}, nil
+	return e.onRole(caller, f, false, func(r *role) (any, *apiError) {
+		return struct {
+			Tags        []xmlTag `xml:"Tags>member"`
+			IsTruncated bool     `xml:"IsTruncated"`
+		}{Tags: slices.Clone(r.tags)}, nil
+	})
 }
 
 func (e *Emulator) putRolePermissionsBoundary(caller principal, f formValues) (any, *apiError) {
 	arn := f.Get("PermissionsBoundary")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.iamWrites++
-	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
-	if aerr != nil {
-		return nil, aerr
-	}
-	if !e.policyExists(arn) {
-		return nil, errorf("NoSuchEntity", "Scope ARN: %s does not exist or is not attachable.", arn)
-	}
-	r.boundary = arn
-	return struct{ XMLName xml.Name }{}, nil
+	return e.onRole(caller, f, true, func(r *role) (any, *apiError) {
+		if !e.policyExists(arn) {
+			return nil, errorf("NoSuchEntity", "Scope ARN: %s does not exist or is not attachable.", arn)
+		}
+		r.boundary = arn
+		return struct{ XMLName xml.Name }{}, nil
+	})
 }
 
 // setTag sets key's value, keeping the tags' order (IAM's tag keys are
@@ -324,4 +273,19 @@ func (e *Emulator) IAMCalls() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.iamCalls
+}
+
+// onRole runs fn on the caller's role named by RoleName, holding the
+// lock; write counts the call as an IAM write.
+func (e *Emulator) onRole(caller principal, f formValues, write bool, fn func(*role) (any, *apiError)) (any, *apiError) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if write {
+		e.iamWrites++
+	}
+	r, aerr := e.roleNamed(caller, f.Get("RoleName"))
+	if aerr != nil {
+		return nil, aerr
+	}
+	return fn(r)
 }

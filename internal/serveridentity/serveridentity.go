@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"time"
 
@@ -149,7 +150,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 		}
 	case err != nil:
 		return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
-	case !equal(cm.Data, data):
+	case !maps.Equal(cm.Data, data):
 		cm.Data = data
 		if err := p.Client.Update(ctx, &cm); err != nil {
 			return fmt.Errorf("updating ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
@@ -159,18 +160,6 @@ func (p *Publisher) publish(ctx context.Context) error {
 	}
 	p.Log.Info("published podid server's AWS identity", "caller", *out.Arn, "principal", principal, "configmap", p.Namespace+"/"+ConfigMapName)
 	return nil
-}
-
-func equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Read returns the identity podid server published in namespace, or an

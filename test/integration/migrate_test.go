@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"maps"
 	"net/url"
 	"strings"
 	"testing"
@@ -135,7 +136,7 @@ func TestMigrateIRSA(t *testing.T) {
 			t.Errorf("the plan lacks %q:\n%s", want, out)
 		}
 	}
-	if emu.IAMWrites() != writes || !mapsEqual(snapshot(), before) {
+	if emu.IAMWrites() != writes || !maps.Equal(snapshot(), before) {
 		t.Fatalf("the plan changed something: %d IAM writes", emu.IAMWrites()-writes)
 	}
 
@@ -172,7 +173,7 @@ func TestMigrateIRSA(t *testing.T) {
 	if _, _, err := podid(t, "migrate", "irsa", "-A", "-l", selector, "--approve", "--remove-oidc-trust", "--remove-annotation", "--restart"); err == nil {
 		t.Error("the re-run did not report the cross-account ServiceAccount")
 	}
-	if emu.IAMWrites() != writes || !mapsEqual(snapshot(), before) {
+	if emu.IAMWrites() != writes || !maps.Equal(snapshot(), before) {
 		t.Errorf("the re-run changed something: %d IAM writes", emu.IAMWrites()-writes)
 	}
 
@@ -260,16 +261,4 @@ func TestMigrateInterrupted(t *testing.T) {
 	if !strings.Contains(trustOf(t, "int-b-"+suffix), "PodidAssociation") {
 		t.Error("after resuming, the second role does not trust podid")
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
