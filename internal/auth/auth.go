@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
@@ -67,9 +69,18 @@ type Options struct {
 	Assumer    Assumer
 	// Log receives errors; Audit receives one record per request.
 	Log, Audit *slog.Logger
+	// Events records a refusal that is the pod's configuration's doing (no
+	// association, a role that does not trust podid, an invalid policy) on
+	// the pod, once per reason (package podevents); nil records none.
+	Events PodEvents
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+}
+
+// PodEvents records refusals on pods; *podevents.Recorder is one.
+type PodEvents interface {
+	Refused(pod podevents.Pod, reason, message string)
 }
 
 // Handler is the EKS Auth API. It is an http.Handler.
@@ -192,16 +203,26 @@ func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
 	if err := checkNode(caller, pod, claims, req); err != nil {
 		return nil, err
 	}
+	// From here a refusal is the pod's configuration's doing: say so on
+	// the pod too.
+	ref := podevents.Pod{Namespace: claims.Namespace, Name: claims.Pod.Name, UID: types.UID(claims.Pod.UID)}
+	sa := claims.Namespace + "/" + claims.ServiceAccount.Name
 	a, ok := h.opts.Index.Lookup(claims.Namespace, claims.ServiceAccount.Name)
 	if !ok {
+		h.event(ref, podevents.ReasonNoAssociation, "podid found no PodIdentityAssociation for ServiceAccount "+sa+", so this pod gets no AWS credentials (nor, with podid-credential-provider, registry logins). Create one: podid association create -n "+claims.Namespace+" --service-account "+claims.ServiceAccount.Name+" --role-arn ARN; or check the pod's serviceAccountName.")
 		return nil, fail(ResourceNotFound, "No Pod Identity association found for namespace "+claims.Namespace+" and service account "+claims.ServiceAccount.Name+".", nil)
 	}
 	rec.AssociationID, rec.Role = a.ID, a.RoleARN
 	if a.PolicyError != nil {
+		h.event(ref, podevents.ReasonInvalidPolicy, "the session policy of association "+a.ID+" ("+sa+") is invalid: "+a.PolicyError.Error()+"; fix spec.policy.")
 		return nil, fail(InvalidRequest, "the association's session policy is invalid ("+a.PolicyError.Error()+"); fix spec.policy", nil)
 	}
 	res, err := h.opts.Assumer.Assume(r.Context(), a, sts.Pod{Namespace: claims.Namespace, ServiceAccount: claims.ServiceAccount.Name, Name: claims.Pod.Name, UID: claims.Pod.UID})
 	if err != nil {
+		var serr *sts.Error
+		if errors.As(err, &serr) && serr.Kind == sts.AccessDenied {
+			h.event(ref, podevents.ReasonRoleAssumeDenied, "podid server could not assume role "+a.RoleARN+" for this pod (association "+a.ID+"): "+serr.Message+". The role's trust policy must allow podid server's principal (ConfigMap podid-server-identity in podid's namespace) sts:AssumeRole and sts:TagSession, with conditions this pod's session tags meet.")
+		}
 		return nil, err
 	}
 	rec.Role, rec.SessionName, rec.Expiration = res.RoleARN, res.SessionName, res.Credentials.Expiration
@@ -214,6 +235,12 @@ func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
 	out.Credentials.AccessKeyID, out.Credentials.SecretAccessKey, out.Credentials.SessionToken = c.AccessKeyID, c.SecretAccessKey, c.SessionToken
 	out.Credentials.Expiration = c.Expiration.Unix()
 	return out, nil
+}
+
+func (h *Handler) event(pod podevents.Pod, reason, message string) {
+	if h.opts.Events != nil {
+		h.opts.Events.Refused(pod, reason, message)
+	}
 }
 
 // checkNode holds a caller to its node: a stolen token is useless from

@@ -23,6 +23,7 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
+	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
@@ -142,6 +143,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		AgentServiceAccounts: opts.AgentServiceAccounts,
 		AccessKeys:           keyStore,
 		Pods:                 &auth.KubePods{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Events:               podevents.New(mgr.GetClient(), slog.Default().With("logger", "pod-events"), 10, opts.Now),
 		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration},
 		Log:                  log,
 		Audit:                slog.Default().With("logger", "audit"),

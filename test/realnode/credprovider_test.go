@@ -174,6 +174,8 @@ func testCredentialProvider(t *testing.T) {
 		if !found {
 			t.Errorf("the kubelet's log has no %q for pod %s:\n%s", want, pod.UID, logTail(kubeletLog, 20))
 		}
+		// And podid server says why on the pod itself.
+		waitEvent(t, "stranger", "NoPodIdentityAssociation")
 		if reg.Admitted() != admitted || sb.Emulator().ECRTokenCalls() != ecrCalls {
 			t.Error("a pod without an association reached the registry or ECR with some identity")
 		}
