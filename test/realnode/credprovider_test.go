@@ -237,8 +237,9 @@ func figures(t *testing.T, ecrHost, baselineHost string) {
 		return s[min(len(s)-1, int(q*float64(len(s))))].Round(time.Millisecond)
 	}
 	t.Logf("figure: pod start (created → running) pulling with podid-credential-provider (plugin, agent, exchange, ECR), %d pods: p50 %s, p99 %s", len(withPlugin), p(withPlugin, .5), p(withPlugin, .99))
-	t.Logf("figure: pod start pulling the same image with a pull secret, %d pods: p50 %s, p99 %s; added by the plugin: p50 %s, p99 %s",
-		len(withSecret), p(withSecret, .5), p(withSecret, .99), p(withPlugin, .5)-p(withSecret, .5), p(withPlugin, .99)-p(withSecret, .99))
+	// The difference of two p99s over 30 pods is noise; the p50s' is not.
+	t.Logf("figure: pod start pulling the same image with a pull secret, %d pods: p50 %s, p99 %s; added by the plugin: p50 %s",
+		len(withSecret), p(withSecret, .5), p(withSecret, .99), p(withPlugin, .5)-p(withSecret, .5))
 	runs := after.count - before.count
 	if runs < figurePods {
 		t.Fatalf("the kubelet ran the plugin %v times for %d ServiceAccounts", runs, figurePods)
