@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/spf13/cobra"
@@ -80,15 +81,25 @@ func (r *roleFlags) check(spec *specFlags) error {
 	return nil
 }
 
-// awsIAM is an IAM client from the caller's own AWS credentials (the
-// standard chain: environment, profile, SSO, …).
-func awsIAM(ctx context.Context, region string) (*iam.Client, error) {
+// userAWS is the caller's own AWS configuration (the standard chain:
+// environment, profile, SSO, …), in region unless it names one; purpose
+// says what it is for, in the error.
+func userAWS(ctx context.Context, region, purpose string) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("loading your AWS configuration (creating and deleting roles uses your own AWS credentials): %w", err)
+		return aws.Config{}, fmt.Errorf("loading your AWS configuration (%s uses your own AWS credentials): %w", purpose, err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = region
+	}
+	return cfg, nil
+}
+
+// awsIAM is an IAM client of userAWS, for roles made for associations.
+func awsIAM(ctx context.Context, region string) (*iam.Client, error) {
+	cfg, err := userAWS(ctx, region, "creating and deleting roles")
+	if err != nil {
+		return nil, err
 	}
 	return iam.NewFromConfig(cfg), nil
 }

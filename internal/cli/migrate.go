@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/spf13/cobra"
@@ -184,12 +183,9 @@ func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrat
 	if err != nil {
 		return nil, nil, err
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	awsCfg, err := userAWS(ctx, id.Cluster.Region, "editing trust policies")
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading your AWS configuration (the migration edits trust policies with your own AWS credentials): %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = id.Cluster.Region
+		return nil, nil, err
 	}
 	caller, err := sts.NewFromConfig(awsCfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {

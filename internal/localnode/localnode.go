@@ -431,14 +431,8 @@ func (n *Node) startKubelet(ctx context.Context, since time.Time) error {
 		return err
 	}
 	return n.waitFor(ctx, "Node "+n.Name+" Ready", 120*time.Second, kubelet, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:10248/healthz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("kubelet healthz: %s", resp.Status)
+		if err := getOK(ctx, "http://127.0.0.1:10248/healthz"); err != nil {
+			return fmt.Errorf("kubelet %w", err)
 		}
 		node, err := n.Clientset.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
@@ -499,17 +493,25 @@ func (n *Node) services(ctx context.Context) error {
 		return err
 	}
 	return n.waitFor(ctx, "CoreDNS", 60*time.Second, dns, func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+nodeIP+":8181/ready", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("ready: %s", resp.Status)
-		}
-		return nil
+		return getOK(ctx, "http://"+nodeIP+":8181/ready")
 	})
+}
+
+// getOK GETs a component's health endpoint and wants 200.
+func getOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 // waitFor polls check until it succeeds, p exits (its log's tail is then

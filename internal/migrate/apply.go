@@ -36,12 +36,7 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 		m.say("  ✗ %v", err)
 		return err
 	}
-	doc, err := m.trust(ctx, c, name)
-	if err != nil {
-		m.say("  ✗ %v", err)
-		return err
-	}
-	d, err := parseDocument(doc)
+	_, d, err := m.trustParsed(ctx, c, name)
 	if err != nil {
 		m.say("  ✗ %v", err)
 		return err
@@ -60,7 +55,7 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 	case pia.Spec.RoleARN == c.RoleARN:
 		m.say("  association: exists")
 	default:
-		err := fmt.Errorf("%s already has an association with another role, %s: leave it, or delete it and migrate again", c.ref(), pia.Spec.RoleARN)
+		err := otherRole(c, pia)
 		m.say("  ✗ %v", err)
 		return err
 	}
@@ -122,11 +117,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	a := m.association(c)
 
 	if !rec.Has(StepTrust) {
-		doc, err := m.trust(ctx, c, name)
-		if err != nil {
-			return err
-		}
-		d, err := parseDocument(doc)
+		doc, d, err := m.trustParsed(ctx, c, name)
 		if err != nil {
 			return err
 		}
@@ -168,7 +159,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 					return err
 				}
 			}
-			return skipf("%s already has an association with another role, %s: leave it, or delete it and migrate again", c.ref(), pia.Spec.RoleARN)
+			return otherRole(c, pia)
 		case pia != nil:
 			// Existing: done. It is the migration's only if a run that
 			// stopped after creating it said so.
@@ -194,11 +185,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	}
 
 	if m.Options.RemoveOIDCTrust && !rec.Has(StepRemoveOIDCTrust) {
-		doc, err := m.trust(ctx, c, name)
-		if err != nil {
-			return err
-		}
-		d, err := parseDocument(doc)
+		doc, d, err := m.trustParsed(ctx, c, name)
 		if err != nil {
 			return err
 		}

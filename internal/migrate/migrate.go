@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -157,11 +156,31 @@ func (m *Migrator) trust(ctx context.Context, c *Candidate, name string) (string
 	if got := aws.ToString(out.Role.Arn); got != c.RoleARN {
 		return "", fmt.Errorf("the annotation names role %s, but the account's role %s is %s: fix the annotation", c.RoleARN, name, got)
 	}
-	doc, err := url.QueryUnescape(aws.ToString(out.Role.AssumeRolePolicyDocument))
+	doc, err := iamrole.TrustDocument(aws.ToString(out.Role.AssumeRolePolicyDocument))
 	if err != nil {
 		return "", fmt.Errorf("role %s's trust policy: %w", c.RoleARN, err)
 	}
 	return doc, nil
+}
+
+// trustParsed is trust, and the document parsed; read afresh before each
+// change, so that a change made meanwhile is not written over.
+func (m *Migrator) trustParsed(ctx context.Context, c *Candidate, name string) (string, *document, error) {
+	doc, err := m.trust(ctx, c, name)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := parseDocument(doc)
+	if err != nil {
+		return "", nil, fmt.Errorf("role %s: %w", c.RoleARN, err)
+	}
+	return doc, d, nil
+}
+
+// otherRole is the refusal of a ServiceAccount whose association names
+// another role than its annotation.
+func otherRole(c *Candidate, pia *v1alpha1.PodIdentityAssociation) error {
+	return skipf("%s already has an association with another role, %s: leave it, or delete it and migrate again", c.ref(), pia.Spec.RoleARN)
 }
 
 // document is a trust policy kept as raw statements, so statements podid

@@ -99,7 +99,10 @@ func (p *Publisher) Start(ctx context.Context) error {
 	if refresh == 0 {
 		refresh = 10 * time.Minute
 	}
-	backoff := wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
+	newBackoff := func() wait.Backoff {
+		return wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
+	}
+	backoff := newBackoff()
 	for {
 		err := p.publish(ctx)
 		next := refresh
@@ -107,7 +110,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 			next = backoff.Step()
 			p.Log.Error("publishing podid server's AWS identity", "err", err, "retry_in", next.Round(time.Second))
 		} else {
-			backoff = wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
+			backoff = newBackoff()
 		}
 		select {
 		case <-ctx.Done():
