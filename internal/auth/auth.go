@@ -203,26 +203,8 @@ func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
 	if err := checkNode(caller, pod, claims, req); err != nil {
 		return nil, err
 	}
-	// From here a refusal is the pod's configuration's doing: say so on
-	// the pod too.
-	ref := podevents.Pod{Namespace: claims.Namespace, Name: claims.Pod.Name, UID: types.UID(claims.Pod.UID)}
-	sa := claims.Namespace + "/" + claims.ServiceAccount.Name
-	a, ok := h.opts.Index.Lookup(claims.Namespace, claims.ServiceAccount.Name)
-	if !ok {
-		h.event(ref, podevents.ReasonNoAssociation, "podid found no PodIdentityAssociation for ServiceAccount "+sa+", so this pod gets no AWS credentials (nor, with podid-credential-provider, registry logins). Create one: podid association create -n "+claims.Namespace+" --service-account "+claims.ServiceAccount.Name+" --role-arn ARN; or check the pod's serviceAccountName.")
-		return nil, fail(ResourceNotFound, "No Pod Identity association found for namespace "+claims.Namespace+" and service account "+claims.ServiceAccount.Name+".", nil)
-	}
-	rec.AssociationID, rec.Role = a.ID, a.RoleARN
-	if a.PolicyError != nil {
-		h.event(ref, podevents.ReasonInvalidPolicy, "the session policy of association "+a.ID+" ("+sa+") is invalid: "+a.PolicyError.Error()+"; fix spec.policy.")
-		return nil, fail(InvalidRequest, "the association's session policy is invalid ("+a.PolicyError.Error()+"); fix spec.policy", nil)
-	}
-	res, err := h.opts.Assumer.Assume(r.Context(), a, sts.Pod{Namespace: claims.Namespace, ServiceAccount: claims.ServiceAccount.Name, Name: claims.Pod.Name, UID: claims.Pod.UID})
+	res, a, err := h.assume(r.Context(), podevents.Pod{Namespace: claims.Namespace, Name: claims.Pod.Name, UID: types.UID(claims.Pod.UID)}, claims.ServiceAccount.Name, rec, true)
 	if err != nil {
-		var serr *sts.Error
-		if errors.As(err, &serr) && serr.Kind == sts.AccessDenied {
-			h.event(ref, podevents.ReasonRoleAssumeDenied, "podid server could not assume role "+a.RoleARN+" for this pod (association "+a.ID+"): "+serr.Message+". The role's trust policy must allow podid server's principal (ConfigMap podid-server-identity in podid's namespace) sts:AssumeRole and sts:TagSession, with conditions this pod's session tags meet.")
-		}
 		return nil, err
 	}
 	rec.Role, rec.SessionName, rec.Expiration = res.RoleARN, res.SessionName, res.Credentials.Expiration
@@ -235,6 +217,37 @@ func (h *Handler) exchange(r *http.Request, rec *record) (*response, error) {
 	out.Credentials.AccessKeyID, out.Credentials.SecretAccessKey, out.Credentials.SessionToken = c.AccessKeyID, c.SecretAccessKey, c.SessionToken
 	out.Credentials.Expiration = c.Expiration.Unix()
 	return out, nil
+}
+
+// assume finds the association of the pod's ServiceAccount and assumes its
+// role. From here a refusal is the pod's configuration's doing: with
+// events, it is said on the pod too.
+func (h *Handler) assume(ctx context.Context, ref podevents.Pod, serviceAccount string, rec *record, events bool) (*sts.Result, *association.Association, error) {
+	event := func(reason, message string) {
+		if events {
+			h.event(ref, reason, message)
+		}
+	}
+	sa := ref.Namespace + "/" + serviceAccount
+	a, ok := h.opts.Index.Lookup(ref.Namespace, serviceAccount)
+	if !ok {
+		event(podevents.ReasonNoAssociation, "podid found no PodIdentityAssociation for ServiceAccount "+sa+", so this pod gets no AWS credentials (nor, with podid-credential-provider, registry logins). Create one: podid association create -n "+ref.Namespace+" --service-account "+serviceAccount+" --role-arn ARN; or check the pod's serviceAccountName.")
+		return nil, nil, fail(ResourceNotFound, "No Pod Identity association found for namespace "+ref.Namespace+" and service account "+serviceAccount+".", nil)
+	}
+	rec.AssociationID, rec.Role = a.ID, a.RoleARN
+	if a.PolicyError != nil {
+		event(podevents.ReasonInvalidPolicy, "the session policy of association "+a.ID+" ("+sa+") is invalid: "+a.PolicyError.Error()+"; fix spec.policy.")
+		return nil, nil, fail(InvalidRequest, "the association's session policy is invalid ("+a.PolicyError.Error()+"); fix spec.policy", nil)
+	}
+	res, err := h.opts.Assumer.Assume(ctx, a, sts.Pod{Namespace: ref.Namespace, ServiceAccount: serviceAccount, Name: ref.Name, UID: string(ref.UID)})
+	if err != nil {
+		var serr *sts.Error
+		if errors.As(err, &serr) && serr.Kind == sts.AccessDenied {
+			event(podevents.ReasonRoleAssumeDenied, "podid server could not assume role "+a.RoleARN+" for this pod (association "+a.ID+"): "+serr.Message+". The role's trust policy must allow podid server's principal (ConfigMap podid-server-identity in podid's namespace) sts:AssumeRole and sts:TagSession, with conditions this pod's session tags meet.")
+		}
+		return nil, nil, err
+	}
+	return res, a, nil
 }
 
 func (h *Handler) event(pod podevents.Pod, reason, message string) {

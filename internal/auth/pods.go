@@ -17,6 +17,9 @@ import (
 type PodInfo struct {
 	UID      string
 	NodeName string
+	// ServiceAccount is filled in by PodByName only: the exchange takes it
+	// from the token.
+	ServiceAccount string
 }
 
 // ErrPodGone means no pod of that name and UID exists any more: the token
@@ -28,6 +31,11 @@ type Pods interface {
 	// Pod returns the pod namespace/name if it exists with uid, ErrPodGone
 	// if it does not, or another error when the API server cannot say.
 	Pod(ctx context.Context, namespace, name, uid string) (*PodInfo, error)
+}
+
+// PodLookup finds a pod by name alone, for PodIdentityChecks.
+type PodLookup interface {
+	PodByName(ctx context.Context, namespace, name string) (*PodInfo, error)
 }
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -70,6 +78,20 @@ func (k *KubePods) Pod(ctx context.Context, namespace, name, uid string) (*PodIn
 		return nil, ErrPodGone
 	}
 	return &PodInfo{UID: uid, NodeName: pod.Spec.NodeName}, nil
+}
+
+// PodByName implements PodLookup, reading from the API server: the cache
+// keeps no ServiceAccount.
+func (k *KubePods) PodByName(ctx context.Context, namespace, name string) (*PodInfo, error) {
+	var pod corev1.Pod
+	err := k.Live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &pod)
+	if apierrors.IsNotFound(err) {
+		return nil, ErrPodGone
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading pod %s/%s from the API server: %w", namespace, name, err)
+	}
+	return &PodInfo{UID: string(pod.UID), NodeName: pod.Spec.NodeName, ServiceAccount: pod.Spec.ServiceAccountName}, nil
 }
 
 // StripPod keeps only what KubePods reads, for the informer's transform: a

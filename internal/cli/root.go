@@ -51,6 +51,8 @@ Pod Identity.`,
 	assoc.GroupID = "operate"
 	mig := newMigrateCommand(streams)
 	mig.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, sandbox, assoc, mig, newVersionCommand(streams))
+	doc := newDoctorCommand(streams)
+	doc.GroupID = "operate"
+	root.AddCommand(server, agentCmd, rot, sandbox, assoc, mig, doc, newVersionCommand(streams))
 	return root
 }

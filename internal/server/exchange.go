@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
+	"github.com/podid/podid/internal/podcheck"
 	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
@@ -150,6 +152,15 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		Registerer:           ctrlmetrics.Registry,
 		Now:                  opts.Now,
 	})
+
+	// PodIdentityChecks (podid doctor's live check) are answered by the
+	// same exchange, minus the token and the credentials.
+	ci, _ := stsClient.(serveridentity.CallerIdentityAPI)
+	replica, _ := os.Hostname()
+	if err := (&podcheck.Reconciler{Client: mgr.GetClient(), Checker: handler, STS: ci, Server: replica,
+		Log: slog.Default().With("logger", "pod-identity-check")}).SetupWithManager(mgr); err != nil {
+		return "", fmt.Errorf("setting up the PodIdentityCheck controller: %w", err)
+	}
 
 	eks := eksapi.NewHandler(eksapi.Options{
 		Identity: identity, Index: index, Config: cfg, Live: mgr.GetAPIReader(),

@@ -151,8 +151,10 @@ func result(out *sts.AssumeRoleOutput, sessionName, roleARN string) *Result {
 	return r
 }
 
-func sessionTags(id association.Identity, pod Pod) ([]types.Tag, []string) {
-	kv := [][2]string{
+// SessionTags are the session tags podid sends for pod, as key-value pairs
+// in the order sent.
+func SessionTags(id association.Identity, pod Pod) [][2]string {
+	return [][2]string{
 		{TagClusterARN, id.ClusterARN()},
 		{TagClusterName, id.ClusterName},
 		{TagNamespace, pod.Namespace},
@@ -160,6 +162,10 @@ func sessionTags(id association.Identity, pod Pod) ([]types.Tag, []string) {
 		{TagPodName, pod.Name},
 		{TagPodUID, pod.UID},
 	}
+}
+
+func sessionTags(id association.Identity, pod Pod) ([]types.Tag, []string) {
+	kv := SessionTags(id, pod)
 	tags := make([]types.Tag, len(kv))
 	keys := make([]string, len(kv))
 	for i, p := range kv {

@@ -1,0 +1,305 @@
+package doctor
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// trustRequest is one sts call whose admission by a role's trust policy is
+// evaluated: who calls, the action, and the request's context keys.
+type trustRequest struct {
+	// Principal is the caller's IAM ARN (a user's or a role's).
+	Principal string
+	Action    string
+	// Context holds condition keys the request carries, lower-cased
+	// (aws:requesttag/kubernetes-namespace, sts:externalid, aws:principalarn).
+	Context map[string][]string
+}
+
+// trustVerdict is what a trust policy makes of a request.
+type trustVerdict struct {
+	Allowed bool
+	// Sid names the statement that allowed or denied it.
+	Sid string
+	// Refusal says, when not allowed, the nearest reason: the condition
+	// that failed in a statement naming the principal, or that none names it.
+	Refusal string
+	// Unevaluated lists condition keys doctor cannot evaluate; the verdict
+	// then assumes they hold.
+	Unevaluated []string
+}
+
+type policyDoc struct {
+	Statement statements `json:"Statement"`
+}
+
+type statement struct {
+	Sid          string                    `json:"Sid"`
+	Effect       string                    `json:"Effect"`
+	Principal    json.RawMessage           `json:"Principal"`
+	NotPrincipal json.RawMessage           `json:"NotPrincipal"`
+	Action       stringList                `json:"Action"`
+	NotAction    stringList                `json:"NotAction"`
+	Condition    map[string]map[string]any `json:"Condition"`
+}
+
+// statements is one statement or a list of them, as IAM accepts both.
+type statements []statement
+
+func (s *statements) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var one statement
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*s = statements{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]statement)(s))
+}
+
+// stringList is a string or a list of strings.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var one string
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*l = stringList{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(l))
+}
+
+// parseTrust decodes a trust policy document (already URL-decoded).
+func parseTrust(doc string) (*policyDoc, error) {
+	var p policyDoc
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		return nil, fmt.Errorf("the trust policy is not a policy document: %w", err)
+	}
+	return &p, nil
+}
+
+// evaluate applies the policy to r as IAM does for a role's trust: an
+// explicit Deny wins, else some Allow must match.
+func (p *policyDoc) evaluate(r trustRequest) trustVerdict {
+	var v trustVerdict
+	var nearest string
+	for i, s := range p.Statement {
+		sid := s.Sid
+		if sid == "" {
+			sid = fmt.Sprintf("#%d", i+1)
+		}
+		if !s.coversAction(r.Action) || !s.namesPrincipal(r.Principal) {
+			continue
+		}
+		ok, failed, unevaluated := s.conditionsHold(r.Context)
+		v.Unevaluated = append(v.Unevaluated, unevaluated...)
+		switch {
+		case strings.EqualFold(s.Effect, "Deny") && ok:
+			return trustVerdict{Sid: sid, Refusal: fmt.Sprintf("statement %s denies %s", sid, r.Action)}
+		case strings.EqualFold(s.Effect, "Allow") && ok && !v.Allowed:
+			v.Allowed, v.Sid = true, sid
+		case strings.EqualFold(s.Effect, "Allow") && !ok && nearest == "":
+			nearest = fmt.Sprintf("statement %s names the principal but its condition %s", sid, failed)
+		}
+	}
+	if !v.Allowed {
+		v.Refusal = nearest
+		if v.Refusal == "" {
+			v.Refusal = fmt.Sprintf("no statement allows %s %s", r.Principal, r.Action)
+		}
+	}
+	slices.Sort(v.Unevaluated)
+	v.Unevaluated = slices.Compact(v.Unevaluated)
+	return v
+}
+
+func (s statement) coversAction(action string) bool {
+	if len(s.NotAction) > 0 {
+		return !matchAny(s.NotAction, strings.ToLower(action), true, true)
+	}
+	return matchAny(s.Action, strings.ToLower(action), true, true)
+}
+
+// namesPrincipal: "*", {"AWS": "*"}, the principal's ARN, or its account
+// (an account ID or its root ARN: the account then delegates to its own
+// IAM policies, which doctor does not read).
+func (s statement) namesPrincipal(principal string) bool {
+	if len(s.NotPrincipal) > 0 {
+		return false // rare in trust policies; not evaluated
+	}
+	var star string
+	if json.Unmarshal(s.Principal, &star) == nil {
+		return star == "*"
+	}
+	var m map[string]stringList
+	if err := json.Unmarshal(s.Principal, &m); err != nil {
+		return false
+	}
+	account := accountOf(principal)
+	for _, p := range m["AWS"] {
+		switch {
+		case p == "*", p == principal, account != "" && (p == account || strings.HasSuffix(p, ":"+account+":root")):
+			return true
+		}
+	}
+	return false
+}
+
+// conditionsHold evaluates the statement's conditions against ctx. It
+// returns which one failed, and the keys it could not evaluate (assumed
+// to hold).
+func (s statement) conditionsHold(ctx map[string][]string) (ok bool, failed string, unevaluated []string) {
+	ops := make([]string, 0, len(s.Condition))
+	for op := range s.Condition {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	for _, op := range ops {
+		keys := make([]string, 0, len(s.Condition[op]))
+		for k := range s.Condition[op] {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			want := anyStrings(s.Condition[op][key])
+			have, known := ctx[strings.ToLower(key)]
+			base := op // without ForAnyValue:/ForAllValues: (one-valued keys here)
+			if i := strings.LastIndex(base, ":"); i >= 0 {
+				base = base[i+1:]
+			}
+			base, ifExists := strings.CutSuffix(base, "IfExists")
+			if !known && !isRequestKey(key) {
+				unevaluated = append(unevaluated, key)
+				continue
+			}
+			if len(have) == 0 && ifExists {
+				continue
+			}
+			holds, evaluable := compare(base, have, want)
+			if !evaluable {
+				unevaluated = append(unevaluated, op+" "+key)
+				continue
+			}
+			if !holds {
+				shown := "(absent)"
+				if len(have) > 0 {
+					shown = fmt.Sprintf("%q", strings.Join(have, ","))
+				}
+				return false, fmt.Sprintf("%s %s %q is not met by this request's %s", op, key, want, shown), unevaluated
+			}
+		}
+	}
+	return true, "", unevaluated
+}
+
+// isRequestKey: keys doctor knows the value of, or knows are absent, for a
+// podid exchange (session tags and external ID are all the request has).
+func isRequestKey(key string) bool {
+	k := strings.ToLower(key)
+	return strings.HasPrefix(k, "aws:requesttag/") || k == "sts:externalid" || k == "aws:principalarn" || k == "aws:tagkeys"
+}
+
+func compare(op string, have, want []string) (holds, evaluable bool) {
+	anyMatch := func(like bool) bool {
+		for _, h := range have {
+			if matchAny(want, h, like, false) {
+				return true
+			}
+		}
+		return false
+	}
+	switch op {
+	case "StringEquals", "ArnEquals":
+		return anyMatch(false), true
+	case "StringEqualsIgnoreCase":
+		for _, h := range have {
+			for _, w := range want {
+				if strings.EqualFold(h, w) {
+					return true, true
+				}
+			}
+		}
+		return false, true
+	case "StringLike", "ArnLike":
+		return anyMatch(true), true
+	case "StringNotEquals", "ArnNotEquals":
+		return !anyMatch(false), true
+	case "StringNotLike", "ArnNotLike":
+		return !anyMatch(true), true
+	case "Null":
+		wantNull := len(want) == 1 && strings.EqualFold(want[0], "true")
+		return (len(have) == 0) == wantNull, true
+	}
+	return false, false
+}
+
+// matchAny: value equals one of patterns, with IAM's * and ? when like;
+// fold lower-cases the patterns (actions are case-insensitive).
+func matchAny(patterns []string, value string, like, fold bool) bool {
+	for _, p := range patterns {
+		if fold {
+			p = strings.ToLower(p)
+		}
+		if p == value || like && globMatch(p, value) {
+			return true
+		}
+	}
+	return false
+}
+
+// globMatch is IAM's wildcard match, where * crosses "/" too.
+func globMatch(pattern, s string) bool {
+	for len(pattern) > 0 {
+		switch pattern[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if globMatch(pattern[1:], s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if s == "" {
+				return false
+			}
+		default:
+			if s == "" || pattern[0] != s[0] {
+				return false
+			}
+		}
+		pattern, s = pattern[1:], s[1:]
+	}
+	return s == ""
+}
+
+func anyStrings(v any) []string {
+	switch t := v.(type) {
+	case string:
+		return []string{t}
+	case bool:
+		return []string{fmt.Sprint(t)}
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, e := range t {
+			out = append(out, fmt.Sprint(e))
+		}
+		return out
+	}
+	return []string{fmt.Sprint(v)}
+}
+
+// accountOf is the account ID of an IAM or STS ARN.
+func accountOf(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[4]
+}
