@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/aws/smithy-go"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podid/podid/internal/podevents"
@@ -33,6 +34,12 @@ func (h *Handler) Check(ctx context.Context, namespace, name, requester string) 
 		rec.Outcome, rec.Code = "refused", e.Code
 		h.audit(rec, e)
 		out.Code, out.Message = e.Code, e.Message
+		// STS's own words say which action it refused (sts:TagSession or
+		// sts:AssumeRole); the pod's wire error keeps them to the log.
+		var api smithy.APIError
+		if errors.As(err, &api) && api.ErrorMessage() != "" {
+			out.Message += " (STS: " + api.ErrorMessage() + ")"
+		}
 		return out
 	}
 	rec.Outcome, rec.Role, rec.SessionName, rec.Expiration = "checked", res.RoleARN, res.SessionName, res.Credentials.Expiration

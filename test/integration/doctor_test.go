@@ -149,9 +149,9 @@ func TestDoctor(t *testing.T) {
 	}
 
 	clusterCases := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T) (restore func())
-		notOK []string
+		notOK  []string
 	}{
 		{"cluster-healthy", func(*testing.T) func() { return func() {} }, nil},
 		{"cluster-server-down", func(t *testing.T) func() {
@@ -167,7 +167,9 @@ func TestDoctor(t *testing.T) {
 		}, []string{"server"}},
 		{"cluster-webhook-cabundle-wrong", func(t *testing.T) func() {
 			other, _ := newTestCA(t)
-			return fx.editWebhook(t, func(w *admissionregistrationv1.MutatingWebhookConfiguration) { w.Webhooks[0].ClientConfig.CABundle = other })
+			return fx.editWebhook(t, func(w *admissionregistrationv1.MutatingWebhookConfiguration) {
+				w.Webhooks[0].ClientConfig.CABundle = other
+			})
 		}, []string{"webhook"}},
 		{"cluster-agents-excluded", func(t *testing.T) func() {
 			return fx.edit(t, &appsv1.DaemonSet{}, doctor.AgentDaemonSet, func(o client.Object) {
@@ -565,4 +567,3 @@ func newServingCert(t *testing.T, ca *testCA, host string) (certPEM, keyPEM []by
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
-
