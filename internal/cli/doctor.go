@@ -71,6 +71,23 @@ func (f *doctorFlags) run(ctx context.Context, args []string) error {
 	if f.output != "text" && f.output != "json" {
 		return fmt.Errorf("--output %q: use text or json", f.output)
 	}
+	kind := ""
+	var ns, name string
+	if len(args) > 0 {
+		kind = map[string]string{"pod": "pod", "pods": "pod", "po": "pod",
+			"serviceaccount": "serviceaccount", "serviceaccounts": "serviceaccount", "sa": "serviceaccount",
+			"deployment": "deployment", "deployments": "deployment", "deploy": "deployment"}[args[0]]
+		if kind == "" {
+			return fmt.Errorf("doctor checks a pod, a serviceaccount or a deployment, not %q", args[0])
+		}
+		if len(args) == 1 {
+			return fmt.Errorf("name the %s as NAMESPACE/NAME (or NAME with --namespace)", kind)
+		}
+		var err error
+		if ns, name, err = f.target(args[1]); err != nil {
+			return err
+		}
+	}
 	cfg, err := f.conn.RESTConfig()
 	if err != nil {
 		return err
@@ -81,30 +98,21 @@ func (f *doctorFlags) run(ctx context.Context, args []string) error {
 	}
 	d := &doctor.Doctor{Kube: c, Namespace: f.podidNamespace, Live: !f.noLive, LiveTimeout: f.liveTimeout}
 	var report *doctor.Report
-	switch len(args) {
-	case 0:
+	switch kind {
+	case "":
 		report = d.Cluster(ctx)
-	case 1:
-		return fmt.Errorf("name the %s as NAMESPACE/NAME (or NAME with --namespace)", args[0])
-	default:
-		ns, name, err := f.target(args[1])
-		if err != nil {
-			return err
-		}
+	case "pod":
 		f.useAWS(ctx, d)
-		switch args[0] {
-		case "pod", "pods", "po":
-			report, err = d.Pod(ctx, ns, name)
-		case "serviceaccount", "serviceaccounts", "sa":
-			report, err = d.ServiceAccount(ctx, ns, name)
-		case "deployment", "deployments", "deploy":
-			report, err = d.Deployment(ctx, ns, name)
-		default:
-			return fmt.Errorf("doctor checks a pod, a serviceaccount or a deployment, not %q", args[0])
-		}
-		if err != nil {
-			return explain(err, cfg.Host, "")
-		}
+		report, err = d.Pod(ctx, ns, name)
+	case "serviceaccount":
+		f.useAWS(ctx, d)
+		report, err = d.ServiceAccount(ctx, ns, name)
+	case "deployment":
+		f.useAWS(ctx, d)
+		report, err = d.Deployment(ctx, ns, name)
+	}
+	if err != nil {
+		return explain(err, cfg.Host, "")
 	}
 	if f.output == "json" {
 		err = report.WriteJSON(f.streams.Out)

@@ -19,7 +19,7 @@ import (
 	"github.com/podid/podid/internal/webhook"
 )
 
-// podState is what doctor reads around one pod.
+// podContext is what doctor reads around one pod.
 type podContext struct {
 	pod       *corev1.Pod
 	sa        string

@@ -71,7 +71,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if r.Rate == 0 {
 		r.Rate = 5
 	}
-	r.limiter = rate.NewLimiter(r.Rate, 20)
+	r.limiter = newLimiter(r.Rate)
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
@@ -81,6 +81,8 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		For(&v1alpha1.PodIdentityCheck{}).
 		Complete(r)
 }
+
+func newLimiter(r rate.Limit) *rate.Limiter { return rate.NewLimiter(r, 20) }
 
 // Reconcile answers a new check, or deletes an answered one past TTL.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {

@@ -37,6 +37,8 @@ func TestRealNode(t *testing.T) {
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},
 		{"IRSA workload migrated and restarted onto Pod Identity", testMigrateRestart},
+		// It restarts the agent and podid server, as the faults do.
+		{"doctor names what users break", testDoctor},
 		// Last: restarting the agent empties its cache, which the checks
 		// above watch.
 		{"faults under load", testFaultsUnderLoad},

@@ -1,0 +1,423 @@
+package realnode
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/cli"
+	"github.com/podid/podid/internal/doctor"
+	"github.com/podid/podid/internal/serveridentity"
+)
+
+const podidNS = "podid-system"
+
+// testDoctor breaks the installed system the ways users do, one at a time,
+// and checks that `podid doctor` names each (the check, ✗ or !, and its
+// text), that its live check (podid server performing the pod's exchange)
+// agrees, and, for the healthy pod, how long `podid doctor pod` takes.
+func testDoctor(t *testing.T) {
+	ctx := t.Context()
+	const ns = "doctor-e2e"
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	associate(t, ns, "app")
+	admin := aws.Config{Region: identity.Region, BaseEndpoint: aws.String(sb.Env["PODID_STS_ENDPOINT"]),
+		Credentials: credentials.NewStaticCredentialsProvider(sb.Env["AWS_ACCESS_KEY_ID"], sb.Env["AWS_SECRET_ACCESS_KEY"], "")}
+	d := &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, IAM: iam.NewFromConfig(admin), Live: true, LiveTimeout: 5 * time.Second}
+	healthy := runDeployment(t, ns, "app", "app")
+
+	t.Run("healthy", func(t *testing.T) {
+		r := diagnose(t)(d.Pod(ctx, ns, healthy.Name))
+		if r.Failed {
+			t.Fatal("the healthy pod has failures")
+		}
+		for _, s := range r.Sections {
+			for _, c := range s.Checks {
+				if c.Status != doctor.OK {
+					t.Errorf("healthy pod: %s is %s: %s", c.Name, c.Status, c.Fact)
+				}
+			}
+		}
+		timeDoctorCLI(t, ns, healthy.Name)
+	})
+
+	t.Run("association in the wrong namespace", func(t *testing.T) {
+		const other = "doctor-e2e-other"
+		t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), other, metav1.DeleteOptions{}) })
+		createNamespaceSA(t, other, "app")
+		pod := runDeployment(t, other, "app", "app")
+		r := diagnose(t)(d.Pod(ctx, other, pod.Name))
+		want(t, r, "association", doctor.Fail, "no PodIdentityAssociation for namespace doctor-e2e-other and ServiceAccount app (near misses: namespace doctor-e2e has one for a ServiceAccount app")
+		wantLive(t, r, doctor.Fail, "ResourceNotFoundException: No Pod Identity association found for namespace doctor-e2e-other and service account app.")
+	})
+
+	t.Run("pod's ServiceAccount is not the associated one", func(t *testing.T) {
+		pod := runDeployment(t, ns, "default-sa", "default")
+		r := diagnose(t)(d.Pod(ctx, ns, pod.Name))
+		want(t, r, "association", doctor.Fail, "the pod runs as ServiceAccount default: set spec.serviceAccountName to the associated one")
+		wantLive(t, r, doctor.Fail, "ResourceNotFoundException")
+	})
+
+	t.Run("role without sts:TagSession", func(t *testing.T) {
+		id, err := serveridentity.Read(ctx, sb.Client(), podidNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		role, err := iam.NewFromConfig(admin).CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("doctor-no-tagsession"),
+			AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + id.PrincipalARN + `"},"Action":"sts:AssumeRole"}]}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		associateRole(t, ns, "notag", *role.Role.Arn)
+		pod := runDeployment(t, ns, "notag", "notag")
+		r := diagnose(t)(d.Pod(ctx, ns, pod.Name))
+		want(t, r, "role-trust", doctor.Fail, "but not tag the session: no statement allows "+id.PrincipalARN+" sts:TagSession")
+		wantLive(t, r, doctor.Fail, "is not authorized to perform: sts:TagSession")
+	})
+
+	t.Run("NetworkPolicy denying egress to the agent", func(t *testing.T) {
+		createNamespaceSA(t, "doctor-e2e-netpol", "app")
+		t.Cleanup(func() {
+			cs.CoreV1().Namespaces().Delete(context.Background(), "doctor-e2e-netpol", metav1.DeleteOptions{})
+		})
+		associateRole(t, "doctor-e2e-netpol", "", sb.Env["PODID_SAMPLE_ROLE_ARN"])
+		if _, err := cs.NetworkingV1().NetworkPolicies("doctor-e2e-netpol").Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "default-deny-egress"},
+			Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+				Egress: []networkingv1.NetworkPolicyEgressRule{{Ports: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolUDP), Port: ptr.To(intstr.FromInt32(53))}}}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := runDeployment(t, "doctor-e2e-netpol", "app", "app")
+		r := diagnose(t)(d.Pod(ctx, "doctor-e2e-netpol", pod.Name))
+		want(t, r, "network-policy", doctor.Fail, "NetworkPolicies default-deny-egress select this pod and allow no egress to 169.254.170.23:80")
+		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
+	})
+
+	t.Run("HTTP proxy without the agent in NO_PROXY", func(t *testing.T) {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "proxy"},
+			Data: map[string]string{"NO_PROXY": ".svc,.cluster.local"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := runDeployment(t, ns, "proxied", "app", corev1.EnvVar{Name: "HTTP_PROXY", Value: "http://127.0.0.1:3128"},
+			corev1.EnvVar{Name: "NO_PROXY", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "proxy"}, Key: "NO_PROXY"}}})
+		r := diagnose(t)(d.Pod(ctx, ns, pod.Name))
+		want(t, r, "proxy", doctor.Fail, `NO_PROXY (".svc,.cluster.local" from ConfigMap proxy) lacks 169.254.170.23`)
+		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
+		// The pod's SDK indeed gets nothing: it asked the proxy.
+		if id, err := sb.PodIdentity(ctx, pod); err == nil && id.Error == "" {
+			t.Errorf("the proxied pod got credentials: %+v", id)
+		}
+	})
+
+	t.Run("pod older than its association, IRSA annotation left", func(t *testing.T) {
+		// An IRSA workload whose association was created, without a restart
+		// and with the annotation left: podid's webhook gave the pod IRSA.
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "legacy",
+			Annotations: map[string]string{"eks.amazonaws.com/role-arn": sb.Env["PODID_SAMPLE_ROLE_ARN"]}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := runDeployment(t, ns, "legacy", "legacy")
+		time.Sleep(time.Second) // creation timestamps have seconds
+		associateRole(t, ns, "legacy", sb.Env["PODID_SAMPLE_ROLE_ARN"])
+		r := diagnose(t)(d.Pod(ctx, ns, pod.Name))
+		want(t, r, "injection", doctor.Fail, "before its association")
+		want(t, r, "injection", doctor.Fail, "kubectl rollout restart deployment/legacy -n doctor-e2e")
+		want(t, r, "credential-chain", doctor.Fail, "container app has IRSA's AWS_WEB_IDENTITY_TOKEN_FILE")
+		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
+		sa := diagnose(t)(d.ServiceAccount(ctx, ns, "legacy"))
+		want(t, sa, "irsa-annotation", doctor.Warn, "still has IRSA's annotation eks.amazonaws.com/role-arn")
+	})
+
+	t.Run("static keys in the pod", func(t *testing.T) {
+		pod := runDeployment(t, ns, "keys", "app", corev1.EnvVar{Name: "AWS_ACCESS_KEY_ID", Value: "AKIAOLDSTATICKEY"}, corev1.EnvVar{Name: "AWS_SECRET_ACCESS_KEY", Value: "old"})
+		r := diagnose(t)(d.Pod(ctx, ns, pod.Name))
+		want(t, r, "credential-chain", doctor.Fail, "container app sets AWS_ACCESS_KEY_ID")
+		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
+	})
+
+	t.Run("webhook caBundle wrong", func(t *testing.T) {
+		restore := patchWebhookCABundle(t, otherCA(t))
+		defer restore()
+		r := d.Cluster(ctx)
+		want(t, r, "webhook", doctor.Fail, "does not verify the serving certificate")
+		want(t, r, "sts", doctor.OK, "STS answered podid server as")
+	})
+
+	t.Run("agent DaemonSet scaled away from the node", func(t *testing.T) {
+		restore := setAgentNodeSelector(t, map[string]string{"podid.io/agent": "nowhere"})
+		defer restore()
+		r := diagnose(t)(d.Pod(ctx, ns, healthy.Name))
+		want(t, r, "agent", doctor.Fail, `does not run on node `+healthy.Spec.NodeName+`: its nodeSelector map[podid.io/agent:nowhere] does not match the node`)
+		want(t, r, "agents", doctor.Warn, "the DaemonSet does not run on "+healthy.Spec.NodeName)
+		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
+	})
+
+	t.Run("server down", func(t *testing.T) {
+		restore := scaleServer(t, 0)
+		defer restore()
+		r := diagnose(t)(d.Pod(ctx, ns, healthy.Name))
+		want(t, r, "server", doctor.Fail, "scaled to 0 replicas")
+		wantLive(t, r, doctor.Fail, "podid server did not answer within 5s")
+	})
+}
+
+// diagnose fails the test on doctor's error and logs the report.
+func diagnose(t *testing.T) func(*doctor.Report, error) *doctor.Report {
+	return func(r *doctor.Report, err error) *doctor.Report {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		_ = r.WriteText(&b)
+		t.Logf("podid doctor:\n%s", b.String())
+		return r
+	}
+}
+
+// want finds check name in the report with status and text in its fact or
+// fix.
+func want(t *testing.T, r *doctor.Report, name string, status doctor.Status, text string) {
+	t.Helper()
+	for _, s := range r.Sections {
+		for _, c := range s.Checks {
+			if c.Name == name && c.Status == status && strings.Contains(c.Fact+" fix: "+c.Fix, text) {
+				return
+			}
+		}
+	}
+	t.Errorf("doctor did not report %s %s with %q", name, status, text)
+}
+
+func wantLive(t *testing.T, r *doctor.Report, status doctor.Status, text string) {
+	t.Helper()
+	want(t, r, "live-exchange", status, text)
+}
+
+func createNamespaceSA(t *testing.T, ns, sa string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// associateRole associates ServiceAccount sa (created unless "" or present)
+// of ns with role; sa "" means "app".
+func associateRole(t *testing.T, ns, sa, role string) {
+	t.Helper()
+	ctx := t.Context()
+	if sa == "" {
+		sa = "app"
+	} else if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatal(err)
+	}
+	pia := &v1alpha1.PodIdentityAssociation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sa},
+		Spec: v1alpha1.PodIdentityAssociationSpec{ServiceAccount: sa, RoleARN: role}}
+	if err := sb.Client().Create(ctx, pia); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.WaitAssociationReady(ctx, pia); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDeployment runs the sample workload as Deployment name and returns
+// its running pod.
+func runDeployment(t *testing.T, ns, name, sa string, env ...corev1.EnvVar) *corev1.Pod {
+	t.Helper()
+	if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), sb.WorkloadDeployment(ns, name, sa, 1, env...), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := sb.WaitDeploymentPod(t.Context(), ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// timeDoctorCLI runs `podid doctor pod` as a user does (kubeconfig, AWS
+// credentials in the environment) 20 times and reports the times.
+func timeDoctorCLI(t *testing.T, ns, pod string) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": sb.Env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": sb.Env["AWS_SECRET_ACCESS_KEY"],
+		"AWS_ENDPOINT_URL": sb.Env["PODID_STS_ENDPOINT"], "AWS_REGION": identity.Region, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull} {
+		t.Setenv(k, v)
+	}
+	var times []time.Duration
+	for range 20 {
+		var out, errOut bytes.Buffer
+		cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
+		cmd.SetArgs([]string{"doctor", "pod", ns + "/" + pod, "--kubeconfig", sb.RealNode().Kubeconfig})
+		began := time.Now()
+		if err := cmd.ExecuteContext(t.Context()); err != nil {
+			t.Fatalf("podid doctor pod: %v\n%s%s", err, out.String(), errOut.String())
+		}
+		times = append(times, time.Since(began))
+		if strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "✓ role-trust") || !strings.Contains(out.String(), "✓ live-exchange") {
+			t.Fatalf("podid doctor pod on the healthy pod:\n%s", out.String())
+		}
+	}
+	slices.Sort(times)
+	t.Logf("figure: podid doctor pod (13 checks, IAM and the live exchange included) over 20 runs: p50 %s, p90 %s, max %s",
+		times[9].Round(time.Millisecond), times[17].Round(time.Millisecond), times[19].Round(time.Millisecond))
+}
+
+func patchWebhookCABundle(t *testing.T, bundle []byte) func() {
+	t.Helper()
+	ctx := t.Context()
+	mwc := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	cfg, err := mwc.Get(ctx, doctor.WebhookConfig, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := cfg.Webhooks[0].ClientConfig.CABundle
+	cfg.Webhooks[0].ClientConfig.CABundle = bundle
+	if _, err := mwc.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		// podid server may have put it back already; either way it ends
+		// as it was.
+		err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			cfg, err := mwc.Get(ctx, doctor.WebhookConfig, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			cfg.Webhooks[0].ClientConfig.CABundle = original
+			_, err = mwc.Update(ctx, cfg, metav1.UpdateOptions{})
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Errorf("restoring the webhook's caBundle: %v", err)
+		}
+	}
+}
+
+func otherCA(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "someone else's CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// setAgentNodeSelector changes the agent DaemonSet's nodeSelector and waits
+// for the DaemonSet to settle; the restore puts the old one back and waits
+// for the agent to be ready again.
+func setAgentNodeSelector(t *testing.T, selector map[string]string) func() {
+	t.Helper()
+	set := func(ctx context.Context, sel map[string]string) error {
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":%s}}}}`, jsonOrNull(sel))
+		if _, err := cs.AppsV1().DaemonSets(podidNS).Patch(ctx, doctor.AgentDaemonSet, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return err
+		}
+		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			ds, err := cs.AppsV1().DaemonSets(podidNS).Get(ctx, doctor.AgentDaemonSet, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+			if err != nil {
+				return false, nil
+			}
+			st := ds.Status
+			settled := st.ObservedGeneration == ds.Generation && st.NumberReady == st.DesiredNumberScheduled && st.UpdatedNumberScheduled == st.DesiredNumberScheduled
+			return settled && len(pods.Items) == int(st.DesiredNumberScheduled), nil
+		})
+	}
+	if err := set(t.Context(), selector); err != nil {
+		t.Fatalf("moving the agent DaemonSet: %v", err)
+	}
+	return func() {
+		if err := set(context.Background(), nil); err != nil {
+			t.Errorf("restoring the agent DaemonSet: %v", err)
+		}
+	}
+}
+
+func jsonOrNull(m map[string]string) string {
+	if m == nil {
+		return "null"
+	}
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%q:%q", k, v))
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// scaleServer scales podid server and waits until that many replicas are
+// ready (and, when up again, a leader answers PodIdentityChecks).
+func scaleServer(t *testing.T, replicas int32) func() {
+	t.Helper()
+	scale := func(ctx context.Context, n int32) error {
+		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+		if _, err := cs.AppsV1().Deployments(podidNS).Patch(ctx, doctor.ServerDeployment, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return err
+		}
+		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+			d, err := cs.AppsV1().Deployments(podidNS).Get(ctx, doctor.ServerDeployment, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=server"})
+			return err == nil && d.Status.ObservedGeneration == d.Generation && d.Status.ReadyReplicas == n && len(pods.Items) == int(n) && serverReady(d), nil
+		})
+	}
+	before, err := cs.AppsV1().Deployments(podidNS).Get(t.Context(), doctor.ServerDeployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := scale(t.Context(), replicas); err != nil {
+		t.Fatalf("scaling podid server to %d: %v", replicas, err)
+	}
+	return func() {
+		ctx := context.Background()
+		if err := scale(ctx, *before.Spec.Replicas); err != nil {
+			t.Errorf("scaling podid server back: %v", err)
+			return
+		}
+		// A leader is elected and answers checks again.
+		d := &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, Live: true, LiveTimeout: 5 * time.Second}
+		if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			return !d.Cluster(ctx).Failed, nil
+		}); err != nil {
+			t.Errorf("podid is not healthy again after the restart: %v", err)
+		}
+	}
+}
+
+func serverReady(d *appsv1.Deployment) bool { return d.Status.UnavailableReplicas == 0 }
