@@ -55,36 +55,38 @@ func TestDoctor(t *testing.T) {
 		setUp func(t *testing.T, ns string) *corev1.Pod
 		// notOK are the checks that must not be ✓ (all others must be).
 		notOK []string
+		// target, when set, runs doctor on another target than the pod.
+		target func(ns string) (*doctor.Report, error)
 	}
 	cases := []podCase{
 		{"healthy", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-healthy", ns, "app"), nil)
 			fx.allowAgentEgress(t, ns)
 			return fx.pod(t, ns, "app", "node-a", injected)
-		}, nil},
+		}, nil, nil},
 		{"no-association", func(t *testing.T, ns string) *corev1.Pod {
 			other := fx.namespace(t, "dr-elsewhere")
 			fx.associate(t, other, "billing", fx.trustedRole(t, "doctor-elsewhere", other, "billing"), nil)
 			return fx.pod(t, ns, "billing", "node-a")
-		}, []string{"association", "injection", "role-trust", "live-exchange"}},
+		}, []string{"association", "injection", "role-trust", "live-exchange"}, nil},
 		{"default-serviceaccount", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-default-sa", ns, "app"), nil)
 			return fx.pod(t, ns, "default", "node-a")
-		}, []string{"association", "injection", "role-trust", "live-exchange"}},
+		}, []string{"association", "injection", "role-trust", "live-exchange"}, nil},
 		{"pod-older-than-association", func(t *testing.T, ns string) *corev1.Pod {
-			pod := fx.pod(t, ns, "app", "node-a", fx.ownedByDeployment(t, ns))
+			pod := fx.pod(t, ns, "app", "node-a", fx.ownedByDeployment(t, ns, "app"))
 			time.Sleep(1100 * time.Millisecond) // creation timestamps have seconds
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-older", ns, "app"), nil)
 			return pod
-		}, []string{"injection"}},
+		}, []string{"injection"}, nil},
 		{"static-keys", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-static", ns, "app"), nil)
 			return fx.pod(t, ns, "app", "node-a", injected, withEnv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"), withEnv("AWS_SECRET_ACCESS_KEY", "x"))
-		}, []string{"credential-chain"}},
+		}, []string{"credential-chain"}, nil},
 		{"irsa-left", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-irsa", ns, "app"), nil)
 			return fx.pod(t, ns, "app", "node-a", injected, withEnv(webhook.EnvRoleARN, "arn:aws:iam::111122223333:role/old"), withEnv(webhook.EnvWebIdentity, "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"))
-		}, []string{"credential-chain"}},
+		}, []string{"credential-chain"}, nil},
 		{"proxy", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-proxy", ns, "app"), nil)
 			fx.create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "proxy"}, Data: map[string]string{"NO_PROXY": ".cluster.local,10.0.0.0/8"}})
@@ -92,7 +94,7 @@ func TestDoctor(t *testing.T) {
 				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: "NO_PROXY", ValueFrom: &corev1.EnvVarSource{
 					ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "proxy"}, Key: "NO_PROXY"}}})
 			})
-		}, []string{"proxy"}},
+		}, []string{"proxy"}, nil},
 		{"network-policy", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-netpol", ns, "app"), nil)
 			fx.create(t, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dns-only"}, Spec: networkingv1.NetworkPolicySpec{
@@ -102,7 +104,7 @@ func TestDoctor(t *testing.T) {
 					{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "169.254.0.0/16", Except: []string{"169.254.170.0/24"}}}}}},
 			}})
 			return fx.pod(t, ns, "app", "node-a", injected)
-		}, []string{"network-policy"}},
+		}, []string{"network-policy"}, nil},
 		{"host-port", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-hostport", ns, "app"), nil)
 			fx.pod(t, ns, "ingress", "node-h", func(p *corev1.Pod) {
@@ -110,7 +112,7 @@ func TestDoctor(t *testing.T) {
 				p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 80}}
 			})
 			return fx.pod(t, ns, "app", "node-h", injected)
-		}, []string{"host-ports"}},
+		}, []string{"host-ports"}, nil},
 		{"agent-not-ready", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-agent", ns, "app"), nil)
 			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-down"}}
@@ -118,29 +120,46 @@ func TestDoctor(t *testing.T) {
 			agent := fx.agent(t, "node-down", false)
 			t.Cleanup(func() { _ = k8s.Delete(context.Background(), agent); _ = k8s.Delete(context.Background(), node) })
 			return fx.pod(t, ns, "app", "node-down", injected)
-		}, []string{"agents", "agent"}},
+		}, []string{"agents", "agent"}, nil},
 		{"role-without-tagsession", func(t *testing.T, ns string) *corev1.Pod {
 			role := createRole(t, "doctor-no-tagsession", trustPolicy(fx.principal, `"sts:AssumeRole"`, ""))
 			fx.associate(t, ns, "app", role, nil)
 			return fx.pod(t, ns, "app", "node-a", injected)
-		}, []string{"role-trust", "live-exchange"}},
+		}, []string{"role-trust", "live-exchange"}, nil},
 		{"role-condition", func(t *testing.T, ns string) *corev1.Pod {
 			role := fx.trustedRole(t, "doctor-condition", "dr-someone-else", "app")
 			fx.associate(t, ns, "app", role, nil)
 			return fx.pod(t, ns, "app", "node-a", injected)
-		}, []string{"role-trust", "live-exchange"}},
+		}, []string{"role-trust", "live-exchange"}, nil},
 		{"target-role-external-id", func(t *testing.T, ns string) *corev1.Pod {
 			role := fx.trustedRole(t, "doctor-source", ns, "app")
 			target := createRole(t, "doctor-target", trustPolicy(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"not-this-one"}}`))
 			fx.associate(t, ns, "app", role, func(a *v1alpha1.PodIdentityAssociation) { a.Spec.TargetRoleARN = target })
 			return fx.pod(t, ns, "app", "node-a", injected)
-		}, []string{"target-role-trust", "live-exchange"}},
+		}, []string{"target-role-trust", "live-exchange"}, nil},
+		{"serviceaccount-irsa-annotation", func(t *testing.T, ns string) *corev1.Pod {
+			fx.create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", Annotations: map[string]string{webhook.AnnotationRoleARN: "arn:aws:iam::111122223333:role/old"}}})
+			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-sa", ns, "app"), nil)
+			return fx.pod(t, ns, "app", "node-a", injected)
+		}, []string{"irsa-annotation"}, func(ns string) (*doctor.Report, error) { return d.ServiceAccount(ctx, ns, "app") }},
+		{"deployment-missing-serviceaccount", func(t *testing.T, ns string) *corev1.Pod {
+			return fx.pod(t, ns, "ghost", "node-a", fx.ownedByDeployment(t, ns, "ghost"))
+		}, []string{"serviceaccount", "association", "association", "injection", "role-trust", "live-exchange"}, func(ns string) (*doctor.Report, error) {
+			if err := k8s.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ghost"}}); err != nil {
+				return nil, err
+			}
+			return d.Deployment(ctx, ns, "app")
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ns := fx.namespace(t, "dr-"+c.name)
 			pod := c.setUp(t, ns)
-			report, err := d.Pod(ctx, ns, pod.Name)
+			target := func(string) (*doctor.Report, error) { return d.Pod(ctx, ns, pod.Name) }
+			if c.target != nil {
+				target = c.target
+			}
+			report, err := target(ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -257,6 +276,8 @@ var doctorVolatile = []struct {
 	{regexp.MustCompile(`last renewed \S+ ago`), "last renewed AGE ago"},
 	{regexp.MustCompile(`"sts:ExternalId":"[^"]*"`), `"sts:ExternalId":"EXTERNALID"`},
 	{regexp.MustCompile(`external ID "[^"]*"`), `external ID "EXTERNALID"`},
+	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "UUID"},
+	{regexp.MustCompile(`RequestID: [^,]+,`), "RequestID: ID,"},
 }
 
 func normalizeDoctor(s string) string {
@@ -446,9 +467,9 @@ func withEnv(name, value string) func(*corev1.Pod) {
 
 // ownedByDeployment makes the pod Deployment app's, through its
 // ReplicaSet, as the controllers would (none run here).
-func (fx *doctorFixtures) ownedByDeployment(t *testing.T, ns string) func(*corev1.Pod) {
+func (fx *doctorFixtures) ownedByDeployment(t *testing.T, ns, sa string) func(*corev1.Pod) {
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "app"}}
-	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel.MatchLabels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
+	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel.MatchLabels}, Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}}}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: appsv1.DeploymentSpec{Selector: sel, Template: tmpl}}
 	fx.create(t, dep)
 	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-5d4f8",
