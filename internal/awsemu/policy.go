@@ -3,6 +3,8 @@ package awsemu
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/podid/podid/internal/iampolicy"
 )
 
 // policyDocument is an IAM policy as far as trust evaluation needs it.
@@ -24,34 +26,10 @@ type statement struct {
 }
 
 // statementList accepts a statement or a list of them.
-type statementList []statement
-
-func (s *statementList) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '{' {
-		var one statement
-		if err := json.Unmarshal(b, &one); err != nil {
-			return err
-		}
-		*s = statementList{one}
-		return nil
-	}
-	return json.Unmarshal(b, (*[]statement)(s))
-}
+type statementList = iampolicy.OneOrMany[statement]
 
 // stringList accepts a string or a list of strings.
-type stringList []string
-
-func (s *stringList) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var one string
-		if err := json.Unmarshal(b, &one); err != nil {
-			return err
-		}
-		*s = stringList{one}
-		return nil
-	}
-	return json.Unmarshal(b, (*[]string)(s))
-}
+type stringList = iampolicy.OneOrMany[string]
 
 // principalSet is "*" or {"AWS": …, "Service": …, "Federated": …}.
 type principalSet struct {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/podid/podid/internal/iampolicy"
 )
 
 // trustRequest is one sts call whose admission by a role's trust policy is
@@ -47,34 +49,10 @@ type statement struct {
 }
 
 // statements is one statement or a list of them, as IAM accepts both.
-type statements []statement
-
-func (s *statements) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '{' {
-		var one statement
-		if err := json.Unmarshal(b, &one); err != nil {
-			return err
-		}
-		*s = statements{one}
-		return nil
-	}
-	return json.Unmarshal(b, (*[]statement)(s))
-}
+type statements = iampolicy.OneOrMany[statement]
 
 // stringList is a string or a list of strings.
-type stringList []string
-
-func (l *stringList) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var one string
-		if err := json.Unmarshal(b, &one); err != nil {
-			return err
-		}
-		*l = stringList{one}
-		return nil
-	}
-	return json.Unmarshal(b, (*[]string)(l))
-}
+type stringList = iampolicy.OneOrMany[string]
 
 // parseTrust decodes a trust policy document (already URL-decoded).
 func parseTrust(doc string) (*policyDoc, error) {

@@ -481,30 +481,17 @@ func (fx *doctorFixtures) ownedByDeployment(t *testing.T, ns, sa string) func(*c
 	}
 }
 
+// edit changes podid's object name and returns what puts it back.
 func (fx *doctorFixtures) edit(t *testing.T, obj client.Object, name string, change func(client.Object)) func() {
-	t.Helper()
-	ctx := t.Context()
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: doctorNS, Name: name}, obj); err != nil {
-		t.Fatal(err)
-	}
-	before := obj.DeepCopyObject().(client.Object)
-	change(obj)
-	if err := k8s.Update(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-			t.Error(err)
-			return
-		}
-		before.SetResourceVersion(obj.GetResourceVersion())
-		if err := k8s.Update(context.Background(), before); err != nil {
-			t.Error(err)
-		}
-	}
+	return fx.change(t, obj, name, change, func(ctx context.Context, o client.Object) error { return k8s.Update(ctx, o) })
 }
 
+// editStatus changes the object's status.
 func (fx *doctorFixtures) editStatus(t *testing.T, obj client.Object, name string, change func(client.Object)) func() {
+	return fx.change(t, obj, name, change, func(ctx context.Context, o client.Object) error { return k8s.Status().Update(ctx, o) })
+}
+
+func (fx *doctorFixtures) change(t *testing.T, obj client.Object, name string, change func(client.Object), update func(context.Context, client.Object) error) func() {
 	t.Helper()
 	ctx := t.Context()
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: doctorNS, Name: name}, obj); err != nil {
@@ -512,7 +499,7 @@ func (fx *doctorFixtures) editStatus(t *testing.T, obj client.Object, name strin
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	change(obj)
-	if err := k8s.Status().Update(ctx, obj); err != nil {
+	if err := update(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
 	return func() {
@@ -521,7 +508,7 @@ func (fx *doctorFixtures) editStatus(t *testing.T, obj client.Object, name strin
 			return
 		}
 		before.SetResourceVersion(obj.GetResourceVersion())
-		if err := k8s.Status().Update(context.Background(), before); err != nil {
+		if err := update(context.Background(), before); err != nil {
 			t.Error(err)
 		}
 	}
