@@ -13,6 +13,11 @@ const (
 	CheckRefused = "Refused"
 )
 
+// AnnotationRequestedBy is stamped on a PodIdentityCheck at creation with
+// the requesting user's name, by the chart's MutatingAdmissionPolicy
+// (Kubernetes 1.36+), overriding any value the user sets.
+const AnnotationRequestedBy = "podid.io/requested-by"
+
 // PodIdentityCheck asks podid server to perform a pod's credential exchange
 // and report what happened (the role session it obtained, or the refusal
 // the pod would get) without handing out the credentials. With no podName
@@ -22,9 +27,10 @@ const (
 //
 // Who may ask is who may create PodIdentityChecks in the pod's namespace
 // (the chart grants it to the edit and admin roles: they can run a pod as
-// the ServiceAccount anyway). The API server's audit log records who asked;
-// podid server's audit log records the check and its outcome, and
-// deletes checks an hour after it answered them.
+// the ServiceAccount anyway). The API server's audit log records who asked,
+// and so does podid server's, with the name the chart's admission policy
+// stamps (AnnotationRequestedBy); podid server deletes checks an hour after
+// it answered them.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -85,6 +91,11 @@ type PodIdentityCheckStatus struct {
 	//
 	// +optional
 	AssumedRoleARN string `json:"assumedRoleArn,omitempty"`
+	// RequestedBy is who asked, as stamped at creation (see
+	// AnnotationRequestedBy); empty on clusters without the policy.
+	//
+	// +optional
+	RequestedBy string `json:"requestedBy,omitempty"`
 	// Server is the podid server replica that answered.
 	//
 	// +optional

@@ -99,11 +99,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.limiter.Wait(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
-	requester := "podidentitycheck:" + check.Namespace + "/" + check.Name
+	// The chart's admission policy stamps who created the check; without
+	// it (Kubernetes before 1.36) the API server's audit log has the name.
+	requester := check.Annotations[v1alpha1.AnnotationRequestedBy]
+	if requester == "" {
+		requester = "unknown"
+	}
 	if check.Spec.PodName == "" {
 		check.Status = r.callerIdentity(ctx)
 	} else {
-		res := r.Checker.Check(ctx, check.Namespace, check.Spec.PodName, requester)
+		res := r.Checker.Check(ctx, check.Namespace, check.Spec.PodName, requester+" ("+req.String()+")")
 		check.Status = v1alpha1.PodIdentityCheckStatus{Outcome: v1alpha1.CheckIssued, Code: res.Code, Message: res.Message,
 			AssociationID: res.AssociationID, RoleARN: res.RoleARN, AssumedRoleARN: res.AssumedRoleARN}
 		if res.Code != "" {
@@ -113,6 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	check.Status.Server = r.Server
+	check.Status.RequestedBy = check.Annotations[v1alpha1.AnnotationRequestedBy]
 	check.Status.CheckedAt = &metav1.Time{Time: r.Clock.Now()}
 	if err := r.Client.Status().Update(ctx, &check); err != nil {
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
@@ -120,7 +126,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		return reconcile.Result{}, err
 	}
-	r.Log.Info("answered a PodIdentityCheck", "check", req.String(), "pod", check.Spec.PodName, "outcome", check.Status.Outcome, "code", check.Status.Code)
+	r.Log.Info("answered a PodIdentityCheck", "check", req.String(), "requestedBy", requester, "pod", check.Spec.PodName, "outcome", check.Status.Outcome, "code", check.Status.Code)
 	return reconcile.Result{RequeueAfter: TTL}, nil
 }
 

@@ -20,10 +20,14 @@ import (
 	"github.com/podid/podid/internal/kube"
 )
 
-type checker struct{ calls int }
+type checker struct {
+	calls      int
+	requesters []string
+}
 
-func (c *checker) Check(_ context.Context, ns, pod, _ string) *auth.CheckResult {
+func (c *checker) Check(_ context.Context, ns, pod, requester string) *auth.CheckResult {
 	c.calls++
+	c.requesters = append(c.requesters, requester)
 	if pod == "orphan" {
 		return &auth.CheckResult{Code: auth.ResourceNotFound, Message: "No Pod Identity association found for namespace " + ns + " and service account orphan."}
 	}
@@ -47,7 +51,8 @@ func TestReconcile(t *testing.T) {
 	r := &Reconciler{Client: c, Checker: ch, STS: callerIdentity{}, Server: "replica-0", Rate: 1000, Clock: clock, Log: slog.New(slog.DiscardHandler)}
 	r.limiter = newLimiter(r.Rate)
 	for _, name := range []string{"app", "orphan", ""} {
-		if err := c.Create(ctx, &v1alpha1.PodIdentityCheck{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "check-" + name}, Spec: v1alpha1.PodIdentityCheckSpec{PodName: name}}); err != nil {
+		if err := c.Create(ctx, &v1alpha1.PodIdentityCheck{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "check-" + name,
+			Annotations: map[string]string{v1alpha1.AnnotationRequestedBy: "jane"}}, Spec: v1alpha1.PodIdentityCheckSpec{PodName: name}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +78,7 @@ func TestReconcile(t *testing.T) {
 			t.Errorf("%s: requeue after %s, want %s", name, res.RequeueAfter, TTL)
 		}
 	}
-	if st := get("check-app").Status; st.Outcome != v1alpha1.CheckIssued || st.AssumedRoleARN != "arn:aws:sts::111122223333:assumed-role/app/s" || st.Server != "replica-0" || !st.CheckedAt.Time.Equal(now) {
+	if st := get("check-app").Status; st.Outcome != v1alpha1.CheckIssued || st.AssumedRoleARN != "arn:aws:sts::111122223333:assumed-role/app/s" || st.Server != "replica-0" || st.RequestedBy != "jane" || !st.CheckedAt.Time.Equal(now) {
 		t.Errorf("issued: %+v", st)
 	}
 	if st := get("check-orphan").Status; st.Outcome != v1alpha1.CheckRefused || st.Code != auth.ResourceNotFound {
@@ -81,6 +86,10 @@ func TestReconcile(t *testing.T) {
 	}
 	if st := get("check-").Status; st.Outcome != v1alpha1.CheckIssued || st.AssumedRoleARN != "arn:aws:iam::111122223333:user/podid" {
 		t.Errorf("caller identity: %+v", st)
+	}
+
+	if want := "jane (shop/check-app)"; ch.requesters[0] != want {
+		t.Errorf("audited requester %q, want %q", ch.requesters[0], want)
 	}
 
 	clock.Step(30 * time.Minute)

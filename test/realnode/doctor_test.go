@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/cli"
@@ -64,6 +67,33 @@ func testDoctor(t *testing.T) {
 			}
 		}
 		timeDoctorCLI(t, ns, healthy.Name)
+	})
+
+	t.Run("a check names who asked, never credentials", func(t *testing.T) {
+		who, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := &v1alpha1.PodIdentityCheck{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-hand",
+			Annotations: map[string]string{v1alpha1.AnnotationRequestedBy: "someone-else"}}, Spec: v1alpha1.PodIdentityCheckSpec{PodName: healthy.Name}}
+		if err := sb.Client().Create(ctx, check); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			err := sb.Client().Get(ctx, client.ObjectKeyFromObject(check), check)
+			return err == nil && check.Status.Outcome != "", nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(check)
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := who.Status.UserInfo.Username
+		if check.Status.RequestedBy != user || check.Annotations[v1alpha1.AnnotationRequestedBy] != user || check.Status.Outcome != v1alpha1.CheckIssued ||
+			strings.Contains(string(raw), "ASIA") || strings.Contains(strings.ToLower(string(raw)), "secret") {
+			t.Errorf("the check %s, asked by %s: %s", check.Name, user, raw)
+		}
 	})
 
 	t.Run("association in the wrong namespace", func(t *testing.T) {
