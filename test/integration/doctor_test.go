@@ -66,8 +66,8 @@ func TestDoctor(t *testing.T) {
 		}, nil, nil},
 		{"no-association", func(t *testing.T, ns string) *corev1.Pod {
 			other := fx.namespace(t, "dr-elsewhere")
-			fx.associate(t, other, "billing", fx.trustedRole(t, "doctor-elsewhere", other, "billing"), nil)
-			return fx.pod(t, ns, "billing", "node-a")
+			fx.associate(t, other, "doctor-orphan", fx.trustedRole(t, "doctor-elsewhere", other, "doctor-orphan"), nil)
+			return fx.pod(t, ns, "doctor-orphan", "node-a")
 		}, []string{"association", "injection", "role-trust", "live-exchange"}, nil},
 		{"default-serviceaccount", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-default-sa", ns, "app"), nil)
