@@ -40,7 +40,6 @@ const (
 type clusterState struct {
 	server       *appsv1.Deployment
 	serverErr    error
-	serverPods   []corev1.Pod
 	lease        *coordinationv1.Lease
 	leaseErr     error
 	webhook      *admissionregistrationv1.MutatingWebhookConfiguration
@@ -75,15 +74,8 @@ func (d *Doctor) readCluster(ctx context.Context) *clusterState {
 		func() { s.agents = &appsv1.DaemonSet{}; s.agentsErr = get(AgentDaemonSet, s.agents) },
 		func() {
 			var l corev1.PodList
-			s.agentPodsErr = d.Kube.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "podid"})
-			for _, p := range l.Items {
-				switch p.Labels[agentComponentKey] {
-				case "agent":
-					s.agentPods = append(s.agentPods, p)
-				case "server":
-					s.serverPods = append(s.serverPods, p)
-				}
-			}
+			s.agentPodsErr = d.Kube.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "podid", agentComponentKey: "agent"})
+			s.agentPods = l.Items
 		},
 		func() {
 			var l corev1.NodeList
