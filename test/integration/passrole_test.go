@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eks"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/kube"
@@ -104,8 +105,16 @@ func TestPassRole(t *testing.T) {
 	if err := asAlice.Update(ctx, pia); err != nil {
 		t.Errorf("an update keeping the role: %v", err)
 	}
-	pia.Spec.RoleARN = "arn:aws:iam::111122223333:role/other"
-	if err := asAlice.Update(ctx, pia); err == nil || !strings.Contains(err.Error(), "may not use IAM role arn:aws:iam::111122223333:role/other") {
+	// The controller writes the status of the first update meanwhile: read
+	// again on a conflict, so that the refusal tested is the policy's.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := asAlice.Get(ctx, client.ObjectKeyFromObject(pia), pia); err != nil {
+			return err
+		}
+		pia.Spec.RoleARN = "arn:aws:iam::111122223333:role/other"
+		return asAlice.Update(ctx, pia)
+	})
+	if err == nil || !strings.Contains(err.Error(), "may not use IAM role arn:aws:iam::111122223333:role/other") {
 		t.Errorf("an update to an ungranted role: %v", err)
 	}
 }
