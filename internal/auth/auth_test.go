@@ -35,6 +35,14 @@ var identity = association.Identity{Partition: "aws", Region: "us-east-1", Accou
 
 type fakePods map[string]PodInfo // "ns/name" → pod
 
+func (f fakePods) PodByName(_ context.Context, ns, name string) (*PodInfo, error) {
+	p, ok := f[ns+"/"+name]
+	if !ok {
+		return nil, ErrPodGone
+	}
+	return &p, nil
+}
+
 func (f fakePods) Pod(_ context.Context, ns, name, uid string) (*PodInfo, error) {
 	p, ok := f[ns+"/"+name]
 	if !ok || p.UID != uid {

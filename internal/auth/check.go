@@ -49,11 +49,7 @@ func (h *Handler) Check(ctx context.Context, namespace, name, requester string) 
 }
 
 func (h *Handler) check(ctx context.Context, namespace, name string, rec *record) (*sts.Result, error) {
-	lookup, ok := h.opts.Pods.(PodLookup)
-	if !ok {
-		return nil, fail(InternalServer, "this podid server cannot look pods up by name", nil)
-	}
-	pod, err := lookup.PodByName(ctx, namespace, name)
+	pod, err := h.opts.Pods.PodByName(ctx, namespace, name)
 	if errors.Is(err, ErrPodGone) {
 		return nil, fail(ResourceNotFound, "no pod "+namespace+"/"+name, nil)
 	}

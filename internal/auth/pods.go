@@ -31,10 +31,8 @@ type Pods interface {
 	// Pod returns the pod namespace/name if it exists with uid, ErrPodGone
 	// if it does not, or another error when the API server cannot say.
 	Pod(ctx context.Context, namespace, name, uid string) (*PodInfo, error)
-}
-
-// PodLookup finds a pod by name alone, for PodIdentityChecks.
-type PodLookup interface {
+	// PodByName returns the pod namespace/name with its ServiceAccount, or
+	// ErrPodGone; PodIdentityChecks name pods, not tokens.
 	PodByName(ctx context.Context, namespace, name string) (*PodInfo, error)
 }
 
@@ -80,7 +78,7 @@ func (k *KubePods) Pod(ctx context.Context, namespace, name, uid string) (*PodIn
 	return &PodInfo{UID: uid, NodeName: pod.Spec.NodeName}, nil
 }
 
-// PodByName implements PodLookup, reading from the API server: the cache
+// PodByName implements Pods, reading from the API server: the cache
 // keeps no ServiceAccount.
 func (k *KubePods) PodByName(ctx context.Context, namespace, name string) (*PodInfo, error) {
 	var pod corev1.Pod

@@ -99,7 +99,10 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			return "", err
 		}
 	}
-	if ci, ok := stsClient.(serveridentity.CallerIdentityAPI); ok {
+	// The identity publisher and the PodIdentityChecks without a pod call
+	// sts:GetCallerIdentity, which test doubles of STS may not have.
+	ci, _ := stsClient.(serveridentity.CallerIdentityAPI)
+	if ci != nil {
 		ns := opts.IdentityNamespace
 		if ns == "" {
 			ns = ownNamespace()
@@ -155,7 +158,6 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 
 	// PodIdentityChecks (podid doctor's live check) are answered by the
 	// same exchange, minus the token and the credentials.
-	ci, _ := stsClient.(serveridentity.CallerIdentityAPI)
 	replica, _ := os.Hostname()
 	if err := (&podcheck.Reconciler{Client: mgr.GetClient(), Checker: handler, STS: ci, Server: replica,
 		Log: slog.Default().With("logger", "pod-identity-check")}).SetupWithManager(mgr); err != nil {

@@ -3,15 +3,8 @@ package realnode
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"slices"
 	"strings"
@@ -190,7 +183,13 @@ func testDoctor(t *testing.T) {
 	})
 
 	t.Run("webhook caBundle wrong", func(t *testing.T) {
-		restore := patchWebhookCABundle(t, otherCA(t))
+		// The node's own CA: a real CA, but not the one that signed podid's
+		// serving certificate.
+		nodeCA, err := os.ReadFile(sb.RealNode().CAFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := patchWebhookCABundle(t, nodeCA)
 		defer restore()
 		r := d.Cluster(ctx)
 		want(t, r, "webhook", doctor.Fail, "does not verify the serving certificate")
@@ -348,20 +347,6 @@ func patchWebhookCABundle(t *testing.T, bundle []byte) func() {
 			t.Errorf("restoring the webhook's caBundle: %v", err)
 		}
 	}
-}
-
-func otherCA(t *testing.T) []byte {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "someone else's CA"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // setAgentNodeSelector changes the agent DaemonSet's nodeSelector and waits
