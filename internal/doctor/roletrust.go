@@ -13,6 +13,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/iampolicy"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/sts"
 )
@@ -26,7 +27,7 @@ type roleCache struct {
 type roleResult struct {
 	once  sync.Once
 	arn   string
-	trust *policyDoc
+	trust *iampolicy.Trust
 	err   error
 }
 
@@ -52,7 +53,7 @@ func (d *Doctor) role(ctx context.Context, c *roleCache, roleARN string) *roleRe
 		r.arn = aws.ToString(out.Role.Arn)
 		doc, err := iamrole.TrustDocument(aws.ToString(out.Role.AssumeRolePolicyDocument))
 		if err == nil {
-			r.trust, err = parseTrust(doc)
+			r.trust, err = iampolicy.ParseTrust(doc)
 		}
 		r.err = err
 	})
@@ -104,7 +105,7 @@ func (d *Doctor) roleTrust(ctx context.Context, roles *roleCache, cluster associ
 		}
 	}
 	statement, _ := json.Marshal(iamrole.TrustStatement(principal, iamrole.Association{Cluster: cluster.ClusterName, Namespace: pod.Namespace, ServiceAccount: serviceAccountOf(pod)}))
-	assume := r.trust.evaluate(trustRequest{Principal: principal, Action: "sts:AssumeRole", Context: reqCtx})
+	assume := r.trust.Evaluate(iampolicy.Request{Principal: principal, Action: "sts:AssumeRole", Context: reqCtx, Complete: isRequestKey})
 	if !assume.Allowed {
 		return failed(name, fmt.Sprintf("role %s does not let podid server (%s) assume it for this pod: %s", a.Spec.RoleARN, principal, assume.Refusal),
 			"add this statement to the role's trust policy: "+string(statement))
@@ -112,7 +113,7 @@ func (d *Doctor) roleTrust(ctx context.Context, roles *roleCache, cluster associ
 	actions := "sts:AssumeRole"
 	unevaluated := assume.Unevaluated
 	if !a.Spec.DisableSessionTags {
-		tag := r.trust.evaluate(trustRequest{Principal: principal, Action: "sts:TagSession", Context: reqCtx})
+		tag := r.trust.Evaluate(iampolicy.Request{Principal: principal, Action: "sts:TagSession", Context: reqCtx, Complete: isRequestKey})
 		if !tag.Allowed {
 			return failed(name, fmt.Sprintf("role %s lets podid server (%s) assume it (statement %s) but not tag the session: %s; podid sends session tags, so STS refuses", a.Spec.RoleARN, principal, assume.Sid, tag.Refusal),
 				fmt.Sprintf("add sts:TagSession to the Action of statement %s, or set spec.disableSessionTags: true on association %s/%s", assume.Sid, a.Namespace, a.Name))
@@ -135,11 +136,17 @@ func (d *Doctor) targetRoleTrust(ctx context.Context, roles *roleCache, cluster 
 	}
 	externalID := sts.ExternalID(cluster, &association.Association{Namespace: a.Namespace, ServiceAccount: a.Spec.ServiceAccount,
 		ExternalID: a.Status.ExternalID, DisableSessionTags: a.Spec.DisableSessionTags})
-	v := r.trust.evaluate(trustRequest{Principal: a.Spec.RoleARN, Action: "sts:AssumeRole", Context: map[string][]string{
-		"sts:externalid": {externalID}, "aws:principalarn": {a.Spec.RoleARN}}})
+	v := r.trust.Evaluate(iampolicy.Request{Principal: a.Spec.RoleARN, Action: "sts:AssumeRole", Context: map[string][]string{
+		"sts:externalid": {externalID}, "aws:principalarn": {a.Spec.RoleARN}}, Complete: isRequestKey})
 	if !v.Allowed {
 		return failed(name, fmt.Sprintf("target role %s does not let role %s assume it with external ID %q: %s", a.Spec.TargetRoleARN, a.Spec.RoleARN, externalID, v.Refusal),
 			fmt.Sprintf(`add to the target role's trust policy: {"Effect":"Allow","Principal":{"AWS":"%s"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringEquals":{"sts:ExternalId":"%s"}}}`, a.Spec.RoleARN, externalID))
 	}
 	return ok(name, fmt.Sprintf("target role %s trusts role %s with external ID %q (statement %s)", a.Spec.TargetRoleARN, a.Spec.RoleARN, externalID, v.Sid))
+}
+
+// isRequestKey: keys doctor knows the value of, or knows are absent, for a
+// podid exchange (session tags and external ID are all the request has).
+func isRequestKey(key string) bool {
+	return strings.HasPrefix(key, "aws:requesttag/") || key == "sts:externalid" || key == "aws:principalarn" || key == "aws:tagkeys"
 }

@@ -1,7 +1,9 @@
-// Package iampolicy holds the JSON shapes of IAM policy documents that
-// encoding/json does not read by itself: IAM accepts one value where it
-// accepts a list (a Statement, an Action, a condition's values). Doctor's
-// trust evaluation and the emulator's both read policies with it.
+// Package iampolicy reads IAM policy documents and evaluates role trust
+// policies. It holds the JSON shapes encoding/json does not read by itself
+// (IAM accepts one value where it accepts a list: a Statement, an Action, a
+// condition's values), which the emulator reads policies with too, and the
+// trust evaluation doctor and migrate share: does this role's trust admit
+// this principal, for this action, with these condition keys.
 package iampolicy
 
 import (

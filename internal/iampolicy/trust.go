@@ -1,4 +1,4 @@
-package doctor
+package iampolicy
 
 import (
 	"encoding/json"
@@ -6,39 +6,50 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/podid/podid/internal/iampolicy"
 )
 
-// trustRequest is one sts call whose admission by a role's trust policy is
+// Request is one sts call whose admission by a role's trust policy is
 // evaluated: who calls, the action, and the request's context keys.
-type trustRequest struct {
-	// Principal is the caller's IAM ARN (a user's or a role's).
+type Request struct {
+	// Principal is the caller: an IAM ARN (a user's or a role's), or with
+	// Federated an identity provider's ARN (IRSA's OIDC provider).
 	Principal string
+	// Federated says Principal is a web identity provider, which trust
+	// policies name under Principal.Federated rather than Principal.AWS.
+	Federated bool
 	Action    string
 	// Context holds condition keys the request carries, lower-cased
-	// (aws:requesttag/kubernetes-namespace, sts:externalid, aws:principalarn).
+	// (aws:requesttag/kubernetes-namespace, sts:externalid, aws:principalarn,
+	// <issuer>:sub).
 	Context map[string][]string
+	// Complete, when set, names the keys whose absence from Context is
+	// known (a condition on them then fails, or holds with IfExists); any
+	// other absent key cannot be evaluated and is assumed to hold.
+	Complete func(key string) bool
 }
 
-// trustVerdict is what a trust policy makes of a request.
-type trustVerdict struct {
+// Verdict is what a trust policy makes of a request.
+type Verdict struct {
 	Allowed bool
-	// Sid names the statement that allowed or denied it.
-	Sid string
+	// Sid names the statement that allowed or denied it (#N when it has
+	// none); Statement is its index.
+	Sid       string
+	Statement int
 	// Refusal says, when not allowed, the nearest reason: the condition
 	// that failed in a statement naming the principal, or that none names it.
 	Refusal string
-	// Unevaluated lists condition keys doctor cannot evaluate; the verdict
-	// then assumes they hold.
+	// Unevaluated lists condition keys that could not be evaluated; the
+	// verdict then assumes they hold.
 	Unevaluated []string
 }
 
-type policyDoc struct {
+// Trust is a role's trust policy, read for evaluation.
+type Trust struct {
 	Statement statements `json:"Statement"`
 }
 
-type statement struct {
+// Statement is one statement of a trust policy.
+type Statement struct {
 	Sid          string                    `json:"Sid"`
 	Effect       string                    `json:"Effect"`
 	Principal    json.RawMessage           `json:"Principal"`
@@ -49,40 +60,40 @@ type statement struct {
 }
 
 // statements is one statement or a list of them, as IAM accepts both.
-type statements = iampolicy.OneOrMany[statement]
+type statements = OneOrMany[Statement]
 
 // stringList is a string or a list of strings.
-type stringList = iampolicy.OneOrMany[string]
+type stringList = OneOrMany[string]
 
-// parseTrust decodes a trust policy document (already URL-decoded).
-func parseTrust(doc string) (*policyDoc, error) {
-	var p policyDoc
+// ParseTrust decodes a trust policy document (already URL-decoded).
+func ParseTrust(doc string) (*Trust, error) {
+	var p Trust
 	if err := json.Unmarshal([]byte(doc), &p); err != nil {
 		return nil, fmt.Errorf("the trust policy is not a policy document: %w", err)
 	}
 	return &p, nil
 }
 
-// evaluate applies the policy to r as IAM does for a role's trust: an
+// Evaluate applies the policy to r as IAM does for a role's trust: an
 // explicit Deny wins, else some Allow must match.
-func (p *policyDoc) evaluate(r trustRequest) trustVerdict {
-	var v trustVerdict
+func (p *Trust) Evaluate(r Request) Verdict {
+	var v Verdict
 	var nearest string
 	for i, s := range p.Statement {
 		sid := s.Sid
 		if sid == "" {
 			sid = fmt.Sprintf("#%d", i+1)
 		}
-		if !s.coversAction(r.Action) || !s.namesPrincipal(r.Principal) {
+		if !s.coversAction(r.Action) || !s.namesPrincipal(r) {
 			continue
 		}
-		ok, failed, unevaluated := s.conditionsHold(r.Context)
+		ok, failed, unevaluated := s.conditionsHold(r)
 		v.Unevaluated = append(v.Unevaluated, unevaluated...)
 		switch {
 		case strings.EqualFold(s.Effect, "Deny") && ok:
-			return trustVerdict{Sid: sid, Refusal: fmt.Sprintf("statement %s denies %s", sid, r.Action)}
+			return Verdict{Sid: sid, Statement: i, Refusal: fmt.Sprintf("statement %s denies %s", sid, r.Action)}
 		case strings.EqualFold(s.Effect, "Allow") && ok && !v.Allowed:
-			v.Allowed, v.Sid = true, sid
+			v.Allowed, v.Sid, v.Statement = true, sid, i
 		case strings.EqualFold(s.Effect, "Allow") && !ok && nearest == "":
 			nearest = fmt.Sprintf("statement %s names the principal but its condition %s", sid, failed)
 		}
@@ -98,7 +109,7 @@ func (p *policyDoc) evaluate(r trustRequest) trustVerdict {
 	return v
 }
 
-func (s statement) coversAction(action string) bool {
+func (s Statement) coversAction(action string) bool {
 	if len(s.NotAction) > 0 {
 		return !matchAny(s.NotAction, strings.ToLower(action), true, true)
 	}
@@ -107,8 +118,10 @@ func (s statement) coversAction(action string) bool {
 
 // namesPrincipal: "*", {"AWS": "*"}, the principal's ARN, or its account
 // (an account ID or its root ARN: the account then delegates to its own
-// IAM policies, which doctor does not read).
-func (s statement) namesPrincipal(principal string) bool {
+// IAM policies, which are not read here); a federated principal only by
+// its provider's ARN under "Federated".
+func (s Statement) namesPrincipal(r Request) bool {
+	principal := r.Principal
 	if len(s.NotPrincipal) > 0 {
 		return false // rare in trust policies; not evaluated
 	}
@@ -120,7 +133,10 @@ func (s statement) namesPrincipal(principal string) bool {
 	if err := json.Unmarshal(s.Principal, &m); err != nil {
 		return false
 	}
-	account := accountOf(principal)
+	if r.Federated {
+		return slices.Contains(m["Federated"], principal)
+	}
+	account := AccountOf(principal)
 	for _, p := range m["AWS"] {
 		switch {
 		case p == "*", p == principal, account != "" && (p == account || strings.HasSuffix(p, ":"+account+":root")):
@@ -133,7 +149,7 @@ func (s statement) namesPrincipal(principal string) bool {
 // conditionsHold evaluates the statement's conditions against ctx. It
 // returns which one failed, and the keys it could not evaluate (assumed
 // to hold).
-func (s statement) conditionsHold(ctx map[string][]string) (ok bool, failed string, unevaluated []string) {
+func (s Statement) conditionsHold(r Request) (ok bool, failed string, unevaluated []string) {
 	ops := make([]string, 0, len(s.Condition))
 	for op := range s.Condition {
 		ops = append(ops, op)
@@ -146,14 +162,14 @@ func (s statement) conditionsHold(ctx map[string][]string) (ok bool, failed stri
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
-			want := anyStrings(s.Condition[op][key])
-			have, known := ctx[strings.ToLower(key)]
+			want := Values(s.Condition[op][key])
+			have, known := r.Context[strings.ToLower(key)]
 			base := op // without ForAnyValue:/ForAllValues: (one-valued keys here)
 			if i := strings.LastIndex(base, ":"); i >= 0 {
 				base = base[i+1:]
 			}
 			base, ifExists := strings.CutSuffix(base, "IfExists")
-			if !known && !isRequestKey(key) {
+			if !known && (r.Complete == nil || !r.Complete(strings.ToLower(key))) {
 				unevaluated = append(unevaluated, key)
 				continue
 			}
@@ -177,11 +193,17 @@ func (s statement) conditionsHold(ctx map[string][]string) (ok bool, failed stri
 	return true, "", unevaluated
 }
 
-// isRequestKey: keys doctor knows the value of, or knows are absent, for a
-// podid exchange (session tags and external ID are all the request has).
-func isRequestKey(key string) bool {
-	k := strings.ToLower(key)
-	return strings.HasPrefix(k, "aws:requesttag/") || k == "sts:externalid" || k == "aws:principalarn" || k == "aws:tagkeys"
+// ConditionsOn reports whether the statement has a condition on key
+// (case-insensitive), under any operator.
+func (s Statement) ConditionsOn(key string) bool {
+	for _, keys := range s.Condition {
+		for k := range keys {
+			if strings.EqualFold(k, key) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func compare(op string, have, want []string) (holds, evaluable bool) {
@@ -257,7 +279,8 @@ func globMatch(pattern, s string) bool {
 	return s == ""
 }
 
-func anyStrings(v any) []string {
+// Values are a condition's values: one or a list, as IAM accepts both.
+func Values(v any) []string {
 	switch t := v.(type) {
 	case string:
 		return []string{t}
@@ -273,8 +296,8 @@ func anyStrings(v any) []string {
 	return []string{fmt.Sprint(v)}
 }
 
-// accountOf is the account ID of an IAM or STS ARN.
-func accountOf(arn string) string {
+// AccountOf is the account ID of an IAM or STS ARN.
+func AccountOf(arn string) string {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) < 6 {
 		return ""

@@ -1,4 +1,4 @@
-package doctor
+package iampolicy
 
 import (
 	"strings"
@@ -6,6 +6,51 @@ import (
 )
 
 const server = "arn:aws:iam::111122223333:role/podid-server"
+
+// podidRequest is podid server's AssumeRole or TagSession for a pod of ns, as
+// doctor evaluates it.
+func podidRequest(action string, ctx map[string][]string) Request {
+	return Request{Principal: server, Action: action, Context: ctx, Complete: func(k string) bool {
+		return strings.HasPrefix(k, "aws:requesttag/") || k == "sts:externalid" || k == "aws:principalarn" || k == "aws:tagkeys"
+	}}
+}
+
+const provider = "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/c1"
+
+// irsaRequest is ns/sa's IRSA token presented to STS.
+func irsaRequest(ns, sa string) Request {
+	return Request{Principal: provider, Federated: true, Action: "sts:AssumeRoleWithWebIdentity", Context: map[string][]string{
+		"oidc.example.com/id/c1:sub": {"system:serviceaccount:" + ns + ":" + sa}, "oidc.example.com/id/c1:aud": {"sts.amazonaws.com"}}}
+}
+
+// A federated principal is named only under Principal.Federated, and its
+// conditions are evaluated on the token's keys.
+func TestFederatedTrust(t *testing.T) {
+	for _, c := range []struct {
+		name, policy string
+		allowed      bool
+		refusal      string
+	}{
+		{"exact subject", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":"` + provider + `"},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"oidc.example.com/id/c1:sub":"system:serviceaccount:shop:app","oidc.example.com/id/c1:aud":"sts.amazonaws.com"}}}]}`, true, ""},
+		{"pattern", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":["x","` + provider + `"]},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringLike":{"OIDC.example.com/id/c1:sub":"system:serviceaccount:shop:*"}}}]}`, true, ""},
+		{"another ServiceAccount", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":"` + provider + `"},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"oidc.example.com/id/c1:sub":"system:serviceaccount:shop:other"}}}]}`, false, "is not met"},
+		{"another provider", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/elsewhere"},"Action":"sts:AssumeRoleWithWebIdentity"}]}`, false, "no statement allows"},
+		{"the provider's ARN as an AWS principal", `{"Statement":[{"Effect":"Allow","Principal":{"AWS":"` + provider + `"},"Action":"sts:AssumeRoleWithWebIdentity"}]}`, false, "no statement allows"},
+		{"wrong action", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":"` + provider + `"},"Action":"sts:AssumeRole"}]}`, false, "no statement allows"},
+		{"another audience", `{"Statement":[{"Effect":"Allow","Principal":{"Federated":"` + provider + `"},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"oidc.example.com/id/c1:aud":"other"}}}]}`, false, "is not met"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := ParseTrust(c.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := p.Evaluate(irsaRequest("shop", "app"))
+			if v.Allowed != c.allowed || !strings.Contains(v.Refusal, c.refusal) {
+				t.Errorf("verdict %+v; want allowed=%v refusal containing %q", v, c.allowed, c.refusal)
+			}
+		})
+	}
+}
 
 func requestContext(ns string) map[string][]string {
 	return map[string][]string{
@@ -49,11 +94,11 @@ func TestTrustEvaluation(t *testing.T) {
 			"sts:AssumeRole", map[string][]string{"sts:externalid": {"abd"}}, false, `StringEquals sts:ExternalId ["abc"] is not met by this request's "abd"`, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := parseTrust(c.policy)
+			p, err := ParseTrust(c.policy)
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := p.evaluate(trustRequest{Principal: server, Action: c.action, Context: c.ctx})
+			v := p.Evaluate(podidRequest(c.action, c.ctx))
 			if v.Allowed != c.allowed || !strings.Contains(v.Refusal, c.refusal) || strings.Join(v.Unevaluated, ",") != c.unevaluated {
 				t.Errorf("verdict %+v; want allowed=%v refusal containing %q, unevaluated %q", v, c.allowed, c.refusal, c.unevaluated)
 			}
@@ -63,23 +108,24 @@ func TestTrustEvaluation(t *testing.T) {
 
 func TestTrustRefusesNonPolicies(t *testing.T) {
 	for _, doc := range []string{"", "[]", `{"Statement":"x"}`, `{"Statement":[{"Action":5}]}`} {
-		if _, err := parseTrust(doc); err == nil {
-			t.Errorf("parseTrust(%q) succeeded", doc)
+		if _, err := ParseTrust(doc); err == nil {
+			t.Errorf("ParseTrust(%q) succeeded", doc)
 		}
 	}
 }
 
-// FuzzTrust: a trust policy is IAM's to validate, but doctor reads whatever
-// GetRole returns and must never panic on it.
+// FuzzTrust: a trust policy is IAM's to validate, but doctor and migrate
+// read whatever GetRole returns and must never panic on it.
 func FuzzTrust(f *testing.F) {
 	f.Add(`{"Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:*","Condition":{"StringLike":{"aws:RequestTag/a":["*"]}}}]}`)
 	f.Add(`{"Statement":{"Effect":"Deny","NotAction":"x","NotPrincipal":{"AWS":"y"}}}`)
 	f.Fuzz(func(t *testing.T, doc string) {
-		p, err := parseTrust(doc)
+		p, err := ParseTrust(doc)
 		if err != nil {
 			return
 		}
-		p.evaluate(trustRequest{Principal: server, Action: "sts:AssumeRole", Context: requestContext("shop")})
+		p.Evaluate(podidRequest("sts:AssumeRole", requestContext("shop")))
+		p.Evaluate(irsaRequest("shop", "app"))
 	})
 }
 
