@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/migrate"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/internal/token"
 )
 
 // migrateFlags are what both migrate commands share.
@@ -27,6 +30,7 @@ type migrateFlags struct {
 	serviceAccount string
 	approve        bool
 	podidNamespace string
+	oidcIssuer     string
 }
 
 func newMigrateCommand(streams Streams) *cobra.Command {
@@ -42,20 +46,27 @@ func newMigrateCommand(streams Streams) *cobra.Command {
 	pf.StringVar(&f.serviceAccount, "service-account", "", "only this ServiceAccount (in --namespace)")
 	pf.BoolVar(&f.approve, "approve", false, "make the changes; without it, print the plan and change nothing")
 	pf.StringVar(&f.podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")
+	pf.StringVar(&f.oidcIssuer, "oidc-issuer", "", "the URL of the IAM OIDC provider IRSA roles trust (default: the API server's ServiceAccount issuer, from /.well-known/openid-configuration)")
 	cmd.AddCommand(newMigrateIRSACommand(f), newMigrateRollbackCommand(f))
 	return cmd
 }
 
 func newMigrateIRSACommand(f *migrateFlags) *cobra.Command {
 	var opts migrate.Options
+	var unverified []string
 	cmd := &cobra.Command{
 		Use:   "irsa",
 		Short: "Give IRSA ServiceAccounts (eks.amazonaws.com/role-arn) an association with the same role",
-		Long: `For each ServiceAccount with eks.amazonaws.com/role-arn: add podid's trust statement
-to the role (once), create the association (an existing one is done), and with the
+		Long: `For each ServiceAccount with eks.amazonaws.com/role-arn whose role's trust admits it
+through IRSA (the cluster's OIDC provider, sts:AssumeRoleWithWebIdentity, a condition
+on its subject): add podid's trust statement to the role (once), create the association (an existing one is done), and with the
 options remove the ServiceAccount's OIDC trust statement and its annotation, and
 restart its Deployments, StatefulSets and DaemonSets once the association is Ready
 (running pods stay on IRSA until restarted: the SDK tries web identity first).
+
+Whoever may edit a ServiceAccount may write the annotation, which under IRSA grants
+nothing by itself: a ServiceAccount whose role does not trust it through IRSA is
+"not verified" and nothing is written for it, unless --allow-unverified names it.
 
 Every change is recorded on the ServiceAccount before it is made (annotation
 podid.io/irsa-migration: the role's trust policy byte for byte, the annotations,
@@ -71,10 +82,19 @@ prints the plan and changes nothing.`,
 			if err != nil {
 				return err
 			}
+			m.Unverified = map[string]bool{}
+			for _, ref := range unverified {
+				ns, name, ok := strings.Cut(ref, "/")
+				if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+					return fmt.Errorf("--allow-unverified %q: name a ServiceAccount as NAMESPACE/NAME", ref)
+				}
+				m.Unverified[ref] = true
+			}
 			return runMigration(cmd.Context(), m, cands, f.approve)
 		},
 	}
 	fs := cmd.Flags()
+	fs.StringArrayVar(&unverified, "allow-unverified", nil, "NAMESPACE/NAME: migrate this ServiceAccount although its role's trust does not admit it through IRSA (repeatable; printed in the plan)")
 	fs.BoolVar(&opts.RemoveOIDCTrust, "remove-oidc-trust", false, "remove the role's OIDC statement that admits only this ServiceAccount")
 	fs.BoolVar(&opts.RemoveAnnotation, "remove-annotation", false, "remove eks.amazonaws.com/role-arn from the ServiceAccount")
 	fs.BoolVar(&opts.Restart, "restart", false, "restart the ServiceAccount's workloads once its association is Ready")
@@ -123,10 +143,18 @@ func newMigrateRollbackCommand(f *migrateFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rollback",
 		Short: "Restore exactly what `podid migrate irsa` changed, latest first",
-		Long: `Reads each ServiceAccount's migration record and restores the role's trust policy
-byte for byte (refusing if it changed since), deletes the association the migration
-created, puts the annotations back, and restores restarted workloads' templates
-(which restarts them onto IRSA). Without --approve it lists what it would restore.`,
+		Long: `Reads each ServiceAccount's migration record and undoes the migration: removes
+podid's statement from the role's trust and puts back the ServiceAccount's own OIDC
+statements (the document before the migration, byte for byte, when nothing else
+changed since), deletes the association the migration created, puts the
+eks.amazonaws.com/* annotations back, and restores restarted workloads' templates
+(which restarts them onto IRSA).
+
+The record is an annotation any editor of the namespace may write, so rollback never
+writes a document from it: anything in it that is not the ServiceAccount's own OIDC
+trust through this cluster's provider, or that names a role with no podid statement
+for the ServiceAccount, is reported (✗) and not written. Without --approve it prints
+the trust change it would make.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, cands, err := f.setUp(cmd.Context(), migrate.Options{})
@@ -135,18 +163,29 @@ created, puts the annotations back, and restores restarted workloads' templates
 			}
 			order := migrate.RollbackOrder(cands)
 			if !f.approve {
+				refused := 0
 				for _, c := range order {
-					fmt.Fprintf(m.Out, "%s/%s: restore %v (role %s)\n", c.SA.Namespace, c.SA.Name, c.Record.Done, c.RoleARN)
+					if !m.PlanRollback(cmd.Context(), c) {
+						refused++
+					}
 				}
-				fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s) to roll back; nothing was changed: run again with --approve\n", len(order))
+				fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s) to roll back, %d with something rollback will not write (✗); nothing was changed: run again with --approve\n", len(order), refused)
 				return nil
 			}
+			refused := 0
 			for i, c := range order {
-				if err := m.Rollback(cmd.Context(), c); err != nil {
+				r, err := m.Rollback(cmd.Context(), c)
+				if err != nil {
 					return fmt.Errorf("%s/%s: %w\n%d of %d rolled back: run again to go on", c.SA.Namespace, c.SA.Name, err, i, len(order))
+				}
+				if r {
+					refused++
 				}
 			}
 			fmt.Fprintf(m.Out, "%d ServiceAccount(s) rolled back\n", len(order))
+			if refused > 0 {
+				return fmt.Errorf("%d record(s) held what rollback does not write (marked ✗ above): nothing of that was written to IAM", refused)
+			}
 			return nil
 		},
 	}
@@ -183,6 +222,10 @@ func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrat
 	if err != nil {
 		return nil, nil, err
 	}
+	issuer, err := f.issuer(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	awsCfg, err := userAWS(ctx, id.Cluster.Region, "editing trust policies")
 	if err != nil {
 		return nil, nil, err
@@ -197,7 +240,7 @@ func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrat
 		return nil, nil, err
 	}
 	m := &migrate.Migrator{Client: c, IAM: iamc, Account: *caller.Account, Principal: principal, Cluster: id.Cluster.ClusterName,
-		Options: opts, Out: f.streams.Out}
+		Issuer: issuer, Options: opts, Out: f.streams.Out}
 	cands, err := m.Discover(ctx, sel)
 	if err != nil {
 		return nil, nil, explain(err, cfg.Host, "")
@@ -206,4 +249,23 @@ func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrat
 		return nil, nil, errors.New("no ServiceAccount with eks.amazonaws.com/role-arn (or a migration record) matches")
 	}
 	return m, cands, nil
+}
+
+// issuer is --oidc-issuer, or the cluster's ServiceAccount token issuer as
+// the API server publishes it: the IAM OIDC provider IRSA roles trust is
+// named after it.
+func (f *migrateFlags) issuer(ctx context.Context, cfg *rest.Config) (migrate.Issuer, error) {
+	u := f.oidcIssuer
+	if u == "" {
+		hc, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return "", err
+		}
+		d, err := token.Discover(ctx, hc, strings.TrimSuffix(cfg.Host, "/"))
+		if err != nil {
+			return "", fmt.Errorf("finding the cluster's ServiceAccount issuer, which IRSA roles trust (or pass --oidc-issuer): %w", err)
+		}
+		u = d.Issuer
+	}
+	return migrate.IssuerFromURL(u)
 }

@@ -27,20 +27,28 @@ const AnnotationMigrated = "podid.io/migrated-from-irsa"
 // sets; a migration's restart is one.
 const restartedAt = "kubectl.kubernetes.io/restartedAt"
 
-// Plan prints what Apply would do for c, reading only. It returns an error
-// for a ServiceAccount that cannot be migrated (and says why).
+// Plan prints what Apply would do for c, reading only, and refuses what
+// Apply would refuse, for the same reasons: it returns an error for a
+// ServiceAccount that cannot be migrated (and says why).
 func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 	m.say("%s (role %s):", c.ref(), c.RoleARN)
+	fail := func(err error) error {
+		m.say("  ✗ %v", err)
+		return err
+	}
 	name, err := m.roleOf(c)
 	if err != nil {
-		m.say("  ✗ %v", err)
-		return err
+		return fail(err)
 	}
-	_, d, err := m.trustParsed(ctx, c, name)
+	doc, d, err := m.trustParsed(ctx, c, name)
 	if err != nil {
-		m.say("  ✗ %v", err)
-		return err
+		return fail(err)
 	}
+	note, err := m.verify(c, doc, d)
+	if err != nil {
+		return fail(err)
+	}
+	m.say("  %s", note)
 	if d.hasSid(iamrole.StatementID(m.association(c))) {
 		m.say("  trust: podid's statement for %s is there", c.ref())
 	} else {
@@ -51,17 +59,18 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 	case err != nil:
 		return err
 	case pia == nil:
+		if err := m.mayCreateAssociation(ctx, c); err != nil {
+			return fail(err)
+		}
 		m.say("  association: create, role %s", c.RoleARN)
 	case pia.Spec.RoleARN == c.RoleARN:
 		m.say("  association: exists")
 	default:
-		err := otherRole(c, pia)
-		m.say("  ✗ %v", err)
-		return err
+		return fail(otherRole(c, pia))
 	}
 	if m.Options.RemoveOIDCTrust {
-		only, shared := d.oidcStatementsFor(c.SA.Namespace, c.SA.Name)
-		m.say("  OIDC trust: remove %d statement(s) for system:serviceaccount:%s:%s%s", len(only), c.SA.Namespace, c.SA.Name, sharedNote(shared))
+		only, shared := d.oidcStatementsFor(m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
+		m.say("  OIDC trust: remove %d statement(s) for %s%s", len(only), subject(c.SA.Namespace, c.SA.Name), sharedNote(shared))
 	}
 	if m.Options.RemoveAnnotation && c.SA.Annotations[webhook.AnnotationRoleARN] != "" {
 		m.say("  annotation: remove %s", webhook.AnnotationRoleARN)
@@ -78,6 +87,19 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 		return err
 	}
 	m.say("  pods on IRSA now: %s", orNone(pods))
+	return nil
+}
+
+// mayCreateAssociation refuses, before anything is written, an
+// association the API server would refuse under podid's PassRole policy.
+func (m *Migrator) mayCreateAssociation(ctx context.Context, c *Candidate) error {
+	refusal, err := m.passRoleRefusal(ctx, c)
+	if err != nil {
+		return err
+	}
+	if refusal != "" {
+		return skipf("%s", refusal)
+	}
 	return nil
 }
 
@@ -116,9 +138,29 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	rec := c.Record
 	a := m.association(c)
 
+	if !rec.Has(StepAssociation) {
+		// An association the step would refuse (another role's, or PassRole
+		// refused): say so before IAM is changed.
+		pia, err := m.existingAssociation(ctx, c)
+		if err != nil {
+			return err
+		}
+		switch {
+		case pia == nil:
+			if err := m.mayCreateAssociation(ctx, c); err != nil {
+				return err
+			}
+		case pia.Spec.RoleARN != c.RoleARN:
+			return otherRole(c, pia)
+		}
+	}
+
 	if !rec.Has(StepTrust) {
 		doc, d, err := m.trustParsed(ctx, c, name)
 		if err != nil {
+			return err
+		}
+		if _, err := m.verify(c, doc, d); err != nil {
 			return err
 		}
 		if d.hasSid(iamrole.StatementID(a)) {
@@ -167,6 +209,11 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 				rec.AssociationUID = string(pia.UID)
 			}
 		default:
+			// The trust step may have been recorded done by an earlier run,
+			// or by whoever edited the record: verify the role here too.
+			if err := m.verifiedTrust(ctx, c, name); err != nil {
+				return err
+			}
 			rec.Pending = StepAssociation
 			if err := m.save(ctx, c); err != nil {
 				return err
@@ -189,7 +236,10 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		if err != nil {
 			return err
 		}
-		only, shared := d.oidcStatementsFor(c.SA.Namespace, c.SA.Name)
+		if _, err := m.verify(c, doc, d); err != nil {
+			return err
+		}
+		only, shared := d.oidcStatementsFor(m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
 		if len(only) == 0 && rec.Pending == StepRemoveOIDCTrust {
 			// Removed by a run that stopped before recording it.
 			rec.TrustAfter = doc

@@ -58,12 +58,21 @@ type Migrator struct {
 	// Principal is podid server's principal (path resolved); Cluster the
 	// cluster name in its session tags.
 	Principal, Cluster string
-	Options            Options
-	Out                io.Writer
-	Now                func() time.Time
+	// Issuer is the cluster's ServiceAccount issuer, whose IAM OIDC
+	// provider IRSA trust statements name.
+	Issuer Issuer
+	// Unverified are ServiceAccounts ("namespace/name") to migrate although
+	// their role's trust does not admit them through IRSA: the user's
+	// explicit word, printed in the plan.
+	Unverified map[string]bool
+	Options    Options
+	Out        io.Writer
+	Now        func() time.Time
 
 	// dirty: the record changed since it was last written.
 	dirty bool
+	// passRoleOn: podid's PassRole policy is installed (asked once).
+	passRoleOn *bool
 }
 
 // Candidate is one ServiceAccount to migrate (or migrated).
@@ -71,6 +80,10 @@ type Candidate struct {
 	SA      *corev1.ServiceAccount
 	RoleARN string
 	Record  *Record
+
+	// verified: the role's trust was found to admit this ServiceAccount
+	// (or the user vouched for it) in this run, so writes may follow.
+	verified bool
 }
 
 func (c *Candidate) ref() string { return c.SA.Namespace + "/" + c.SA.Name }
@@ -224,41 +237,15 @@ func (d *document) hasSid(sid string) bool {
 	return false
 }
 
-// oidcStatementsFor are the indexes of statements that let only this
-// ServiceAccount in through web identity; a statement that also admits
-// others is kept (and reported).
-func (d *document) oidcStatementsFor(ns, sa string) (only []int, shared int) {
-	subject := "system:serviceaccount:" + ns + ":" + sa
+// oidcStatementsFor are the indexes of the statements that let only ns/sa
+// in through the cluster's OIDC provider, and how many others admit it
+// among others (kept, and reported).
+func (d *document) oidcStatementsFor(issuer Issuer, roleARN, ns, sa string) (only []int, shared int) {
 	for i, raw := range d.Statement {
-		var s struct {
-			Principal struct {
-				Federated any
-			}
-			Action    any
-			Condition map[string]map[string]any
-		}
-		if json.Unmarshal(raw, &s) != nil || s.Principal.Federated == nil || !strings.Contains(fmt.Sprint(s.Action), "AssumeRoleWithWebIdentity") {
-			continue
-		}
-		var subs []string
-		for _, cond := range s.Condition {
-			for k, v := range cond {
-				if strings.HasSuffix(k, ":sub") {
-					switch v := v.(type) {
-					case string:
-						subs = append(subs, v)
-					case []any:
-						for _, x := range v {
-							subs = append(subs, fmt.Sprint(x))
-						}
-					}
-				}
-			}
-		}
 		switch {
-		case len(subs) == 1 && subs[0] == subject:
+		case issuer.isOIDCStatementFor(raw, roleARN, ns, sa):
 			only = append(only, i)
-		case slices.Contains(subs, subject) || slices.ContainsFunc(subs, func(s string) bool { return strings.ContainsAny(s, "*?") }):
+		case issuer.admitsSubject(raw, roleARN, ns, sa):
 			shared++
 		}
 	}

@@ -11,31 +11,58 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/migrate"
+	"github.com/podid/podid/internal/token"
 )
 
 // irsaTrust is a trust policy as people write them: indented, an OIDC
-// statement for one ServiceAccount, and another statement to keep.
-func irsaTrust(ns, sa string) string {
+// statement for one ServiceAccount through the cluster's provider, and
+// another statement to keep.
+func irsaTrust(t *testing.T, ns, sa string) string {
+	return irsaTrustIn(t, identity.AccountID, ns, sa)
+}
+
+func irsaTrustIn(t *testing.T, account, ns, sa string) string {
+	issuer := clusterIssuer(t)
 	return `{
   "Version": "2012-10-17",
   "Statement": [
     {
       "Effect": "Allow",
-      "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"},
+      "Principal": {"Federated": "arn:aws:iam::` + account + `:oidc-provider/` + issuer + `"},
       "Action": "sts:AssumeRoleWithWebIdentity",
       "Condition": {"StringEquals": {
-        "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:sub": "system:serviceaccount:` + ns + `:` + sa + `",
-        "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE:aud": "sts.amazonaws.com"}}
+        "` + issuer + `:sub": "system:serviceaccount:` + ns + `:` + sa + `",
+        "` + issuer + `:aud": "sts.amazonaws.com"}}
     },
-    {"Sid": "Ops", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:user/admin"}, "Action": "sts:AssumeRole"}
+    {"Sid": "Ops", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::` + account + `:user/admin"}, "Action": "sts:AssumeRole"}
   ]
 }`
+}
+
+// clusterIssuer is the API server's ServiceAccount issuer as IAM names
+// its OIDC provider: what IRSA roles of this cluster trust.
+func clusterIssuer(t *testing.T) string {
+	t.Helper()
+	hc, err := rest.HTTPClientFor(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := token.Discover(t.Context(), hc, strings.TrimSuffix(cluster.Config.Host, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := migrate.IssuerFromURL(d.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(issuer)
 }
 
 func irsaServiceAccount(t *testing.T, ns, name, roleARN string, labels map[string]string) {
@@ -80,7 +107,7 @@ func TestMigrateIRSA(t *testing.T) {
 
 	// A role with a path, an OIDC statement for the ServiceAccount, and a
 	// workload running as it.
-	pathTrust := irsaTrust(nsPath, "app")
+	pathTrust := irsaTrust(t, nsPath, "app")
 	pathRole := createRoleWithPath(t, "mig-path-"+suffix, "/irsa/team/", pathTrust)
 	irsaServiceAccount(t, nsPath, "app", pathRole, label)
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: nsPath, Name: "web"}, Spec: appsv1.DeploymentSpec{
@@ -101,7 +128,7 @@ func TestMigrateIRSA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another account's role.
-	crossRole := createRoleAs(t, otherAccountAdmin, "mig-cross-"+suffix, irsaTrust(nsCross, "app"))
+	crossRole := createRoleAs(t, otherAccountAdmin, "mig-cross-"+suffix, irsaTrustIn(t, otherAccountAdmin.Account, nsCross, "app"))
 	irsaServiceAccount(t, nsCross, "app", crossRole, label)
 
 	selector := "migrate=" + suffix
@@ -120,9 +147,9 @@ func TestMigrateIRSA(t *testing.T) {
 		t.Fatalf("plan: %v\n%s%s", err, out, errOut)
 	}
 	for _, want := range []string{
-		nsPath + "/app (role " + pathRole + "):\n  trust: add podid's statement",
+		nsPath + "/app (role " + pathRole + "):\n  role " + pathRole + " admits system:serviceaccount:" + nsPath + ":app through IRSA (statement #1)\n  trust: add podid's statement",
 		"  OIDC trust", // not asked for: not planned
-		nsDone + "/app (role " + doneRole + "):\n  trust: podid's statement for " + nsDone + "/app is there\n  association: exists",
+		nsDone + "/app (role " + doneRole + "):\n  role " + doneRole + " already trusts podid server for " + nsDone + "/app\n  trust: podid's statement for " + nsDone + "/app is there\n  association: exists",
 		nsCross + "/app (role " + crossRole + "):\n  ✗ role " + crossRole + " is in account 444455556666, and your AWS credentials are for 111122223333",
 		"plan: 3 ServiceAccount(s), 1 cannot be migrated; nothing was changed",
 	} {
@@ -222,7 +249,7 @@ func TestMigrateInterrupted(t *testing.T) {
 	// first trust update is the second's: the one that fails.
 	trustA := iamrole.TrustPolicy(serverARN, iamrole.Association{Cluster: id.Cluster.ClusterName, Namespace: nsA, ServiceAccount: "app"})
 	roleA := createRole(t, "int-a-"+suffix, trustA)
-	trustB := irsaTrust(nsB, "app")
+	trustB := irsaTrust(t, nsB, "app")
 	roleB := createRole(t, "int-b-"+suffix, trustB)
 	irsaServiceAccount(t, nsA, "app", roleA, label)
 	irsaServiceAccount(t, nsB, "app", roleB, label)

@@ -58,7 +58,10 @@ func testMigrateRestart(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
-	cmd.SetArgs([]string{"migrate", "irsa", "--kubeconfig", sb.RealNode().Kubeconfig, "-n", ns, "--approve", "--restart", "--remove-annotation", "--remove-oidc-trust"})
+	cmd.SetArgs([]string{"migrate", "irsa", "--kubeconfig", sb.RealNode().Kubeconfig, "-n", ns, "--approve", "--restart", "--remove-annotation", "--remove-oidc-trust",
+		// The role trusts the cluster through an IAM OIDC provider of its
+		// public issuer's URL, as a self-managed cluster's IRSA does.
+		"--oidc-issuer", "https://oidc.example"})
 	began := time.Now()
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		t.Fatalf("podid migrate irsa: %v\n%s%s", err, out.String(), errOut.String())

@@ -146,7 +146,9 @@ func run(n, perNamespace int) error {
 		calls, writes := emu.IAMCalls(), emu.IAMWrites()
 		var out, errOut bytes.Buffer
 		cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
-		cmd.SetArgs(append(args, "--kubeconfig", kubeconfig, "-A", "-l", "load=migrate"))
+		// The roles trust the cluster through an IAM OIDC provider of
+		// its published issuer's URL, as a self-managed cluster's IRSA does.
+		cmd.SetArgs(append(args, "--kubeconfig", kubeconfig, "-A", "-l", "load=migrate", "--oidc-issuer", "https://oidc.example"))
 		began := time.Now()
 		err := cmd.ExecuteContext(ctx)
 		took := time.Since(began)
