@@ -24,13 +24,14 @@ generate: tools ## Regenerate deep-copy code, CRD and RBAC manifests from api/ a
 	mkdir -p config/crd/namespaced
 	sed 's/^  scope: Cluster$$/  scope: Namespaced/' config/crd/podid.io_secretrotators.yaml > config/crd/namespaced/podid.io_secretrotators.yaml
 	cp config/crd/*.yaml charts/podid/crds/
-	go run ./hack/passrole > charts/podid/templates/passrole.yaml
+	go run ./hack/admission passrole > charts/podid/templates/passrole.yaml
+	go run ./hack/admission check-requester > charts/podid/templates/podidentitycheck-requester.yaml
 
 verify: generate ## Fail on unformatted code, vet findings or stale generated files.
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
-	@if [ -n "$$(git status --porcelain -- api config charts/podid/crds charts/podid/templates/passrole.yaml)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/podid/crds charts/podid/templates/passrole.yaml charts/podid/templates/podidentitycheck-requester.yaml)" ]; then \
 		echo "generated files are stale: run 'make generate' and commit the result:"; \
 		git status --porcelain -- api config charts/podid/crds; git diff -- api config charts/podid/crds | head -50; exit 1; fi
 	$(BIN)/helm lint charts/podid --strict --kube-version 1.37.2 --set clusterName=lint,accountId=111122223333,region=eu-west-1

@@ -62,6 +62,8 @@ changing apiVersion to podid.io/v1alpha1.`,
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", `address of /healthz and /readyz; "0" turns them off`)
 	fs.IntVar(&opts.Workers, "workers", 16, "concurrent secret writes per SecretRotator")
 	fs.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "timeout of each call to a registry, STS or IAM")
+	fs.StringSliceVar(&opts.Reach.ArtifactoryHosts, "artifactory-host", nil, `Artifactory hosts artifactoryUrl may name: "host", "host:port" or "*.domain" (repeatable); default any for cluster-scoped SecretRotators, none for namespaced ones`)
+	fs.BoolVar(&opts.Reach.ServiceAccountTokens, "service-account-tokens", false, "let spec.serviceAccount name a ServiceAccount whose IRSA token the rotator mints (needs RBAC create on serviceaccounts/token)")
 	fs.Float32Var(&qps, "kube-api-qps", 300, "sustained requests per second to the Kubernetes API (a rotation writes two secrets per namespace)")
 	fs.IntVar(&burst, "kube-api-burst", 600, "burst of requests to the Kubernetes API")
 	fs.StringVar(&logOpts.Format, "log-format", "json", "log format: json or text")

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -167,3 +168,43 @@ func TestRoleName(t *testing.T) {
 
 var _ regcred.Exchanger = (*jfrog.Exchanger)(nil)
 var _ regcred.Exchanger = (*ecr.Exchanger)(nil)
+
+// The signed request goes to the Artifactory host and nowhere else: a
+// redirect (here to an address inside the cluster) is not followed, and
+// what a host that is not Artifactory answers is not echoed.
+func TestJFrogExchangeGoesNowhereElse(t *testing.T) {
+	emu := awsemutest.Start(t, awsemu.Options{AccountID: account})
+	provider, _ := session(t, emu, "/", "reach", 3600)
+	inside := 0
+	internal := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { inside++ }))
+	t.Cleanup(internal.Close)
+	redirecting := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, internal.URL+"/admin", http.StatusFound)
+	}))
+	t.Cleanup(redirecting.Close)
+	chatty := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("<html>internal dashboard: db-password=hunter2</html>"))
+	}))
+	t.Cleanup(chatty.Close)
+
+	for name, c := range map[string]struct {
+		srv  *httptest.Server
+		want string
+	}{
+		"redirect": {redirecting, "(HTTP 302): a redirect, which podid does not follow"},
+		"html":     {chatty, "(HTTP 500): no JFrog error message (52 bytes of text/html)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			x := &jfrog.Exchanger{URL: strings.TrimPrefix(c.srv.URL, "https://"), HTTPClient: c.srv.Client(), AWS: emu.AdminConfig()}
+			_, err := x.Exchange(t.Context(), provider)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("err = %v, want %q and nothing of the body", err, c.want)
+			}
+		})
+	}
+	if inside != 0 {
+		t.Errorf("the redirect was followed %d times", inside)
+	}
+}

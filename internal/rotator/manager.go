@@ -45,6 +45,9 @@ type Options struct {
 	// Getenv is the environment credsource reads (Pod Identity and IRSA
 	// variables); nil means os.Getenv.
 	Getenv func(string) string
+	// Reach bounds the Artifactory hosts and ServiceAccounts rotators may
+	// name.
+	Reach Reach
 }
 
 // New assembles the controller against the API server cfg points at.
@@ -90,6 +93,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Exchangers: factory.Exchanger,
 		Recorder:   mgr.GetEventRecorder("podid-rotator"),
 		Namespaced: namespaced,
+		Reach:      opts.Reach,
 		Workers:    opts.Workers,
 		Backoff:    opts.Backoff,
 	}

@@ -37,8 +37,11 @@ type Reconciler struct {
 	Exchangers func(ctx context.Context, rot *v1alpha1.SecretRotator) (regcred.Exchanger, error)
 	Recorder   events.EventRecorder
 	// Namespaced is true when the SecretRotator CRD is the namespaced
-	// variant: a rotator then writes only into its own namespace.
+	// variant: a rotator then writes only into its own namespace, and
+	// names nothing outside it.
 	Namespaced bool
+	// Reach bounds the hosts and ServiceAccounts a rotator may name.
+	Reach Reach
 	// Workers bounds concurrent secret writes; zero means 16.
 	Workers int
 	// Backoff spaces out retries; zero means DefaultBackoff.
@@ -91,7 +94,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 
-	if err := validate(&rot.Spec); err != nil {
+	err := validate(&rot.Spec)
+	if err == nil {
+		err = r.Reach.check(&rot, r.Namespaced)
+	}
+	if err != nil {
 		st := r.status(&rot, tokenResult{failure: err, reason: v1alpha1.ReasonInvalidSpec}, nil, nil)
 		return reconcile.Result{}, r.writeStatus(ctx, &rot, st)
 	}

@@ -96,7 +96,9 @@ func ecrRegion(spec *v1alpha1.SecretRotatorSpec) string {
 // sourceSpec is the identity the spec asks for.
 func sourceSpec(spec *v1alpha1.SecretRotatorSpec) credsource.Spec {
 	s := credsource.Spec{AuthType: credsource.AuthType(spec.AuthType)}
-	if spec.ServiceAccount != nil {
+	// JFrog's manifests carry serviceAccount: {name: "", namespace: ""}
+	// with podIdentity: no ServiceAccount.
+	if spec.ServiceAccount != nil && spec.ServiceAccount.Name != "" {
 		s.ServiceAccount = &credsource.ServiceAccountRef{Namespace: spec.ServiceAccount.Namespace, Name: spec.ServiceAccount.Name}
 	}
 	for _, h := range spec.AssumeRoleChain {

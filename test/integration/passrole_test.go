@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/passrole"
 )
@@ -116,6 +118,50 @@ func TestPassRole(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "may not use IAM role arn:aws:iam::111122223333:role/other") {
 		t.Errorf("an update to an ungranted role: %v", err)
+	}
+
+	// Widening a session is as much a grant as naming its role: an
+	// administrator narrowed this association with a session policy; alice
+	// may update associations but not use its role, so she may neither
+	// clear the policy nor turn the session tags off (that trust
+	// conditions may rely on), through kubectl or the EKS API.
+	narrowedRole := "arn:aws:iam::111122223333:role/passrole/narrowed"
+	narrowed := newAssociation(ns, "narrowed", narrowedRole)
+	narrowed.Spec.Policy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::reports/*"}]}`
+	if err := k8s.Create(ctx, narrowed); err != nil {
+		t.Fatal(err)
+	}
+	widen := func(change func(*v1alpha1.PodIdentityAssociation)) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			pia := &v1alpha1.PodIdentityAssociation{}
+			if err := asAlice.Get(ctx, client.ObjectKeyFromObject(narrowed), pia); err != nil {
+				return err
+			}
+			change(pia)
+			return asAlice.Update(ctx, pia)
+		})
+	}
+	refusal := "may not use IAM role " + narrowedRole + " in namespace " + ns
+	if err := widen(func(p *v1alpha1.PodIdentityAssociation) { p.Spec.Policy = "" }); err == nil || !strings.Contains(err.Error(), refusal) ||
+		!strings.Contains(err.Error(), "change its roleArn, targetRoleArn, policy or disableSessionTags") {
+		t.Errorf("clearing the session policy without use: %v", err)
+	}
+	if err := widen(func(p *v1alpha1.PodIdentityAssociation) { p.Spec.DisableSessionTags = true }); err == nil || !strings.Contains(err.Error(), refusal) {
+		t.Errorf("turning session tags off without use: %v", err)
+	}
+	if err := widen(func(p *v1alpha1.PodIdentityAssociation) { p.Labels = map[string]string{"team": "a"} }); err != nil {
+		t.Errorf("a change that leaves the session alone: %v", err)
+	}
+	var got v1alpha1.PodIdentityAssociation
+	k8s.Get(ctx, client.ObjectKeyFromObject(narrowed), &got)
+	_, err = eksClient(passRoleKey).UpdatePodIdentityAssociation(ctx, &eks.UpdatePodIdentityAssociationInput{
+		ClusterName: eksCluster, AssociationId: aws.String(association.IDFor(got.UID)), Policy: aws.String("")})
+	if err == nil || !strings.Contains(err.Error(), refusal) {
+		t.Errorf("EKS API, clearing the policy without use: %v", err)
+	}
+	k8s.Get(ctx, client.ObjectKeyFromObject(narrowed), &got)
+	if got.Spec.Policy != narrowed.Spec.Policy || got.Spec.DisableSessionTags {
+		t.Errorf("the narrowed association was widened: %+v", got.Spec)
 	}
 }
 

@@ -170,6 +170,9 @@ func setup(ctx context.Context) (*env, error) {
 	mgr, err := rotator.New(ctx, e.cluster.Config, rotator.Options{
 		Namespace: "podid-system", MetricsAddr: "0", ProbeAddr: "0", Workers: 16, Timeout: 10 * time.Second,
 		Registerer: e.metrics, AWS: &awsCfg, Getenv: func(k string) string { return environ[k] },
+		// Cluster-scoped rotators: any Artifactory host; one test names a
+		// ServiceAccount for IRSA.
+		Reach: rotator.Reach{ServiceAccountTokens: true},
 	})
 	if err != nil {
 		return e, err

@@ -123,10 +123,14 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 			req.Header.Set(h, v)
 		}
 	}
-	client := x.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
+	// A redirect would take the signed request, which can be replayed to
+	// STS for a quarter of an hour, wherever the first host says: never
+	// followed.
+	client := http.Client{}
+	if x.HTTPClient != nil {
+		client = *x.HTTPClient
 	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("calling Artifactory's token exchange at %s: %w", tokenURL, err)
@@ -137,7 +141,7 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 		return nil, fmt.Errorf("reading Artifactory's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &HTTPError{Status: resp.StatusCode, Message: errorMessage(raw)}
+		return nil, &HTTPError{Status: resp.StatusCode, Message: errorMessage(resp, raw)}
 	}
 	var out struct {
 		AccessToken string `json:"access_token"`
@@ -168,21 +172,43 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("Artifactory refused the token exchange (HTTP %d): %s", e.Status, e.Message)
 }
 
-// errorMessage pulls the message out of JFrog's {"errors":[{"message"}]}.
-func errorMessage(raw []byte) string {
+// errorMessage is JFrog's own message from {"errors":[{"message"}]},
+// sanitised and cut short. Any other body is not echoed: the host may be
+// something other than Artifactory, and what it says ends up in a
+// SecretRotator's status, which its readers may not be meant to see.
+func errorMessage(resp *http.Response, raw []byte) string {
+	if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+		return "a redirect, which podid does not follow: set the Artifactory host that answers the exchange itself"
+	}
 	var body struct {
 		Errors []struct {
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
-	if json.Unmarshal(raw, &body) == nil && len(body.Errors) > 0 {
-		return body.Errors[0].Message
+	if json.Unmarshal(raw, &body) == nil && len(body.Errors) > 0 && body.Errors[0].Message != "" {
+		return sanitize(body.Errors[0].Message, 200)
 	}
-	s := strings.TrimSpace(string(raw))
-	if len(s) > 200 {
-		s = s[:200] + "…"
+	ct := sanitize(resp.Header.Get("Content-Type"), 64)
+	if ct == "" {
+		ct = "no stated type"
 	}
-	return s
+	return fmt.Sprintf("no JFrog error message (%d bytes of %s)", len(raw), ct)
+}
+
+// sanitize keeps printable characters of s, at most n of them.
+func sanitize(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= n {
+			b.WriteString("…")
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // lifetime finds the caller's role and its MaxSessionDuration, the longest
