@@ -83,6 +83,7 @@ sts:TagSession.`,
 	fs.Int64Var(&opts.Webhook.Inject.ExpirationSeconds, "inject-token-expiration", webhook.DefaultExpirationSecs, "lifetime in seconds of the token projected into pods (the kubelet rotates it at 80%)")
 	fs.StringVar(&opts.Webhook.Inject.Region, "inject-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region into containers that set neither")
 	fs.BoolVar(&opts.Webhook.Inject.IRSA, "irsa", true, "inject IRSA (AWS_ROLE_ARN, web identity token) for ServiceAccounts with the eks.amazonaws.com/role-arn annotation and no association")
+	fs.BoolVar(&opts.API.CheckRequesterBound, "check-requester-bound", false, "podid.io/requested-by on PodIdentityChecks is bound to their creator by an admission policy (the chart's, on Kubernetes 1.30+): believe it in the audit log; without it the requester is logged as unknown")
 	fs.StringVar(&logOpts.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "log level: debug, info, warn or error")
 	conn.AddFlags(fs)

@@ -47,6 +47,10 @@ type Doctor struct {
 	// LiveTimeout bounds the wait for podid server's answer (default 10 s).
 	LiveTimeout time.Duration
 	Now         func() time.Time
+
+	// who is the user, for the checks' requested-by (whoAmI).
+	whoOnce sync.Once
+	who     string
 }
 
 func (d *Doctor) now() time.Time {

@@ -8,8 +8,12 @@
 //
 // Who may ask is Kubernetes RBAC's business (create on podidentitychecks in
 // the pod's namespace); the API server's audit log names the user, podid's
-// audit log the check and its outcome. A check is answered once, by the
-// leader, at most Rate a second, and deleted TTL after its answer.
+// audit log the check and its outcome, and the user only where the chart's
+// admission policy binds the podid.io/requested-by annotation to its
+// creator (RequesterPolicy). A check is answered once, by the leader, at
+// most Rate a second overall and NamespaceRate a second per namespace (so
+// that one team cannot starve another's doctor), and deleted TTL after its
+// answer; one left unanswered for PendingTTL is deleted too.
 package podcheck
 
 import (
@@ -39,6 +43,19 @@ import (
 // TTL is how long an answered check is kept for whoever asked to read it.
 const TTL = time.Hour
 
+// A namespace's share of the answers: half of the server's burst, so that
+// `podid doctor deployment` of a ten-pod Deployment is answered at once,
+// and no namespace takes the whole of it.
+const (
+	DefaultNamespaceRate = 2
+	NamespaceBurst       = 10
+)
+
+// PendingTTL is how long an unanswered check is kept: doctor waits seconds
+// for an answer, so one older than this (podid server was down, or the
+// check was throttled and left) has nobody waiting for it.
+const PendingTTL = 10 * time.Minute
+
 // Checker performs a pod's exchange without returning credentials;
 // *auth.Handler is one.
 type Checker interface {
@@ -59,22 +76,27 @@ type Reconciler struct {
 	// Rate bounds checks answered a second (default 5, burst 20): each is
 	// an sts:AssumeRole, and creating checks must not become a way to
 	// exhaust podid's STS quota.
-	Rate  rate.Limit
-	Clock clock.PassiveClock
-	Log   *slog.Logger
+	Rate rate.Limit
+	// NamespaceRate bounds checks answered a second in one namespace
+	// (default DefaultNamespaceRate, burst NamespaceBurst); a check over it
+	// is refused at once, with ThrottlingException, so it neither waits for
+	// nor takes a turn of the other namespaces.
+	NamespaceRate rate.Limit
+	// RequesterBound says the chart's admission policy binds the
+	// podid.io/requested-by annotation to the user who created the check;
+	// without it the annotation is anyone's word, and the audit log says
+	// "unknown".
+	RequesterBound bool
+	Clock          clock.PassiveClock
+	Log            *slog.Logger
 
-	limiter *rate.Limiter
+	limiter    *rate.Limiter
+	namespaces *namespaceLimiters
 }
 
 // SetupWithManager registers the reconciler; it runs on the leader.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
-	if r.Rate == 0 {
-		r.Rate = 5
-	}
-	r.limiter = newLimiter(r.Rate)
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	r.setDefaults()
 	return builder.ControllerManagedBy(mgr).
 		Named("podidentitycheck").
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).
@@ -82,7 +104,20 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		Complete(r)
 }
 
-func newLimiter(r rate.Limit) *rate.Limiter { return rate.NewLimiter(r, 20) }
+// setDefaults fills in the zero values and makes the limiters.
+func (r *Reconciler) setDefaults() {
+	if r.Rate == 0 {
+		r.Rate = 5
+	}
+	r.limiter = rate.NewLimiter(r.Rate, 20)
+	if r.NamespaceRate == 0 {
+		r.NamespaceRate = DefaultNamespaceRate
+	}
+	r.namespaces = newNamespaceLimiters(r.NamespaceRate, NamespaceBurst)
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+}
 
 // Reconcile answers a new check, or deletes an answered one past TTL.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -90,20 +125,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.Client.Get(ctx, req.NamespacedName, &check); err != nil {
 		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
 	}
+	now := r.Clock.Now()
 	if at := check.Status.CheckedAt; at != nil {
-		if left := at.Add(TTL).Sub(r.Clock.Now()); left > 0 {
+		if left := at.Add(TTL).Sub(now); left > 0 {
 			return reconcile.Result{RequeueAfter: left}, nil
 		}
 		return reconcile.Result{}, ctrl.IgnoreNotFound(r.Client.Delete(ctx, &check))
 	}
+	if created := check.CreationTimestamp; !created.IsZero() && !now.Before(created.Add(PendingTTL)) {
+		r.Log.Info("deleted a PodIdentityCheck left unanswered", "check", req.String(), "age", now.Sub(check.CreationTimestamp.Time).Round(time.Second).String())
+		return reconcile.Result{}, ctrl.IgnoreNotFound(r.Client.Delete(ctx, &check))
+	}
+	requester := r.requester(&check)
+	if !r.namespaces.allow(check.Namespace, now) {
+		check.Status = v1alpha1.PodIdentityCheckStatus{Outcome: v1alpha1.CheckRefused, Code: auth.Throttling,
+			Message: "namespace " + check.Namespace + " asked for more checks than podid answers for one namespace (" + r.namespaces.describe() + "); ask again in a few seconds"}
+		return r.answer(ctx, req, &check, requester)
+	}
 	if err := r.limiter.Wait(ctx); err != nil {
 		return reconcile.Result{}, err
-	}
-	// The chart's admission policy stamps who created the check; without
-	// it (Kubernetes before 1.36) the API server's audit log has the name.
-	requester := check.Annotations[v1alpha1.AnnotationRequestedBy]
-	if requester == "" {
-		requester = "unknown"
 	}
 	if check.Spec.PodName == "" {
 		check.Status = r.callerIdentity(ctx)
@@ -117,10 +157,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			check.Status.Message = "podid server obtained credentials for the pod as " + res.AssumedRoleARN + " (not kept)"
 		}
 	}
+	return r.answer(ctx, req, &check, requester)
+}
+
+// answer writes the check's status and podid's audit line.
+func (r *Reconciler) answer(ctx context.Context, req reconcile.Request, check *v1alpha1.PodIdentityCheck, requester string) (reconcile.Result, error) {
 	check.Status.Server = r.Server
-	check.Status.RequestedBy = check.Annotations[v1alpha1.AnnotationRequestedBy]
+	if requester != unknownRequester {
+		check.Status.RequestedBy = requester
+	}
 	check.Status.CheckedAt = &metav1.Time{Time: r.Clock.Now()}
-	if err := r.Client.Status().Update(ctx, &check); err != nil {
+	if err := r.Client.Status().Update(ctx, check); err != nil {
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return reconcile.Result{}, nil // deleted by the asker, or answered already
 		}
@@ -128,6 +175,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	r.Log.Info("answered a PodIdentityCheck", "check", req.String(), "requestedBy", requester, "pod", check.Spec.PodName, "outcome", check.Status.Outcome, "code", check.Status.Code)
 	return reconcile.Result{RequeueAfter: TTL}, nil
+}
+
+// unknownRequester is the audit log's requester when nothing binds the
+// annotation to the check's creator.
+const unknownRequester = "unknown"
+
+// requester is who asked, as far as podid can know: the annotation, where
+// the admission policy binds it to the creator; "unknown" otherwise,
+// whatever the annotation claims.
+func (r *Reconciler) requester(check *v1alpha1.PodIdentityCheck) string {
+	if name := check.Annotations[v1alpha1.AnnotationRequestedBy]; r.RequesterBound && name != "" {
+		return name
+	}
+	return unknownRequester
 }
 
 // callerIdentity asks STS who podid server is.

@@ -2,6 +2,7 @@ package podcheck
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -48,8 +49,8 @@ func TestReconcile(t *testing.T) {
 	clock := clocktesting.NewFakeClock(now)
 	c := fake.NewClientBuilder().WithScheme(kube.NewScheme()).WithStatusSubresource(&v1alpha1.PodIdentityCheck{}).Build()
 	ch := &checker{}
-	r := &Reconciler{Client: c, Checker: ch, STS: callerIdentity{}, Server: "replica-0", Rate: 1000, Clock: clock, Log: slog.New(slog.DiscardHandler)}
-	r.limiter = newLimiter(r.Rate)
+	r := &Reconciler{Client: c, Checker: ch, STS: callerIdentity{}, Server: "replica-0", Rate: 1000, RequesterBound: true, Clock: clock, Log: slog.New(slog.DiscardHandler)}
+	r.setDefaults()
 	for _, name := range []string{"app", "orphan", ""} {
 		if err := c.Create(ctx, &v1alpha1.PodIdentityCheck{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "check-" + name,
 			Annotations: map[string]string{v1alpha1.AnnotationRequestedBy: "jane"}}, Spec: v1alpha1.PodIdentityCheckSpec{PodName: name}}); err != nil {
@@ -102,4 +103,75 @@ func TestReconcile(t *testing.T) {
 		t.Error("an answered check outlived its TTL")
 	}
 	reconcileOnce("check-app") // gone: nothing to do, no error
+}
+
+// Where nothing binds podid.io/requested-by to the check's creator, podid
+// believes no name it carries; checks left unanswered expire; a namespace
+// asking in a loop is refused at once while another's check is answered.
+func TestRequesterFairnessAndExpiry(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	clock := clocktesting.NewFakeClock(now)
+	c := fake.NewClientBuilder().WithScheme(kube.NewScheme()).WithStatusSubresource(&v1alpha1.PodIdentityCheck{}).Build()
+	ch := &checker{}
+	r := &Reconciler{Client: c, Checker: ch, STS: callerIdentity{}, Rate: 1000, Clock: clock, Log: slog.New(slog.DiscardHandler)}
+	r.setDefaults()
+	create := func(ns, name string, created time.Time, annotations map[string]string) {
+		t.Helper()
+		if err := c.Create(ctx, &v1alpha1.PodIdentityCheck{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations,
+			CreationTimestamp: metav1.NewTime(created)}, Spec: v1alpha1.PodIdentityCheckSpec{PodName: "app"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer := func(ns, name string) *v1alpha1.PodIdentityCheck {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+		var got v1alpha1.PodIdentityCheck
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &got); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			t.Fatal(err)
+		}
+		return &got
+	}
+
+	// A name claimed where nothing binds it.
+	create("shop", "claimed", now, map[string]string{v1alpha1.AnnotationRequestedBy: "cluster-admin"})
+	if got := answer("shop", "claimed"); got.Status.RequestedBy != "" || ch.requesters[0] != "unknown (shop/claimed)" {
+		t.Errorf("an unbound claim was believed: status %q, audit %q", got.Status.RequestedBy, ch.requesters[0])
+	}
+
+	// Unanswered for PendingTTL: deleted, without an exchange.
+	create("shop", "stale", now.Add(-PendingTTL), nil)
+	calls := ch.calls
+	if got := answer("shop", "stale"); got != nil || ch.calls != calls {
+		t.Errorf("a check unanswered for %s: %+v, %d exchanges", PendingTTL, got, ch.calls-calls)
+	}
+
+	// A flood from one namespace: its burst is answered, the rest refused
+	// at once; another namespace is answered as usual.
+	calls = ch.calls
+	refused := 0
+	for i := range 20 {
+		name := fmt.Sprintf("flood-%d", i)
+		create("noisy", name, now, nil)
+		if got := answer("noisy", name); got.Status.Code == auth.Throttling {
+			refused++
+		}
+	}
+	if refused != 20-NamespaceBurst || ch.calls-calls != NamespaceBurst {
+		t.Errorf("a flood of 20: %d refused, %d exchanges; want %d and %d", refused, ch.calls-calls, 20-NamespaceBurst, NamespaceBurst)
+	}
+	create("quiet", "mine", now, nil)
+	if got := answer("quiet", "mine"); got.Status.Outcome != v1alpha1.CheckIssued {
+		t.Errorf("another namespace's check during the flood: %+v", got.Status)
+	}
+	clock.Step(2 * time.Second)
+	create("noisy", "later", clock.Now(), nil)
+	if got := answer("noisy", "later"); got.Status.Outcome != v1alpha1.CheckIssued {
+		t.Errorf("the noisy namespace, two seconds later: %+v", got.Status)
+	}
 }

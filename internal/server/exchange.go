@@ -57,7 +57,11 @@ type APIOptions struct {
 	// AccessKeysFile admits SigV4 callers with the keys in it (see
 	// internal/accesskey); AccessKeys does the same from memory.
 	AccessKeysFile string
-	AccessKeys     []sigv4.Key
+	// CheckRequesterBound: an admission policy binds PodIdentityChecks'
+	// podid.io/requested-by to their creator, so the audit log may believe
+	// it (see podcheck.RequesterPolicy).
+	CheckRequesterBound bool
+	AccessKeys          []sigv4.Key
 	// STSEndpoint and STSRegion reach STS; the region defaults to the
 	// cluster's. STS, when set, is used instead (tests).
 	STSEndpoint, STSRegion string
@@ -119,8 +123,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		static := sigv4.NewStaticKeys(opts.AccessKeys...)
 		keyStore = static
 		if opts.AccessKeysFile != "" {
-			watcher := accesskey.NewWatcher(opts.AccessKeysFile)
-			fromFile, err := accesskey.Load(opts.AccessKeysFile)
+			watcher, fromFile, err := accesskey.Watch(opts.AccessKeysFile, ctrlmetrics.Registry)
 			if err != nil {
 				return "", err
 			}
@@ -159,13 +162,13 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	// PodIdentityChecks (podid doctor's live check) are answered by the
 	// same exchange, minus the token and the credentials.
 	replica, _ := os.Hostname()
-	if err := (&podcheck.Reconciler{Client: mgr.GetClient(), Checker: handler, STS: ci, Server: replica,
+	if err := (&podcheck.Reconciler{Client: mgr.GetClient(), Checker: handler, STS: ci, Server: replica, RequesterBound: opts.CheckRequesterBound,
 		Log: slog.Default().With("logger", "pod-identity-check")}).SetupWithManager(mgr); err != nil {
 		return "", fmt.Errorf("setting up the PodIdentityCheck controller: %w", err)
 	}
 
 	eks := eksapi.NewHandler(eksapi.Options{
-		Identity: identity, Index: index, Config: cfg, Live: mgr.GetAPIReader(),
+		Identity: identity, Index: index, Config: cfg,
 		Keys: keyStore, Limit: opts.AssociationLimit, Now: opts.Now,
 		Log: slog.Default().With("logger", "eks-api"),
 	})

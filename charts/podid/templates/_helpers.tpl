@@ -27,8 +27,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: agent
 {{- end -}}
 
+{{/* The image, pinned by digest when image.digest is set: a tag can be moved, a digest cannot. */}}
 {{- define "podid.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{/* The Service both the webhook and the agents call, and its DNS names. */}}
@@ -80,4 +85,13 @@ providers:
       serviceAccountTokenAudience: pods.eks.amazonaws.com
       cacheType: ServiceAccount
       requireServiceAccount: true
+{{- end -}}
+
+{{/*
+"true" when the chart binds podid.io/requested-by to the creator of each
+PodIdentityCheck (a ValidatingAdmissionPolicy, Kubernetes 1.30+): only
+then does podid server believe the name (--check-requester-bound).
+*/}}
+{{- define "podid.checkRequesterBound" -}}
+{{- if and .Values.doctor.bindRequester (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
 {{- end -}}
