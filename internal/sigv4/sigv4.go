@@ -231,8 +231,11 @@ func (v *Verifier) Verify(r *http.Request) (*Result, error) {
 		return nil, refuse(InvalidSignature, "the request signature we calculated does not match the signature you provided; check your secret access key and signing method")
 	}
 	if v.Replays != nil {
-		// Only a verified signature is remembered, so forgeries cannot fill the cache.
-		fresh, full := v.Replays.firstUse(auth.signature, now(), signedAt.Add(skew))
+		// Only a verified signature is remembered, so forgeries cannot fill
+		// the cache. It is remembered by what it signs, not by its text: the
+		// same signature in upper-case hex, or a SigV4A signature's other
+		// valid form (r, n−s), signs the same request and is a replay too.
+		fresh, full := v.Replays.firstUse(signedContent(auth.accessKeyID, auth.algorithm, dateValue, auth.scope, canonical), now(), signedAt.Add(skew))
 		if full {
 			return nil, refuse(Throttled, "too many signed requests in the last %s; slow down", skew)
 		}

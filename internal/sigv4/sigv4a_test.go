@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -203,5 +205,48 @@ func BenchmarkVerifyV4A(b *testing.B) {
 		if _, err := v.Verify(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A captured SigV4A request sent again with its signature rewritten
+// without the key — in upper-case hex, or as ECDSA's other valid signature
+// (r, n−s) — is the same request, and a replay; so is a second signature
+// of the same content. A request with other content is not.
+func TestV4AReplaysAreKnownByContent(t *testing.T) {
+	v := &Verifier{Service: "sts", Keys: NewStaticKeys(tempKey), Now: func() time.Time { return signedAt }, Replays: NewReplayCache(100)}
+	captured := v4aRequest(t, tempKey, signedAt)
+	if _, err := v.Verify(captured); err != nil {
+		t.Fatal(err)
+	}
+	authz := captured.Header.Get("Authorization")
+	prefix, sigHex, _ := strings.Cut(authz, "Signature=")
+	var sig struct{ R, S *big.Int }
+	raw, _ := hex.DecodeString(sigHex)
+	if _, err := asn1.Unmarshal(raw, &sig); err != nil {
+		t.Fatal(err)
+	}
+	malleated, err := asn1.Marshal(struct{ R, S *big.Int }{sig.R, new(big.Int).Sub(elliptic.P256().Params().N, sig.S)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, signature := range map[string]string{
+		"upper-case hex": strings.ToUpper(sigHex),
+		"(r, n−s)":       hex.EncodeToString(malleated),
+		"signed again":   strings.TrimPrefix(v4aRequest(t, tempKey, signedAt).Header.Get("Authorization"), prefix+"Signature="),
+	} {
+		r := v4aRequest(t, tempKey, signedAt)
+		r.Header.Set("Authorization", prefix+"Signature="+signature)
+		_, err := v.Verify(r)
+		var verr *Error
+		if !errors.As(err, &verr) || !strings.Contains(verr.Message, "already received") {
+			t.Errorf("%s: %v, want a replay refusal", name, err)
+		}
+	}
+	other := httptest.NewRequest("GET", "https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&x=1", nil)
+	if err := SignV4A(other, Credentials{tempKey.AccessKeyID, tempKey.SecretAccessKey, tempKey.SessionToken}, "sts", []string{"*"}, signedAt, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(other); err != nil {
+		t.Errorf("another request: %v", err)
 	}
 }
