@@ -47,10 +47,7 @@ type Options struct {
 	Index    *association.Index
 	// Config is podid server's own connection; requests impersonate through it.
 	Config *rest.Config
-	// Live reads as podid server, bypassing the cache (finding an ID the
-	// index does not know yet).
-	Live client.Reader
-	Keys sigv4.KeyStore
+	Keys   sigv4.KeyStore
 	// Limit of associations in the cluster; zero means DefaultLimit.
 	Limit int
 	Log   *slog.Logger
@@ -176,23 +173,15 @@ func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, er
 	if !association.IsID(id) {
 		return nil, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
 	}
-	var key client.ObjectKey
-	if a, ok := h.indexed(c.r.Context(), id); ok {
-		key = client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}
-	} else {
-		var all v1alpha1.PodIdentityAssociationList
-		if err := h.opts.Live.List(c.r.Context(), &all); err != nil {
-			return nil, kubeError(err, "listing associations")
-		}
-		for i := range all.Items {
-			if association.IDFor(all.Items[i].UID) == id {
-				key = client.ObjectKeyFromObject(&all.Items[i])
-			}
-		}
-		if key.Name == "" {
-			return nil, notFound(id)
-		}
+	// The watch-backed index knows every association; an ID it does not
+	// know after a moment is not found. Never a LIST of every association
+	// per request: unknown IDs cost a caller nothing but podid a great
+	// deal.
+	a, ok := h.indexed(c.r.Context(), id)
+	if !ok {
+		return nil, notFound(id)
 	}
+	key := client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}
 	var pia v1alpha1.PodIdentityAssociation
 	if err := c.kube.Get(c.r.Context(), key, &pia); err != nil {
 		return nil, kubeError(err, "reading association "+id)
@@ -205,7 +194,7 @@ func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, er
 
 // indexed looks id up in the index, giving the watch a moment to deliver
 // an association created an instant ago (a client describing what it just
-// created), which is much cheaper than listing every association.
+// created, maybe through another replica).
 func (h *Handler) indexed(ctx context.Context, id string) (*association.Association, bool) {
 	deadline := time.Now().Add(indexGrace)
 	for {
@@ -218,13 +207,14 @@ func (h *Handler) indexed(ctx context.Context, id string) (*association.Associat
 		select {
 		case <-ctx.Done():
 			return nil, false
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
-// indexGrace is how long a lookup by ID waits for the index before listing.
-const indexGrace = 250 * time.Millisecond
+// indexGrace is how long a lookup by ID waits for the index before the ID
+// is not found: well above a watch's delivery, even on a busy server.
+const indexGrace = time.Second
 
 func notFound(id string) error {
 	return fail(ResourceNotFound, "Pod Identity association %s not found.", id)
