@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -55,6 +56,13 @@ type CacheOptions struct {
 	// token for background refreshes: most of its memory at scale. Pods it
 	// cannot find keep their token in the cache.
 	Tokens TokenSource
+	// TokenOwner, when set, says which pod a token is bound to, from its
+	// verified claims. A background renewal presents a token read from the
+	// node only if it is bound to the entry's pod: a file under another
+	// pod's directory must never be exchanged for this pod's entry.
+	TokenOwner func(ctx context.Context, token string) (podUID string, err error)
+	// Log tells of renewals refused for that reason; nil discards.
+	Log *slog.Logger
 	// Backoff after a failed refresh starts here and doubles to MaxBackoff,
 	// with jitter; defaults 1 s and 1 min.
 	Backoff, MaxBackoff time.Duration
@@ -129,6 +137,9 @@ func NewCache(upstream Upstream, opts CacheOptions) *Cache {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Cache{opts: opts, upstream: upstream, entries: map[string]*entry{}}
 }
@@ -331,12 +342,29 @@ func (c *Cache) RefreshDue(ctx context.Context) int {
 			if d.token, ok = c.opts.Tokens.Token(pod); !ok {
 				continue // gone from disk: the pod is leaving; its next request refetches
 			}
+			if !c.boundTo(ctx, d.token, d.uid) {
+				continue // the pod's own next request refetches with its own token
+			}
 		}
 		if _, err, _ := c.group.Do(pod.UID, func() (any, error) { return c.fetch(ctx, pod, d.token) }); err == nil {
 			renewed++
 		}
 	}
 	return renewed
+}
+
+// boundTo reports whether token, read from the node, is bound to the pod
+// with uid.
+func (c *Cache) boundTo(ctx context.Context, token, uid string) bool {
+	if c.opts.TokenOwner == nil {
+		return true
+	}
+	owner, err := c.opts.TokenOwner(ctx, token)
+	if err != nil || owner != uid {
+		c.opts.Log.Warn("a token read from the node for a background renewal is not this pod's own; the renewal is skipped", "podUID", uid, "tokenPodUID", owner, "error", err)
+		return false
+	}
+	return true
 }
 
 // Run refreshes due entries every interval until ctx ends.

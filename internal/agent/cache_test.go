@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,5 +205,47 @@ func TestTokensOnTheNodeAreNotCopied(t *testing.T) {
 	}
 	if _, ok := (KubeletTokens{Dir: dir}).Token(Pod{UID: "../etc"}); ok {
 		t.Fatal("a UID walked out of the pods directory")
+	}
+}
+
+// A background renewal presents a token read from the node only if it is
+// bound to the entry's own pod: a file holding another pod's token (in
+// the pod's directory by whatever means) is never exchanged for it.
+func TestRenewalUsesOnlyThePodsOwnTokenFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, pod.UID, "volumes", "kubernetes.io~projected", "eks-pod-identity-token")
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(tok string) {
+		if err := os.WriteFile(filepath.Join(p, "eks-pod-identity-token"), []byte(tok), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Tokens name their pod as "token-of:<uid>", as verified claims would.
+	owner := func(_ context.Context, tok string) (string, error) {
+		uid, ok := strings.CutPrefix(tok, "token-of:")
+		if !ok {
+			return "", errors.New("not a pod token")
+		}
+		return uid, nil
+	}
+	own := "token-of:" + pod.UID
+	write(own)
+	clk := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	up := &fakeUpstream{lifetime: time.Hour, now: clk.Now}
+	cache := NewCache(up, CacheOptions{Now: clk.Now, Tokens: KubeletTokens{Dir: dir}, TokenOwner: owner})
+	if _, err := cache.Get(t.Context(), pod, own); err != nil {
+		t.Fatal(err)
+	}
+	write("token-of:another-pods-uid")
+	clk.Add(41 * time.Minute)
+	calls := len(up.tokens)
+	if n := cache.RefreshDue(t.Context()); n != 0 || len(up.tokens) != calls {
+		t.Fatalf("renewed %d with %v: another pod's token was presented for this pod", n, up.tokens[calls:])
+	}
+	write(own)
+	if n := cache.RefreshDue(t.Context()); n != 1 || up.tokens[len(up.tokens)-1] != own {
+		t.Fatalf("renewed %d; want the pod's own token", n)
 	}
 }

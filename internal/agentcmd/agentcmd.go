@@ -5,6 +5,7 @@
 package agentcmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,8 +119,19 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("--server-auth %q: use agent-token or sigv4", f.upstreamAuth)
 	}
-	cacheOpts := agent.CacheOptions{}
+	cacheOpts := agent.CacheOptions{Log: log}
 	if f.kubeletPods != "" {
+		// Renewals read tokens from disk: each must be the pod's own.
+		cacheOpts.TokenOwner = func(ctx context.Context, tok string) (string, error) {
+			claims, err := verifier.Verify(ctx, tok, f.audience)
+			if err != nil {
+				return "", err
+			}
+			if claims.Pod == nil {
+				return "", errors.New("the token is not bound to a pod")
+			}
+			return claims.Pod.UID, nil
+		}
 		var warned sync.Once
 		cacheOpts.Tokens = agent.KubeletTokens{Dir: f.kubeletPods, Unreadable: func(path string, err error) {
 			warned.Do(func() {

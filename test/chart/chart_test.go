@@ -36,6 +36,7 @@ import (
 	"github.com/podid/podid/internal/credprovider"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/passrole"
+	"github.com/podid/podid/internal/podcheck"
 	"github.com/podid/podid/internal/webhook"
 )
 
@@ -367,23 +368,28 @@ func TestCredentialProviderConfig(t *testing.T) {
 	}
 }
 
-// The PassRole policy the chart installs is the one package passrole
-// builds (the template is generated from it; this catches a stale one).
-func TestPassRolePolicy(t *testing.T) {
+// The admission policies the chart installs are the ones packages
+// passrole and podcheck build (the templates are generated from them; this
+// catches a stale one). The release namespace is podid's.
+func TestAdmissionPolicies(t *testing.T) {
+	want := map[string]any{}
+	for _, obj := range []client.Object{passrole.Policy(), passrole.Binding(), passrole.RotatorPolicy(namespace), passrole.RotatorBinding(),
+		podcheck.RequesterPolicy(), podcheck.RequesterBinding()} {
+		want[obj.GetObjectKind().GroupVersionKind().Kind+"/"+obj.GetName()] = obj
+	}
 	found := 0
 	for _, obj := range objects(t, render(t, "testdata/default.values.yaml")) {
-		var want any
-		switch {
-		case obj.GetKind() == "ValidatingAdmissionPolicy":
-			want = passrole.Policy()
-		case obj.GetKind() == "ValidatingAdmissionPolicyBinding":
-			want = passrole.Binding()
-		default:
+		if obj.GetKind() != "ValidatingAdmissionPolicy" && obj.GetKind() != "ValidatingAdmissionPolicyBinding" {
+			continue
+		}
+		key := obj.GetKind() + "/" + obj.GetName()
+		w, ok := want[key]
+		if !ok {
+			t.Errorf("the chart renders %s, which no package builds", key)
 			continue
 		}
 		found++
-		obj.SetLabels(nil)
-		wantObj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+		wantObj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,10 +397,10 @@ func TestPassRolePolicy(t *testing.T) {
 		unstructured.RemoveNestedField(wantObj, "status")
 		unstructured.RemoveNestedField(obj.Object, "metadata", "labels")
 		if !reflect.DeepEqual(obj.Object, wantObj) {
-			t.Errorf("the chart's %s differs from package passrole's (make generate):\nchart: %v\ncode:  %v", obj.GetKind(), obj.Object, wantObj)
+			t.Errorf("the chart's %s differs from the package's (make generate):\nchart: %v\ncode:  %v", key, obj.Object, wantObj)
 		}
 	}
-	if found != 2 {
-		t.Errorf("the chart renders %d of the PassRole policy and binding, want both", found)
+	if found != len(want) {
+		t.Errorf("the chart renders %d of the %d admission policies and bindings", found, len(want))
 	}
 }
