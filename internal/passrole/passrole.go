@@ -26,7 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/admissionpolicy"
 )
 
 // Name is the policy's and its binding's name.
@@ -73,38 +73,13 @@ func message(field, what string) string {
 
 // Policy is the ValidatingAdmissionPolicy.
 func Policy() *admissionregistrationv1.ValidatingAdmissionPolicy {
-	return &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"podidentityassociations"},
-						},
-					},
-				}},
-			},
-			Validations: []admissionregistrationv1.Validation{
-				{Expression: check("roleArn"), MessageExpression: message("roleArn", "IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
-				{Expression: check("targetRoleArn"), MessageExpression: message("targetRoleArn", "target IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
-			},
-		},
-	}
+	return admissionpolicy.Policy(Name, "podidentityassociations", nil,
+		admissionregistrationv1.Validation{Expression: check("roleArn"), MessageExpression: message("roleArn", "IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
+		admissionregistrationv1.Validation{Expression: check("targetRoleArn"), MessageExpression: message("targetRoleArn", "target IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
+	)
 }
 
 // Binding enforces the policy everywhere.
 func Binding() *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
-	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
+	return admissionpolicy.Binding(Name)
 }

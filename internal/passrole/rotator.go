@@ -5,7 +5,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/admissionpolicy"
 )
 
 // RotatorName is the SecretRotator policy's and its binding's name.
@@ -36,76 +36,51 @@ func RotatorPolicy(podidNamespace string) *admissionregistrationv1.ValidatingAdm
 		secSame = `(request.operation == 'UPDATE' && has(oldObject.spec.security) && oldObject.spec.security == object.spec.security)`
 		hadRole = `(request.operation == 'UPDATE' && has(oldObject.spec.assumeRoleChain) && oldObject.spec.assumeRoleChain.exists(o, o.roleARN == h.roleARN))`
 	)
-	forbidden := ptr.To(metav1.StatusReasonForbidden)
-	return &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: RotatorName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"secretrotators"},
-						},
-					},
-				}},
-			},
-			Variables: []admissionregistrationv1.Variable{
-				// "" for a cluster-scoped rotator: the checks below are then
-				// cluster-wide.
-				{Name: "ns", Expression: `has(object.metadata.namespace) ? object.metadata.namespace : ''`},
-				{Name: "secretNamespace", Expression: `has(object.spec.security) && has(object.spec.security.secretNamespace) && object.spec.security.secretNamespace != '' ? object.spec.security.secretNamespace : (has(object.metadata.namespace) && object.metadata.namespace != '' ? object.metadata.namespace : '` + podidNamespace + `')`},
-			},
-			Validations: []admissionregistrationv1.Validation{
-				{
-					Expression:        `variables.ns == '' || !` + sa + ` || object.spec.serviceAccount.namespace == variables.ns`,
-					MessageExpression: `'a SecretRotator in namespace ' + variables.ns + ' may name a ServiceAccount of its own namespace only, not ' + object.spec.serviceAccount.namespace + '/' + object.spec.serviceAccount.name`,
-					Reason:            ptr.To(metav1.StatusReasonInvalid),
-				},
-				{
-					Expression:        `variables.ns == '' || variables.secretNamespace == variables.ns`,
-					MessageExpression: `'a SecretRotator in namespace ' + variables.ns + ' may read a certificate Secret of its own namespace only, not of ' + variables.secretNamespace + ': leave security.secretNamespace out'`,
-					Reason:            ptr.To(metav1.StatusReasonInvalid),
-				},
-				{
-					Expression: `variables.ns == '' || !has(object.spec.security) || !has(object.spec.security.insecureSkipVerify) || !object.spec.security.insecureSkipVerify`,
-					Message:    "a namespaced SecretRotator may not turn off TLS verification (security.insecureSkipVerify): it would hand a signed AWS request to whoever answers; give the registry's CA in security.certificateSecretName instead",
-					Reason:     ptr.To(metav1.StatusReasonInvalid),
-				},
-				{
-					Expression: `!has(object.spec.assumeRoleChain) || object.spec.assumeRoleChain.all(h, ` + hadRole + ` ||
-authorizer.group('` + Group + `').resource('` + Resource + `').namespace(variables.ns).name(h.roleARN).check('` + Verb + `').allowed())`,
-					MessageExpression: `request.userInfo.username + ' may not use every IAM role of assumeRoleChain (' + object.spec.assumeRoleChain.map(h, h.roleARN).join(', ') + ')' + (variables.ns == '' ? ' cluster-wide' : ' in namespace ' + variables.ns) + ': podid requires RBAC verb "` + Verb + `" on resource "` + Resource + `" of API group ` + Group + ` with each role ARN as resourceName (as EKS requires iam:PassRole)'`,
-					Reason:            forbidden,
-				},
-				{
-					Expression: `!` + sa + ` || ` + saSame + ` ||
-authorizer.group('').resource('serviceaccounts').subresource('token').namespace(object.spec.serviceAccount.namespace).name(object.spec.serviceAccount.name).check('create').allowed()`,
-					MessageExpression: `request.userInfo.username + ' may not create tokens for ServiceAccount ' + object.spec.serviceAccount.namespace + '/' + object.spec.serviceAccount.name + ', which the rotator would do for this SecretRotator: RBAC verb "create" on serviceaccounts/token is required'`,
-					Reason:            forbidden,
-				},
-				{
-					Expression: `!` + cert + ` || ` + secSame + ` ||
-authorizer.group('').resource('secrets').namespace(variables.secretNamespace).name(object.spec.security.certificateSecretName).check('get').allowed()`,
-					MessageExpression: `request.userInfo.username + ' may not read Secret ' + variables.secretNamespace + '/' + object.spec.security.certificateSecretName + ', which the rotator would read for this SecretRotator: RBAC verb "get" on that Secret is required'`,
-					Reason:            forbidden,
-				},
-			},
-		},
+	forbidden, invalid := ptr.To(metav1.StatusReasonForbidden), ptr.To(metav1.StatusReasonInvalid)
+	variables := []admissionregistrationv1.Variable{
+		// "" for a cluster-scoped rotator: the checks below are then
+		// cluster-wide.
+		{Name: "ns", Expression: `has(object.metadata.namespace) ? object.metadata.namespace : ''`},
+		{Name: "secretNamespace", Expression: `has(object.spec.security) && has(object.spec.security.secretNamespace) && object.spec.security.secretNamespace != '' ? object.spec.security.secretNamespace : (has(object.metadata.namespace) && object.metadata.namespace != '' ? object.metadata.namespace : '` + podidNamespace + `')`},
 	}
+	return admissionpolicy.Policy(RotatorName, "secretrotators", variables,
+		admissionregistrationv1.Validation{
+			Expression:        `variables.ns == '' || !` + sa + ` || object.spec.serviceAccount.namespace == variables.ns`,
+			MessageExpression: `'a SecretRotator in namespace ' + variables.ns + ' may name a ServiceAccount of its own namespace only, not ' + object.spec.serviceAccount.namespace + '/' + object.spec.serviceAccount.name`,
+			Reason:            invalid,
+		},
+		admissionregistrationv1.Validation{
+			Expression:        `variables.ns == '' || variables.secretNamespace == variables.ns`,
+			MessageExpression: `'a SecretRotator in namespace ' + variables.ns + ' may read a certificate Secret of its own namespace only, not of ' + variables.secretNamespace + ': leave security.secretNamespace out'`,
+			Reason:            invalid,
+		},
+		admissionregistrationv1.Validation{
+			Expression: `variables.ns == '' || !has(object.spec.security) || !has(object.spec.security.insecureSkipVerify) || !object.spec.security.insecureSkipVerify`,
+			Message:    "a namespaced SecretRotator may not turn off TLS verification (security.insecureSkipVerify): it would hand a signed AWS request to whoever answers; give the registry's CA in security.certificateSecretName instead",
+			Reason:     invalid,
+		},
+		admissionregistrationv1.Validation{
+			Expression: `!has(object.spec.assumeRoleChain) || object.spec.assumeRoleChain.all(h, ` + hadRole + ` ||
+authorizer.group('` + Group + `').resource('` + Resource + `').namespace(variables.ns).name(h.roleARN).check('` + Verb + `').allowed())`,
+			MessageExpression: `request.userInfo.username + ' may not use every IAM role of assumeRoleChain (' + object.spec.assumeRoleChain.map(h, h.roleARN).join(', ') + ')' + (variables.ns == '' ? ' cluster-wide' : ' in namespace ' + variables.ns) + ': podid requires RBAC verb "` + Verb + `" on resource "` + Resource + `" of API group ` + Group + ` with each role ARN as resourceName (as EKS requires iam:PassRole)'`,
+			Reason:            forbidden,
+		},
+		admissionregistrationv1.Validation{
+			Expression: `!` + sa + ` || ` + saSame + ` ||
+authorizer.group('').resource('serviceaccounts').subresource('token').namespace(object.spec.serviceAccount.namespace).name(object.spec.serviceAccount.name).check('create').allowed()`,
+			MessageExpression: `request.userInfo.username + ' may not create tokens for ServiceAccount ' + object.spec.serviceAccount.namespace + '/' + object.spec.serviceAccount.name + ', which the rotator would do for this SecretRotator: RBAC verb "create" on serviceaccounts/token is required'`,
+			Reason:            forbidden,
+		},
+		admissionregistrationv1.Validation{
+			Expression: `!` + cert + ` || ` + secSame + ` ||
+authorizer.group('').resource('secrets').namespace(variables.secretNamespace).name(object.spec.security.certificateSecretName).check('get').allowed()`,
+			MessageExpression: `request.userInfo.username + ' may not read Secret ' + variables.secretNamespace + '/' + object.spec.security.certificateSecretName + ', which the rotator would read for this SecretRotator: RBAC verb "get" on that Secret is required'`,
+			Reason:            forbidden,
+		},
+	)
 }
 
 // RotatorBinding enforces RotatorPolicy everywhere.
 func RotatorBinding() *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
-	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: RotatorName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        RotatorName,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
+	return admissionpolicy.Binding(RotatorName)
 }

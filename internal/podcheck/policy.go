@@ -6,6 +6,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/admissionpolicy"
 )
 
 // RequesterPolicyName is the ValidatingAdmissionPolicy (and binding) that
@@ -27,46 +28,22 @@ func RequesterPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 		value    = `object.metadata.annotations[` + key + `]`
 		oldValue = `oldObject.metadata.annotations[` + key + `]`
 	)
-	return &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: RequesterPolicyName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{"podidentitychecks"},
-						},
-					},
-				}},
-			},
-			Validations: []admissionregistrationv1.Validation{
-				{
-					Expression:        `request.operation != 'CREATE' || !(` + has + `) || ` + value + ` == request.userInfo.username`,
-					MessageExpression: `'podid.io/requested-by must be the name of the user creating the check (' + request.userInfo.username + '), or be left out'`,
-					Reason:            ptr.To(metav1.StatusReasonForbidden),
-				},
-				{
-					Expression: `request.operation != 'UPDATE' || ((` + has + `) == (` + hadOld + `) && (!(` + has + `) || ` + value + ` == ` + oldValue + `))`,
-					Message:    "podid.io/requested-by names who created the check and cannot be changed",
-					Reason:     ptr.To(metav1.StatusReasonForbidden),
-				},
-			},
+	forbidden := ptr.To(metav1.StatusReasonForbidden)
+	return admissionpolicy.Policy(RequesterPolicyName, "podidentitychecks", nil,
+		admissionregistrationv1.Validation{
+			Expression:        `request.operation != 'CREATE' || !(` + has + `) || ` + value + ` == request.userInfo.username`,
+			MessageExpression: `'podid.io/requested-by must be the name of the user creating the check (' + request.userInfo.username + '), or be left out'`,
+			Reason:            forbidden,
 		},
-	}
+		admissionregistrationv1.Validation{
+			Expression: `request.operation != 'UPDATE' || ((` + has + `) == (` + hadOld + `) && (!(` + has + `) || ` + value + ` == ` + oldValue + `))`,
+			Message:    "podid.io/requested-by names who created the check and cannot be changed",
+			Reason:     forbidden,
+		},
+	)
 }
 
 // RequesterBinding enforces RequesterPolicy everywhere.
 func RequesterBinding() *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
-	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: RequesterPolicyName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        RequesterPolicyName,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
+	return admissionpolicy.Binding(RequesterPolicyName)
 }

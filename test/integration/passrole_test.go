@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eks"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -26,17 +27,7 @@ import (
 // administrator is not affected.
 func TestPassRole(t *testing.T) {
 	ctx := t.Context()
-	policy, binding := passrole.Policy(), passrole.Binding()
-	if err := k8s.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		k8s.Delete(context.Background(), binding)
-		k8s.Delete(context.Background(), policy)
-	})
+	install(t, passrole.Policy(), passrole.Binding())
 	const user = "passrole-admin"
 	ns := newNamespace(t)
 	grant(t, ns, "associations", rbacv1.PolicyRule{APIGroups: []string{"podid.io"}, Resources: []string{"podidentityassociations"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}}, user)
@@ -177,4 +168,19 @@ func grant(t *testing.T, ns, name string, rule rbacv1.PolicyRule, user string) {
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// install creates an admission policy and its binding for the test.
+func install(t *testing.T, policy *admissionregistrationv1.ValidatingAdmissionPolicy, binding *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	t.Helper()
+	if err := k8s.Create(t.Context(), policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(t.Context(), binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		k8s.Delete(context.Background(), binding)
+		k8s.Delete(context.Background(), policy)
+	})
 }

@@ -58,17 +58,7 @@ func TestPodIdentityCheckRequesterAndFairness(t *testing.T) {
 		t.Errorf("an unbound requester was believed: %q", got.Status.RequestedBy)
 	}
 
-	policy, binding := podcheck.RequesterPolicy(), podcheck.RequesterBinding()
-	if err := k8s.Create(ctx, policy); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		k8s.Delete(context.Background(), binding)
-		k8s.Delete(context.Background(), policy)
-	})
+	install(t, podcheck.RequesterPolicy(), podcheck.RequesterBinding())
 	eventually(t, "the requester policy to refuse another's name", func(ctx context.Context) (bool, error) {
 		err := mallory.Create(ctx, newCheck(ns, "forged", "cluster-admin"))
 		if err == nil {
