@@ -81,7 +81,9 @@ func Start(opts Options) (*Cluster, error) {
 // User is a client identity of the cluster with only the permissions RBAC
 // grants it.
 type User struct {
-	Config     *rest.Config
+	Config *rest.Config
+	// Client is a client of Config with podid's scheme.
+	Client     client.Client
 	Kubeconfig []byte
 }
 
@@ -95,7 +97,11 @@ func (c *Cluster) AddUser(name string, groups ...string) (User, error) {
 	if err != nil {
 		return User{}, fmt.Errorf("writing a kubeconfig for %s: %w", name, err)
 	}
-	return User{Config: u.Config(), Kubeconfig: kubeconfig}, nil
+	cl, err := client.New(u.Config(), client.Options{Scheme: kube.NewScheme()})
+	if err != nil {
+		return User{}, fmt.Errorf("creating a client for %s: %w", name, err)
+	}
+	return User{Config: u.Config(), Client: cl, Kubeconfig: kubeconfig}, nil
 }
 
 // ServiceAccountSigningKeyFile is the PEM private key the API server signs

@@ -138,11 +138,13 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	rec := c.Record
 	a := m.association(c)
 
+	// The association as it is, read once: an association the step would
+	// refuse (another role's, or PassRole refused) is said before IAM is
+	// changed, and the step itself uses what was read.
+	var pia *v1alpha1.PodIdentityAssociation
 	if !rec.Has(StepAssociation) {
-		// An association the step would refuse (another role's, or PassRole
-		// refused): say so before IAM is changed.
-		pia, err := m.existingAssociation(ctx, c)
-		if err != nil {
+		var err error
+		if pia, err = m.existingAssociation(ctx, c); err != nil {
 			return err
 		}
 		switch {
@@ -190,20 +192,9 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	}
 
 	if !rec.Has(StepAssociation) {
-		pia, err := m.existingAssociation(ctx, c)
-		if err != nil {
-			return err
-		}
 		switch {
-		case pia != nil && pia.Spec.RoleARN != c.RoleARN:
-			if m.dirty {
-				if err := m.save(ctx, c); err != nil {
-					return err
-				}
-			}
-			return otherRole(c, pia)
 		case pia != nil:
-			// Existing: done. It is the migration's only if a run that
+			// Existing, with this role (another's was refused above): done. It is the migration's only if a run that
 			// stopped after creating it said so.
 			if rec.Pending == StepAssociation && pia.Annotations[AnnotationMigrated] == "true" {
 				rec.AssociationUID = string(pia.UID)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/passrole"
 )
 
@@ -35,10 +34,7 @@ func TestPassRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	asAlice, err := client.New(alice.Config, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	asAlice := alice.Client
 	kubeconfig := filepath.Join(t.TempDir(), "alice.kubeconfig")
 	os.WriteFile(kubeconfig, alice.Kubeconfig, 0o600)
 	role := "arn:aws:iam::111122223333:role/passrole/billing"

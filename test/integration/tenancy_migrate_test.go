@@ -16,7 +16,6 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
-	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/migrate"
 )
 
@@ -38,10 +37,7 @@ func namespaceEditor(t *testing.T, ns, user string) (client.Client, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(u.Config, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := u.Client
 	// The binding takes a moment to reach the API server's authorizer.
 	eventually(t, user+"'s edit role to take effect", func(ctx context.Context) (bool, error) {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/passrole"
 )
 
@@ -96,10 +95,7 @@ func TestClusterScopedRotatorNeedsItsAuthorsRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := client.New(u.Config, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := u.Client
 	role := "arn:aws:iam::" + account + ":role/cluster-admins"
 	// A grant of the role in one namespace is not a cluster-wide grant.
 	if err := e.k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "use-admins"},

@@ -27,7 +27,6 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/credsource"
-	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/rotator"
@@ -303,9 +302,5 @@ func tenant(t *testing.T, cluster *localcluster.Cluster, user string, clusterRol
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(u.Config, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return u.Client
 }
