@@ -28,6 +28,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/doctor"
+	"github.com/podid/podid/internal/podcheck"
 	"github.com/podid/podid/internal/serveridentity"
 )
 
@@ -309,6 +310,10 @@ func timeDoctorCLI(t *testing.T, ns, pod string) {
 			t.Fatalf("podid doctor pod: %v\n%s%s", err, out.String(), errOut.String())
 		}
 		times = append(times, time.Since(began))
+		// Runs of a user, not a loop: podid answers one namespace's checks
+		// at DefaultNamespaceRate a second, and a run over that share
+		// would time the wait for it, not doctor.
+		time.Sleep(time.Second / podcheck.DefaultNamespaceRate)
 		if strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "✓ role-trust") || !strings.Contains(out.String(), "✓ live-exchange") {
 			t.Fatalf("podid doctor pod on the healthy pod:\n%s", out.String())
 		}
