@@ -48,7 +48,7 @@ bench: ## The benchmarks whose figures the docs quote, and the agent's load comm
 	go run ./test/load/rotator
 
 sandbox: tools build ## Run podid on this machine: a real API server, podid server, a sample association.
-	$(BIN)/podid sandbox up
+	$(BIN)/podid-sandbox up
 
 clean:
 	rm -rf $(BIN)

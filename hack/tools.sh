@@ -84,7 +84,7 @@ module_build() {
 	place "$dir" "${files[@]}"
 }
 
-# The real node's kubelet, controllers and kube-proxy (internal/localnode), at
+# The real node's kubelet, controllers and kube-proxy (test/harness/localnode), at
 # kube-apiserver's release.
 tool_node() {
 	local kv; kv=$(awk '$1 == "k8s.io/kubernetes" { print $2 } $1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$root/hack/tools/node/go.mod")

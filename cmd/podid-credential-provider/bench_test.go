@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
 )
 
 // BenchmarkInvocation is what the kubelet pays per plugin run, minus the

@@ -8,12 +8,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // The link-local addresses the SDKs call, as EKS Pod Identity uses them.
 var (
-	DefaultIPv4 = net.ParseIP("169.254.170.23")
-	DefaultIPv6 = net.ParseIP("fd00:ec2::23")
+	DefaultIPv4 = net.ParseIP(podidentity.AgentIPv4)
+	DefaultIPv6 = net.ParseIP(podidentity.AgentIPv6)
 )
 
 // AddressOptions configure SetupAddresses.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/token"
 )
 
@@ -46,7 +47,7 @@ type Handler struct {
 // NewHandler returns the credential endpoint.
 func NewHandler(opts HandlerOptions) *Handler {
 	if opts.Audience == "" {
-		opts.Audience = "pods.eks.amazonaws.com"
+		opts.Audience = podidentity.Audience
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -99,7 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, http.StatusForbidden, "AccessDenied", "this endpoint answers only at its own address")
 		return
 	}
-	if r.URL.Path != "/v1/credentials" {
+	if r.URL.Path != podidentity.CredentialsPath {
 		h.writeError(w, http.StatusNotFound, "NotFound", "the credential endpoint is GET /v1/credentials")
 		return
 	}

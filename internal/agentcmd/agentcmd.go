@@ -19,6 +19,7 @@ import (
 
 	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/token"
 )
 
@@ -64,12 +65,12 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.upstreamCA, "server-ca-file", "", "CA bundle that signs the server's certificate, re-read when it changes (podid's own is in ConfigMap podid-ca); default: the system roots")
 	fs.StringVar(&f.upstreamAuth, "server-auth", "agent-token", "how to authenticate upstream: agent-token (podid server) or sigv4 (EKS Auth, standard AWS credential chain)")
 	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
-	fs.StringSliceVar(&f.listen, "listen", []string{"169.254.170.23:80", "[fd00:ec2::23]:80"}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
+	fs.StringSliceVar(&f.listen, "listen", []string{net.JoinHostPort(podidentity.AgentIPv4, "80"), net.JoinHostPort(podidentity.AgentIPv6, "80")}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
-	fs.StringVar(&f.audience, "token-audience", "pods.eks.amazonaws.com", "audience of the pod tokens")
+	fs.StringVar(&f.audience, "token-audience", podidentity.Audience, "audience of the pod tokens")
 	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
 	fs.StringVar(&f.log.Level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.kubeAPI, "kube-api-server", "", "the API server's URL (default: in-cluster, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
@@ -187,6 +188,6 @@ address only. Where the dummy kernel module is missing, use --link lo.`,
 		},
 	}
 	cmd.Flags().StringVar(&link, "link", "podid0", "the link to hold the addresses; created as a dummy link unless it exists")
-	cmd.Flags().StringSliceVar(&addrs, "address", []string{"169.254.170.23", "fd00:ec2::23"}, "addresses to put on the link (repeatable)")
+	cmd.Flags().StringSliceVar(&addrs, "address", []string{podidentity.AgentIPv4, podidentity.AgentIPv6}, "addresses to put on the link (repeatable)")
 	return cmd
 }

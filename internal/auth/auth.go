@@ -26,13 +26,11 @@ import (
 	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/podevents"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
 )
-
-// DefaultAudience is the audience of the pod tokens EKS Pod Identity uses.
-const DefaultAudience = "pods.eks.amazonaws.com"
 
 // DefaultAgentAudience is the audience of a podid agent's own token.
 const DefaultAgentAudience = "podid.io/agent"
@@ -56,7 +54,7 @@ type Options struct {
 	Index    *association.Index
 	// Tokens verifies pod and agent tokens of this cluster.
 	Tokens *token.Verifier
-	// Audience of pod tokens; default DefaultAudience.
+	// Audience of pod tokens; default podidentity.Audience.
 	Audience string
 	// AgentAudience of agent tokens; default DefaultAgentAudience.
 	AgentAudience string
@@ -94,7 +92,7 @@ type Handler struct {
 // NewHandler returns the API over opts.
 func NewHandler(opts Options) *Handler {
 	if opts.Audience == "" {
-		opts.Audience = DefaultAudience
+		opts.Audience = podidentity.Audience
 	}
 	if opts.AgentAudience == "" {
 		opts.AgentAudience = DefaultAgentAudience

@@ -22,6 +22,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/internal/token"
 )
@@ -132,7 +133,7 @@ func (f *fixture) call(t testing.TB, agentToken, body string) *httptest.Response
 
 func TestResponseShape(t *testing.T) {
 	f := newFixture(t)
-	rec := f.call(t, f.agent, `{"token":"`+f.sign(t, "demo", "app", "app-0", "pod-uid", DefaultAudience)+`"}`)
+	rec := f.call(t, f.agent, `{"token":"`+f.sign(t, "demo", "app", "app-0", "pod-uid", podidentity.Audience)+`"}`)
 	if rec.Code != 200 {
 		t.Fatalf("%d %s", rec.Code, rec.Body)
 	}
@@ -157,9 +158,9 @@ func TestResponseShape(t *testing.T) {
 func TestRefusalsAreCountedAndNeverReachSTS(t *testing.T) {
 	f := newFixture(t)
 	for _, c := range []struct{ agent, body, code string }{
-		{f.agent, `{"token":"` + f.sign(t, "demo", "app", "app-b", "pod-b", DefaultAudience) + `"}`, AccessDenied},
-		{f.agent, `{"token":"` + f.sign(t, "demo", "app", "app-0", "other-uid", DefaultAudience) + `"}`, InvalidToken},
-		{f.agent, `{"token":"` + f.sign(t, "demo", "nobody", "app-0", "pod-uid", DefaultAudience) + `"}`, ResourceNotFound},
+		{f.agent, `{"token":"` + f.sign(t, "demo", "app", "app-b", "pod-b", podidentity.Audience) + `"}`, AccessDenied},
+		{f.agent, `{"token":"` + f.sign(t, "demo", "app", "app-0", "other-uid", podidentity.Audience) + `"}`, InvalidToken},
+		{f.agent, `{"token":"` + f.sign(t, "demo", "nobody", "app-0", "pod-uid", podidentity.Audience) + `"}`, ResourceNotFound},
 		{"not-a-token", `{"token":"x"}`, AccessDenied},
 	} {
 		rec := f.call(t, c.agent, c.body)
@@ -202,7 +203,7 @@ func FuzzDecodeRequest(f *testing.F) {
 // called (a fake answers). Figures: go test ./internal/auth -bench . -benchtime 5s
 func BenchmarkVerifyAndLookup(b *testing.B) {
 	f := newFixture(b)
-	body := `{"token":"` + f.sign(b, "demo", "app", "app-0", "pod-uid", DefaultAudience) + `"}`
+	body := `{"token":"` + f.sign(b, "demo", "app", "app-0", "pod-uid", podidentity.Audience) + `"}`
 	b.ReportAllocs()
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()

@@ -18,8 +18,8 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

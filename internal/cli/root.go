@@ -1,13 +1,14 @@
 // Package cli builds podid's command tree with cobra: one command per
-// component (server, agent, rotator, sandbox) and the operator's commands
+// component (server, agent, rotator) and the operator's commands
 // (association, version). Commands parse flags into the options of the
 // package that does the work and hold no logic of their own beyond that,
 // except the association commands, whose work is talking to the API.
 package cli
 
 import (
-	"github.com/podid/podid/internal/agentcmd"
 	"io"
+
+	"github.com/podid/podid/internal/agentcmd"
 
 	"github.com/spf13/cobra"
 )
@@ -45,14 +46,12 @@ Pod Identity.`,
 	agentCmd.GroupID = "components"
 	rot := newRotatorCommand()
 	rot.GroupID = "components"
-	sandbox := newSandboxCommand(streams)
-	sandbox.GroupID = "components"
 	assoc := newAssociationCommand(streams)
 	assoc.GroupID = "operate"
 	mig := newMigrateCommand(streams)
 	mig.GroupID = "operate"
 	doc := newDoctorCommand(streams)
 	doc.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, sandbox, assoc, mig, doc, newVersionCommand(streams))
+	root.AddCommand(server, agentCmd, rot, assoc, mig, doc, newVersionCommand(streams))
 	return root
 }

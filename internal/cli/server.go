@@ -11,8 +11,8 @@ import (
 	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/server"
-	"github.com/podid/podid/internal/webhook"
 )
 
 func newServerCommand() *cobra.Command {
@@ -62,7 +62,7 @@ sts:TagSession.`,
 	fs.StringVar(&opts.API.TLSCertFile, "tls-cert-file", "", "TLS certificate of the credential API (PEM; reloaded when it changes); default: podid's own, the webhook's")
 	fs.StringVar(&opts.API.TLSKeyFile, "tls-key-file", "", "TLS private key of the credential API (PEM)")
 	fs.BoolVar(&opts.API.InsecureHTTP, "insecure-http", false, "serve the credential API over plain HTTP (tests and the sandbox only)")
-	fs.StringVar(&opts.API.Audience, "token-audience", auth.DefaultAudience, "audience of the pod tokens the API accepts")
+	fs.StringVar(&opts.API.Audience, "token-audience", podidentity.Audience, "audience of the pod tokens the API accepts")
 	fs.StringVar(&opts.API.AgentAudience, "agent-token-audience", auth.DefaultAgentAudience, "audience of podid agents' own tokens")
 	fs.StringSliceVar(&opts.API.AgentServiceAccounts, "agent-service-account", []string{"podid-system/podid-agent"}, "namespace/name of the ServiceAccount podid agents run as (repeatable)")
 	fs.StringVar(&opts.API.TokenIssuer, "token-issuer", "", "OIDC issuer URL of the cluster's ServiceAccount tokens (default: discovered from the API server)")
@@ -78,9 +78,9 @@ sts:TagSession.`,
 	fs.StringVar(&opts.Webhook.ConfigurationName, "webhook-configuration", "podid", `MutatingWebhookConfiguration whose caBundle podid keeps; "" leaves it alone`)
 	fs.StringSliceVar(&opts.Webhook.Hosts, "webhook-host", nil, "DNS name or IP the API server calls the webhook by, for its certificate (repeatable), e.g. podid.podid-system.svc")
 	fs.StringVar(&opts.Webhook.CAConfigMap, "ca-configmap", "podid-ca", `ConfigMap (beside --webhook-secret) podid keeps holding its CA bundle, for agents to trust the credential API when it is served with podid's own certificate; "" turns it off`)
-	fs.StringVar(&opts.Webhook.Inject.CredentialsURI, "inject-credentials-uri", webhook.DefaultCredentialsURI, "AWS_CONTAINER_CREDENTIALS_FULL_URI given to pods ("+webhook.DefaultCredentialsURIv6+" on IPv6 clusters)")
-	fs.StringVar(&opts.Webhook.Inject.Audience, "inject-token-audience", webhook.DefaultAudience, "audience of the token projected into pods (keep it equal to --token-audience)")
-	fs.Int64Var(&opts.Webhook.Inject.ExpirationSeconds, "inject-token-expiration", webhook.DefaultExpirationSecs, "lifetime in seconds of the token projected into pods (the kubelet rotates it at 80%)")
+	fs.StringVar(&opts.Webhook.Inject.CredentialsURI, "inject-credentials-uri", podidentity.CredentialsURI, "AWS_CONTAINER_CREDENTIALS_FULL_URI given to pods ("+podidentity.CredentialsURIv6+" on IPv6 clusters)")
+	fs.StringVar(&opts.Webhook.Inject.Audience, "inject-token-audience", podidentity.Audience, "audience of the token projected into pods (keep it equal to --token-audience)")
+	fs.Int64Var(&opts.Webhook.Inject.ExpirationSeconds, "inject-token-expiration", podidentity.TokenExpirationSeconds, "lifetime in seconds of the token projected into pods (the kubelet rotates it at 80%)")
 	fs.StringVar(&opts.Webhook.Inject.Region, "inject-region", "", "inject AWS_REGION and AWS_DEFAULT_REGION with this region into containers that set neither")
 	fs.BoolVar(&opts.Webhook.Inject.IRSA, "irsa", true, "inject IRSA (AWS_ROLE_ARN, web identity token) for ServiceAccounts with the eks.amazonaws.com/role-arn annotation and no association")
 	fs.BoolVar(&opts.API.CheckRequesterBound, "check-requester-bound", false, "podid.io/requested-by on PodIdentityChecks is bound to their creator by an admission policy (the chart's, on Kubernetes 1.30+): believe it in the audit log; without it the requester is logged as unknown")

@@ -11,6 +11,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/pflag"
 
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/version"
 )
 
@@ -57,7 +58,7 @@ func parsePlugin(args []string) (Config, bool, error) {
 	cfg := Config{}
 	fs := pflag.NewFlagSet(PluginName, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.AgentURL, "agent-url", DefaultAgentURL, "the node's podid agent credentials endpoint")
+	fs.StringVar(&cfg.AgentURL, "agent-url", podidentity.CredentialsURI, "the node's podid agent credentials endpoint")
 	fs.StringSliceVar(&cfg.JFrogHosts, "jfrog-host", nil, "an Artifactory host (host[:port]) to answer with JFrog's passwordless token (repeatable)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "how long one answer may take (the kubelet gives a plugin a minute)")
 	showVersion := fs.Bool("version", false, "print the version and exit")

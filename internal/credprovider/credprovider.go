@@ -33,13 +33,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	credentialproviderv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
 
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/regcred"
 	"github.com/podid/podid/internal/regcred/ecr"
 	"github.com/podid/podid/internal/regcred/jfrog"
 )
-
-// DefaultAgentURL is where podid agent serves on every node.
-const DefaultAgentURL = "http://169.254.170.23/v1/credentials"
 
 // maxRequest bounds what is read from stdin.
 const maxRequest = 1 << 20
@@ -128,7 +126,7 @@ func Answer(ctx context.Context, cfg Config, req *credentialproviderv1.Credentia
 	}
 	agentURL := cfg.AgentURL
 	if agentURL == "" {
-		agentURL = DefaultAgentURL
+		agentURL = podidentity.CredentialsURI
 	}
 	// The pod's own credentials, from the node's agent with the pod's token:
 	// the agent checks the token and finds the pod's association.

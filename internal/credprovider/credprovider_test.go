@@ -14,10 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/credprovider"
-	"github.com/podid/podid/internal/registryemu"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
+	"github.com/podid/podid/test/emu/registryemu"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")

@@ -27,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // AuthType is how the first identity is obtained (JFrog's authType).
@@ -41,18 +43,6 @@ const (
 	// WebIdentity: IRSA, from AWS_ROLE_ARN/AWS_WEB_IDENTITY_TOKEN_FILE or a
 	// named ServiceAccount's eks.amazonaws.com/role-arn and a TokenRequest.
 	WebIdentity AuthType = "webIdentity"
-)
-
-// The variables each mechanism reads.
-const (
-	EnvFullURI   = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-	EnvTokenFile = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
-	EnvRoleARN   = "AWS_ROLE_ARN"
-	EnvWebToken  = "AWS_WEB_IDENTITY_TOKEN_FILE"
-	// RoleAnnotation is IRSA's ServiceAccount annotation.
-	RoleAnnotation = "eks.amazonaws.com/role-arn"
-	// IRSAAudience is the audience IRSA tokens are requested for.
-	IRSAAudience = "sts.amazonaws.com"
 )
 
 // Hop is one role of an assume-role chain (Crossplane's assumeRoleChain,
@@ -138,12 +128,12 @@ func (r *Resolver) Resolve(ctx context.Context, spec Spec) (*Source, error) {
 	case WebIdentity:
 		src, err = r.webIdentity(ctx, spec.ServiceAccount)
 	case Auto:
-		if r.getenv(EnvFullURI) != "" || r.getenv(EnvTokenFile) != "" {
+		if r.getenv(podidentity.EnvCredentialsFullURI) != "" || r.getenv(podidentity.EnvAuthorizationTokenFile) != "" {
 			src, err = r.podIdentity()
 		} else {
 			src, err = r.webIdentity(ctx, spec.ServiceAccount)
 			if errors.Is(err, errNoWebIdentity) {
-				err = fmt.Errorf("authType auto found neither Pod Identity (%s and %s) nor IRSA (%s and %s, or a serviceAccount with the %s annotation): create a PodIdentityAssociation for this pod's ServiceAccount and restart the pod", EnvFullURI, EnvTokenFile, EnvRoleARN, EnvWebToken, RoleAnnotation)
+				err = fmt.Errorf("authType auto found neither Pod Identity (%s and %s) nor IRSA (%s and %s, or a serviceAccount with the %s annotation): create a PodIdentityAssociation for this pod's ServiceAccount and restart the pod", podidentity.EnvCredentialsFullURI, podidentity.EnvAuthorizationTokenFile, podidentity.EnvRoleARN, podidentity.EnvWebIdentityTokenFile, podidentity.AnnotationRoleARN)
 			}
 		}
 	default:
@@ -163,14 +153,14 @@ func (r *Resolver) Resolve(ctx context.Context, spec Spec) (*Source, error) {
 }
 
 func (r *Resolver) podIdentity() (*Source, error) {
-	uri, tokenFile := r.getenv(EnvFullURI), r.getenv(EnvTokenFile)
+	uri, tokenFile := r.getenv(podidentity.EnvCredentialsFullURI), r.getenv(podidentity.EnvAuthorizationTokenFile)
 	switch {
 	case uri == "" && tokenFile == "":
-		return nil, fmt.Errorf("authType podIdentity, but %s and %s are not set: no PodIdentityAssociation matched this pod's namespace and ServiceAccount when it was created (create one, then restart the pod)", EnvFullURI, EnvTokenFile)
+		return nil, fmt.Errorf("authType podIdentity, but %s and %s are not set: no PodIdentityAssociation matched this pod's namespace and ServiceAccount when it was created (create one, then restart the pod)", podidentity.EnvCredentialsFullURI, podidentity.EnvAuthorizationTokenFile)
 	case uri == "":
-		return nil, fmt.Errorf("%s is set but %s is not: the pod's Pod Identity environment is incomplete", EnvTokenFile, EnvFullURI)
+		return nil, fmt.Errorf("%s is set but %s is not: the pod's Pod Identity environment is incomplete", podidentity.EnvAuthorizationTokenFile, podidentity.EnvCredentialsFullURI)
 	case tokenFile == "":
-		return nil, fmt.Errorf("%s is set but %s is not: the pod's Pod Identity environment is incomplete", EnvFullURI, EnvTokenFile)
+		return nil, fmt.Errorf("%s is set but %s is not: the pod's Pod Identity environment is incomplete", podidentity.EnvCredentialsFullURI, podidentity.EnvAuthorizationTokenFile)
 	}
 	p := endpointcreds.New(uri, func(o *endpointcreds.Options) {
 		if r.AWS.HTTPClient != nil {
@@ -201,19 +191,19 @@ func (r *Resolver) webIdentity(ctx context.Context, sa *ServiceAccountRef) (*Sou
 		if err != nil {
 			return nil, fmt.Errorf("reading ServiceAccount %s/%s for its IRSA role: %w", sa.Namespace, sa.Name, err)
 		}
-		roleARN = obj.Annotations[RoleAnnotation]
+		roleARN = obj.Annotations[podidentity.AnnotationRoleARN]
 		if roleARN == "" {
-			return nil, fmt.Errorf("ServiceAccount %s/%s has no %s annotation: annotate it with the IAM role to assume, or use authType podIdentity", sa.Namespace, sa.Name, RoleAnnotation)
+			return nil, fmt.Errorf("ServiceAccount %s/%s has no %s annotation: annotate it with the IAM role to assume, or use authType podIdentity", sa.Namespace, sa.Name, podidentity.AnnotationRoleARN)
 		}
 		tokens = &tokenRequest{kube: r.Kube, ref: *sa}
 	} else {
-		roleARN = r.getenv(EnvRoleARN)
-		file := r.getenv(EnvWebToken)
+		roleARN = r.getenv(podidentity.EnvRoleARN)
+		file := r.getenv(podidentity.EnvWebIdentityTokenFile)
 		if roleARN == "" && file == "" {
-			return nil, fmt.Errorf("authType webIdentity, but %s and %s are not set and no serviceAccount is named: %w", EnvRoleARN, EnvWebToken, errNoWebIdentity)
+			return nil, fmt.Errorf("authType webIdentity, but %s and %s are not set and no serviceAccount is named: %w", podidentity.EnvRoleARN, podidentity.EnvWebIdentityTokenFile, errNoWebIdentity)
 		}
 		if roleARN == "" || file == "" {
-			return nil, fmt.Errorf("IRSA needs both %s and %s; only one is set", EnvRoleARN, EnvWebToken)
+			return nil, fmt.Errorf("IRSA needs both %s and %s; only one is set", podidentity.EnvRoleARN, podidentity.EnvWebIdentityTokenFile)
 		}
 		tokens = tokenFile{r: r, path: file}
 	}
@@ -283,7 +273,7 @@ func (t *tokenRequest) GetIdentityToken() ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tr, err := t.kube.CoreV1().ServiceAccounts(t.ref.Namespace).CreateToken(ctx, t.ref.Name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{IRSAAudience}, ExpirationSeconds: ptr.To[int64](3600)},
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{podidentity.IRSAAudience}, ExpirationSeconds: ptr.To[int64](3600)},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("requesting a token for ServiceAccount %s/%s: %w", t.ref.Namespace, t.ref.Name, err)

@@ -18,9 +18,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/credsource"
+	"github.com/podid/podid/internal/podidentity"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
 )
 
 const account = "111122223333"
@@ -36,13 +37,13 @@ func TestResolveRefusesWhatIsMissing(t *testing.T) {
 		want string
 	}{
 		"podIdentity without its variables": {credsource.Spec{AuthType: credsource.PodIdentity}, nil, "no PodIdentityAssociation matched"},
-		"podIdentity half set":              {credsource.Spec{AuthType: credsource.PodIdentity}, map[string]string{credsource.EnvFullURI: "http://169.254.170.23/v1/credentials"}, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is not"},
-		"podIdentity never uses IRSA":       {credsource.Spec{AuthType: credsource.PodIdentity}, map[string]string{credsource.EnvRoleARN: "arn:aws:iam::111122223333:role/r", credsource.EnvWebToken: "/t"}, "no PodIdentityAssociation matched"},
+		"podIdentity half set":              {credsource.Spec{AuthType: credsource.PodIdentity}, map[string]string{podidentity.EnvCredentialsFullURI: "http://169.254.170.23/v1/credentials"}, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE is not"},
+		"podIdentity never uses IRSA":       {credsource.Spec{AuthType: credsource.PodIdentity}, map[string]string{podidentity.EnvRoleARN: "arn:aws:iam::111122223333:role/r", podidentity.EnvWebIdentityTokenFile: "/t"}, "no PodIdentityAssociation matched"},
 		"webIdentity without its variables": {credsource.Spec{AuthType: credsource.WebIdentity}, nil, "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE are not set"},
-		"webIdentity half set":              {credsource.Spec{AuthType: credsource.WebIdentity}, map[string]string{credsource.EnvRoleARN: "arn:aws:iam::111122223333:role/r"}, "only one is set"},
+		"webIdentity half set":              {credsource.Spec{AuthType: credsource.WebIdentity}, map[string]string{podidentity.EnvRoleARN: "arn:aws:iam::111122223333:role/r"}, "only one is set"},
 		"auto with nothing":                 {credsource.Spec{}, nil, "authType auto found neither Pod Identity"},
 		"unknown authType":                  {credsource.Spec{AuthType: "static"}, nil, `authType "static" is not one of`},
-		"hop without a role":                {credsource.Spec{AuthType: credsource.WebIdentity, Chain: []credsource.Hop{{}}}, map[string]string{credsource.EnvRoleARN: "arn:aws:iam::111122223333:role/r", credsource.EnvWebToken: "/t"}, "assumeRoleChain[0] has no roleARN"},
+		"hop without a role":                {credsource.Spec{AuthType: credsource.WebIdentity, Chain: []credsource.Hop{{}}}, map[string]string{podidentity.EnvRoleARN: "arn:aws:iam::111122223333:role/r", podidentity.EnvWebIdentityTokenFile: "/t"}, "assumeRoleChain[0] has no roleARN"},
 		"serviceAccount without a client":   {credsource.Spec{AuthType: credsource.WebIdentity, ServiceAccount: &credsource.ServiceAccountRef{Namespace: "a", Name: "b"}}, nil, "no Kubernetes client"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -107,7 +108,7 @@ func TestPodIdentityThenAChain(t *testing.T) {
 	uri := f.agent(t, podRole, "pod-token")
 
 	// Auto picks Pod Identity when its variables are there, even beside IRSA's.
-	r := &credsource.Resolver{AWS: f.base, Getenv: env(map[string]string{credsource.EnvFullURI: uri, credsource.EnvTokenFile: tokenPath, credsource.EnvRoleARN: "arn:aws:iam::111122223333:role/irsa", credsource.EnvWebToken: "/nope"})}
+	r := &credsource.Resolver{AWS: f.base, Getenv: env(map[string]string{podidentity.EnvCredentialsFullURI: uri, podidentity.EnvAuthorizationTokenFile: tokenPath, podidentity.EnvRoleARN: "arn:aws:iam::111122223333:role/irsa", podidentity.EnvWebIdentityTokenFile: "/nope"})}
 	src, err := r.Resolve(t.Context(), credsource.Spec{Chain: []credsource.Hop{{RoleARN: target, ExternalID: "ext-1", SessionName: "rotator", Tags: map[string]string{"team": "registry"}, TransitiveTagKeys: []string{"team"}, Duration: 20 * time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func TestWebIdentityFromIRSAVariables(t *testing.T) {
 	path := filepath.Join(f.dir, "irsa-token")
 	os.WriteFile(path, []byte(tok), 0o600)
 
-	r := &credsource.Resolver{AWS: f.base, Getenv: env(map[string]string{credsource.EnvRoleARN: irsa, credsource.EnvWebToken: path})}
+	r := &credsource.Resolver{AWS: f.base, Getenv: env(map[string]string{podidentity.EnvRoleARN: irsa, podidentity.EnvWebIdentityTokenFile: path})}
 	src, err := r.Resolve(t.Context(), credsource.Spec{AuthType: credsource.Auto})
 	if err != nil {
 		t.Fatal(err)

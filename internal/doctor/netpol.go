@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podid/podid/internal/podidentity"
 )
 
 type networkPolicy = networkingv1.NetworkPolicy
@@ -124,7 +126,7 @@ func peerAllowed(peers []networkingv1.NetworkPolicyPeer, ip net.IP) bool {
 // agentPort is the port of the pod's credentials URI (80 by default).
 func agentPort(pc *podContext) int32 {
 	for _, env := range pc.env {
-		u, err := url.Parse(envValue(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+		u, err := url.Parse(envValue(env, podidentity.EnvCredentialsFullURI))
 		if err != nil || u.Host == "" {
 			continue
 		}

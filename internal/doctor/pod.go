@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/webhook"
 )
 
@@ -84,9 +85,9 @@ func (d *Doctor) serviceAccountSection(ctx context.Context, namespace, name stri
 		sec.Checks = append(sec.Checks, skipped("serviceaccount", "could not read it: "+short(err)))
 	default:
 		sec.Checks = append(sec.Checks, ok("serviceaccount", "exists"))
-		if role := sa.Annotations[webhook.AnnotationRoleARN]; role != "" {
-			sec.Checks = append(sec.Checks, warn("irsa-annotation", fmt.Sprintf("the ServiceAccount still has IRSA's annotation %s=%s: where an IRSA webhook runs, its pods get web identity variables, which the SDKs use before Pod Identity", webhook.AnnotationRoleARN, role),
-				fmt.Sprintf("podid migrate irsa -n %s --service-account %s --remove-annotation --approve (undone by podid migrate rollback), or kubectl annotate serviceaccount %s -n %s %s-", namespace, name, name, namespace, webhook.AnnotationRoleARN)))
+		if role := sa.Annotations[podidentity.AnnotationRoleARN]; role != "" {
+			sec.Checks = append(sec.Checks, warn("irsa-annotation", fmt.Sprintf("the ServiceAccount still has IRSA's annotation %s=%s: where an IRSA webhook runs, its pods get web identity variables, which the SDKs use before Pod Identity", podidentity.AnnotationRoleARN, role),
+				fmt.Sprintf("podid migrate irsa -n %s --service-account %s --remove-annotation --approve (undone by podid migrate rollback), or kubectl annotate serviceaccount %s -n %s %s-", namespace, name, name, namespace, podidentity.AnnotationRoleARN)))
 		}
 	}
 	pc := &podContext{sa: name}
@@ -165,19 +166,19 @@ func checkInjection(pc *podContext) Check {
 	pod := pc.pod
 	var missing, done []string
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
-		if envValue(pc.env[c.Name], webhook.EnvCredentialsURI) != "" && envValue(pc.env[c.Name], webhook.EnvTokenFile) != "" {
+		if envValue(pc.env[c.Name], podidentity.EnvCredentialsFullURI) != "" && envValue(pc.env[c.Name], podidentity.EnvAuthorizationTokenFile) != "" {
 			done = append(done, c.Name)
-		} else if !slices.Contains(strings.Split(pod.Annotations[webhook.AnnotationSkipContainers], ","), c.Name) {
+		} else if !slices.Contains(strings.Split(pod.Annotations[podidentity.AnnotationSkipContainers], ","), c.Name) {
 			missing = append(missing, c.Name)
 		}
 	}
 	audience := tokenAudience(pod)
 	if len(missing) == 0 && len(done) > 0 {
-		if audience != webhook.DefaultAudience {
-			return failed(name, fmt.Sprintf("injected, but the token volume's audience is %q, not %s", audience, webhook.DefaultAudience),
+		if audience != podidentity.Audience {
+			return failed(name, fmt.Sprintf("injected, but the token volume's audience is %q, not %s", audience, podidentity.Audience),
 				"restart the pod so the webhook injects it afresh; do not set the token volume yourself")
 		}
-		return ok(name, fmt.Sprintf("%s and its token (audience %s) in %s", webhook.EnvCredentialsURI, audience, strings.Join(done, ", ")))
+		return ok(name, fmt.Sprintf("%s and its token (audience %s) in %s", podidentity.EnvCredentialsFullURI, audience, strings.Join(done, ", ")))
 	}
 	if pc.assoc == nil {
 		return skipped(name, "no association, so nothing to inject")
@@ -228,7 +229,7 @@ func (d *Doctor) owner(ctx context.Context, pod *corev1.Pod) string {
 
 func tokenAudience(pod *corev1.Pod) string {
 	for _, v := range pod.Spec.Volumes {
-		if v.Name != webhook.DefaultVolumeName || v.Projected == nil {
+		if v.Name != podidentity.TokenVolumeName || v.Projected == nil {
 			continue
 		}
 		for _, s := range v.Projected.Sources {
@@ -250,8 +251,8 @@ func checkCredentialChain(pc *podContext) Check {
 		if v := envSource(env, "AWS_ACCESS_KEY_ID"); v != "" {
 			fails = append(fails, fmt.Sprintf("container %s sets AWS_ACCESS_KEY_ID (%s): static keys come first in every SDK's chain", c.Name, v))
 		}
-		if envValue(env, webhook.EnvWebIdentity) != "" {
-			fails = append(fails, fmt.Sprintf("container %s has IRSA's %s: web identity comes before Pod Identity in every SDK's chain", c.Name, webhook.EnvWebIdentity))
+		if envValue(env, podidentity.EnvWebIdentityTokenFile) != "" {
+			fails = append(fails, fmt.Sprintf("container %s has IRSA's %s: web identity comes before Pod Identity in every SDK's chain", c.Name, podidentity.EnvWebIdentityTokenFile))
 		}
 		for _, v := range []string{"AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"} {
 			if envValue(env, v) != "" {
@@ -303,11 +304,11 @@ func checkProxy(pc *podContext) Check {
 // agentHost is where the pod's SDK goes for credentials.
 func agentHost(pc *podContext) string {
 	for _, env := range pc.env {
-		if u, err := url.Parse(envValue(env, webhook.EnvCredentialsURI)); err == nil && u.Hostname() != "" {
+		if u, err := url.Parse(envValue(env, podidentity.EnvCredentialsFullURI)); err == nil && u.Hostname() != "" {
 			return u.Hostname()
 		}
 	}
-	u, _ := url.Parse(webhook.DefaultCredentialsURI)
+	u, _ := url.Parse(podidentity.CredentialsURI)
 	return u.Hostname()
 }
 

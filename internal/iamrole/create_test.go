@@ -8,9 +8,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
 )
 
 // A create that fails half-way (a policy that does not exist) leaves no

@@ -23,7 +23,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
-	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // Tags podid puts on the roles it creates.
@@ -72,9 +72,9 @@ func TrustStatement(principal string, a Association) Statement {
 		Principal: map[string]any{"AWS": principal},
 		Action:    []string{"sts:AssumeRole", "sts:TagSession"},
 		Condition: map[string]any{"StringEquals": map[string]string{
-			"aws:RequestTag/" + sts.TagClusterName:    a.Cluster,
-			"aws:RequestTag/" + sts.TagNamespace:      a.Namespace,
-			"aws:RequestTag/" + sts.TagServiceAccount: a.ServiceAccount,
+			"aws:RequestTag/" + podidentity.TagClusterName:    a.Cluster,
+			"aws:RequestTag/" + podidentity.TagNamespace:      a.Namespace,
+			"aws:RequestTag/" + podidentity.TagServiceAccount: a.ServiceAccount,
 		}},
 	}
 }

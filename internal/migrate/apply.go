@@ -17,7 +17,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
-	"github.com/podid/podid/internal/webhook"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // AnnotationMigrated marks an association a migration created.
@@ -72,8 +72,8 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 		only, shared := d.oidcStatementsFor(m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
 		m.say("  OIDC trust: remove %d statement(s) for %s%s", len(only), subject(c.SA.Namespace, c.SA.Name), sharedNote(shared))
 	}
-	if m.Options.RemoveAnnotation && c.SA.Annotations[webhook.AnnotationRoleARN] != "" {
-		m.say("  annotation: remove %s", webhook.AnnotationRoleARN)
+	if m.Options.RemoveAnnotation && c.SA.Annotations[podidentity.AnnotationRoleARN] != "" {
+		m.say("  annotation: remove %s", podidentity.AnnotationRoleARN)
 	}
 	if m.Options.Restart {
 		workloads, err := m.workloads(ctx, c)
@@ -128,7 +128,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	if c.Record == nil {
 		annotations := map[string]string{}
 		for k, v := range c.SA.Annotations {
-			if strings.HasPrefix(k, "eks.amazonaws.com/") {
+			if strings.HasPrefix(k, podidentity.AnnotationPrefix) {
 				annotations[k] = v
 			}
 		}
@@ -257,12 +257,12 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	}
 
 	if m.Options.RemoveAnnotation && !rec.Has(StepRemoveAnnotation) {
-		delete(c.SA.Annotations, webhook.AnnotationRoleARN)
+		delete(c.SA.Annotations, podidentity.AnnotationRoleARN)
 		m.done(rec, StepRemoveAnnotation)
 		if err := m.save(ctx, c); err != nil { // one write: the record and the removal
 			return err
 		}
-		m.say("%s: annotation %s removed", c.ref(), webhook.AnnotationRoleARN)
+		m.say("%s: annotation %s removed", c.ref(), podidentity.AnnotationRoleARN)
 	}
 
 	if m.Options.Restart && !rec.Has(StepRestart) {
@@ -447,7 +447,7 @@ func (m *Migrator) podsOnIRSA(ctx context.Context, c *Candidate) ([]string, erro
 			continue
 		}
 		for _, ctr := range p.Spec.Containers {
-			if hasEnv(ctr, "AWS_WEB_IDENTITY_TOKEN_FILE") || hasEnv(ctr, "AWS_ROLE_ARN") {
+			if hasEnv(ctr, podidentity.EnvWebIdentityTokenFile) || hasEnv(ctr, podidentity.EnvRoleARN) {
 				out = append(out, p.Name)
 				break
 			}

@@ -34,7 +34,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
-	"github.com/podid/podid/internal/webhook"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // Options choose what a migration does beyond trust and association.
@@ -115,7 +115,7 @@ func (m *Migrator) Discover(ctx context.Context, sel Selection) ([]*Candidate, e
 		if sel.Name != "" && sa.Name != sel.Name {
 			continue
 		}
-		c := &Candidate{SA: sa, RoleARN: sa.Annotations[webhook.AnnotationRoleARN]}
+		c := &Candidate{SA: sa, RoleARN: sa.Annotations[podidentity.AnnotationRoleARN]}
 		if raw, ok := sa.Annotations[AnnotationRecord]; ok {
 			rec, err := decodeRecord(raw)
 			if err != nil {
@@ -145,7 +145,7 @@ func skipf(format string, args ...any) error { return &SkipError{fmt.Errorf(form
 func (m *Migrator) roleOf(c *Candidate) (string, error) {
 	parts := strings.SplitN(c.RoleARN, ":", 6)
 	if len(parts) != 6 || parts[2] != "iam" || !strings.HasPrefix(parts[5], "role/") {
-		return "", fmt.Errorf("annotation %s %q is not an IAM role ARN", webhook.AnnotationRoleARN, c.RoleARN)
+		return "", fmt.Errorf("annotation %s %q is not an IAM role ARN", podidentity.AnnotationRoleARN, c.RoleARN)
 	}
 	if parts[4] != m.Account {
 		stmt, _ := json.Marshal(iamrole.TrustStatement(m.Principal, m.association(c)))

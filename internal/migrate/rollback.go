@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // RollbackOrder sorts migrated candidates latest first: a role shared by
@@ -293,7 +294,7 @@ func (m *Migrator) Rollback(ctx context.Context, c *Candidate) (refused bool, er
 func restorable(annotations map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range annotations {
-		if strings.HasPrefix(k, "eks.amazonaws.com/") {
+		if strings.HasPrefix(k, podidentity.AnnotationPrefix) {
 			out[k] = v
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/passrole"
-	"github.com/podid/podid/internal/webhook"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // verify decides, from the role's trust document as IAM has it now,
@@ -40,7 +40,7 @@ func (m *Migrator) verify(c *Candidate, doc string, d *document) (note string, e
 		return fmt.Sprintf("! not verified: role %s's trust %s; migrated because you passed --allow-unverified %s", c.RoleARN, why, c.ref()), nil
 	}
 	return "", skipf("not verified: role %s's trust %s. Under IRSA the annotation %s grants nothing by itself and anyone who may edit the ServiceAccount may write it, so nothing is written for %s. If it should have this role, run again with --allow-unverified %s",
-		c.RoleARN, why, webhook.AnnotationRoleARN, c.ref(), c.ref())
+		c.RoleARN, why, podidentity.AnnotationRoleARN, c.ref(), c.ref())
 }
 
 // verifiedTrust reads c's role's trust and verifies c against it, once

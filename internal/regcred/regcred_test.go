@@ -15,12 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
 	"github.com/podid/podid/internal/regcred"
 	"github.com/podid/podid/internal/regcred/ecr"
 	"github.com/podid/podid/internal/regcred/jfrog"
-	"github.com/podid/podid/internal/registryemu"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
+	"github.com/podid/podid/test/emu/registryemu"
 )
 
 const account = "111122223333"

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
-	"github.com/podid/podid/internal/podcheck"
 	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
@@ -80,27 +78,37 @@ type APIOptions struct {
 	AssociationLimit int
 }
 
+// api is the credential API as assembled: where it listens, and the
+// exchange and STS that the PodIdentityCheck controller answers with.
+type api struct {
+	url      string
+	exchange *auth.Handler
+	// callerIdentity is nil when the STS client (a test double) has no
+	// GetCallerIdentity.
+	callerIdentity serveridentity.CallerIdentityAPI
+}
+
 // newAPI builds the EKS Auth handler and adds its listener to the manager.
-// It returns the URL the API is reachable at ("" when off).
-func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity association.Identity, index *association.Index, opts APIOptions) (string, error) {
+// It returns nil when the API is off.
+func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity association.Identity, index *association.Index, opts APIOptions) (*api, error) {
 	if opts.Addr == "0" || opts.Addr == "" {
-		return "", nil
+		return nil, nil
 	}
 	if !opts.InsecureHTTP && (opts.TLSCertFile == "" || opts.TLSKeyFile == "") && opts.GetCertificate == nil {
-		return "", errors.New("the credential API needs --tls-cert-file and --tls-key-file, or podid's own certificate (the webhook's, with --webhook-host naming the API's Service too), or --insecure-http for tests only")
+		return nil, errors.New("the credential API needs --tls-cert-file and --tls-key-file, or podid's own certificate (the webhook's, with --webhook-host naming the API's Service too), or --insecure-http for tests only")
 	}
 	if d := opts.SessionDuration; d != 0 && (d < 15*time.Minute || d > 12*time.Hour) {
-		return "", fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
+		return nil, fmt.Errorf("--session-duration %s is outside what STS allows (15m to 12h)", d)
 	}
 	verifier, err := clusterTokenVerifier(ctx, cfg, opts)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	slog.Default().Info("verifying ServiceAccount tokens", "issuer", verifier.Issuer())
 	stsClient := opts.STS
 	if stsClient == nil {
 		if stsClient, err = newSTSClient(ctx, identity, opts); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	// The identity publisher and the PodIdentityChecks without a pod call
@@ -114,7 +122,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		if ns != "" {
 			if err := mgr.Add(&serveridentity.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, STS: ci,
 				Cluster: identity, Log: slog.Default().With("logger", "server-identity")}); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
 	}
@@ -125,7 +133,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		if opts.AccessKeysFile != "" {
 			watcher, fromFile, err := accesskey.Watch(opts.AccessKeysFile, ctrlmetrics.Registry)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			// The file's keys join the in-memory ones, now and on every change:
 			// rotating a key is editing the Secret, no restart.
@@ -137,7 +145,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 				watcher.Run(ctx, 10*time.Second, reload, slog.Default().With("logger", "access-keys"))
 				return nil
 			})); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
 	}
@@ -159,14 +167,6 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		Now:                  opts.Now,
 	})
 
-	// PodIdentityChecks (podid doctor's live check) are answered by the
-	// same exchange, minus the token and the credentials.
-	replica, _ := os.Hostname()
-	if err := (&podcheck.Reconciler{Client: mgr.GetClient(), Checker: handler, STS: ci, Server: replica, RequesterBound: opts.CheckRequesterBound,
-		Log: slog.Default().With("logger", "pod-identity-check")}).SetupWithManager(mgr); err != nil {
-		return "", fmt.Errorf("setting up the PodIdentityCheck controller: %w", err)
-	}
-
 	eks := eksapi.NewHandler(eksapi.Options{
 		Identity: identity, Index: index, Config: cfg,
 		Keys: keyStore, Limit: opts.AssociationLimit, Now: opts.Now,
@@ -182,7 +182,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 
 	l, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return "", fmt.Errorf("listening for the credential API on %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("listening for the credential API on %s: %w", opts.Addr, err)
 	}
 	url := "http://" + l.Addr().String()
 	if !opts.InsecureHTTP {
@@ -191,11 +191,11 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			watcher, err := certwatcher.New(opts.TLSCertFile, opts.TLSKeyFile)
 			if err != nil {
 				l.Close()
-				return "", fmt.Errorf("loading the credential API's TLS certificate: %w", err)
+				return nil, fmt.Errorf("loading the credential API's TLS certificate: %w", err)
 			}
 			if err := mgr.Add(watcher); err != nil {
 				l.Close()
-				return "", err
+				return nil, err
 			}
 			getCertificate = watcher.GetCertificate
 		}
@@ -218,9 +218,9 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		ShutdownTimeout: &shutdown,
 	}); err != nil {
 		l.Close()
-		return "", err
+		return nil, err
 	}
-	return url, nil
+	return &api{url: url, exchange: handler, callerIdentity: ci}, nil
 }
 
 // newSTSClient uses the standard credential chain.

@@ -1,6 +1,7 @@
 // Package server assembles `podid server`, podid's control plane: a
 // controller-runtime manager whose cache feeds the association Index on every
-// replica, and whose leader runs the association controller. Every replica
+// replica, and whose leader runs the association and PodIdentityCheck
+// controllers (internal/associationcontroller, internal/podcheck). Every replica
 // also serves the credential exchange and EKS-compatible APIs (internal/auth,
 // internal/eksapi) and the mutating webhook for pods (internal/webhook, with
 // its certificate kept by internal/webhookcert).
@@ -10,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -23,9 +26,10 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/associationcontroller"
 	"github.com/podid/podid/internal/auth"
-	"github.com/podid/podid/internal/controller"
 	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/podcheck"
 )
 
 // Options configure a Server. Flags in package cli fill them.
@@ -112,7 +116,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watching pods: %w", err)
 	}
-	apiURL, err := newAPI(ctx, mgr, cfg, opts.Identity, index, opts.API)
+	api, err := newAPI(ctx, mgr, cfg, opts.Identity, index, opts.API)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +125,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 
-	reconciler := &controller.AssociationReconciler{
+	reconciler := &associationcontroller.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Identity:  opts.Identity,
@@ -130,6 +134,16 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the association controller: %w", err)
+	}
+	if api != nil {
+		// PodIdentityChecks (podid doctor's live check) are answered by
+		// the same exchange, minus the token and the credentials.
+		replica, _ := os.Hostname()
+		checks := &podcheck.Reconciler{Client: mgr.GetClient(), Checker: api.exchange, STS: api.callerIdentity, Server: replica,
+			RequesterBound: opts.API.CheckRequesterBound, Log: slog.Default().With("logger", "pod-identity-check")}
+		if err := checks.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the PodIdentityCheck controller: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -146,7 +160,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return &Server{Manager: mgr, Index: index, APIURL: apiURL}, nil
+	srv := &Server{Manager: mgr, Index: index}
+	if api != nil {
+		srv.APIURL = api.url
+	}
+	return srv, nil
 }
 
 // Start runs the server until ctx is cancelled.

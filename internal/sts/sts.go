@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // API is the one STS call podid makes; *sts.Client implements it.
@@ -30,16 +31,6 @@ type API interface {
 }
 
 var _ API = (*sts.Client)(nil)
-
-// The session tags EKS Pod Identity sets, all transitive.
-const (
-	TagClusterARN     = "eks-cluster-arn"
-	TagClusterName    = "eks-cluster-name"
-	TagNamespace      = "kubernetes-namespace"
-	TagServiceAccount = "kubernetes-service-account"
-	TagPodName        = "kubernetes-pod-name"
-	TagPodUID         = "kubernetes-pod-uid"
-)
 
 // Pod is the pod the credentials are for.
 type Pod struct {
@@ -155,12 +146,12 @@ func result(out *sts.AssumeRoleOutput, sessionName, roleARN string) *Result {
 // in the order sent.
 func SessionTags(id association.Identity, pod Pod) [][2]string {
 	return [][2]string{
-		{TagClusterARN, id.ClusterARN()},
-		{TagClusterName, id.ClusterName},
-		{TagNamespace, pod.Namespace},
-		{TagServiceAccount, pod.ServiceAccount},
-		{TagPodName, pod.Name},
-		{TagPodUID, pod.UID},
+		{podidentity.TagClusterARN, id.ClusterARN()},
+		{podidentity.TagClusterName, id.ClusterName},
+		{podidentity.TagNamespace, pod.Namespace},
+		{podidentity.TagServiceAccount, pod.ServiceAccount},
+		{podidentity.TagPodName, pod.Name},
+		{podidentity.TagPodUID, pod.UID},
 	}
 }
 

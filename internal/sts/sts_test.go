@@ -10,9 +10,10 @@ import (
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/sts"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
 )
 
 var (
@@ -58,8 +59,8 @@ func TestAssumeWithSessionTags(t *testing.T) {
 		t.Fatal("the emulator has no such session")
 	}
 	want := map[string]string{
-		sts.TagClusterARN: "arn:aws:eks:us-east-1:111122223333:cluster/sandbox", sts.TagClusterName: "sandbox",
-		sts.TagNamespace: "demo", sts.TagServiceAccount: "app", sts.TagPodName: pod.Name, sts.TagPodUID: pod.UID,
+		podidentity.TagClusterARN: "arn:aws:eks:us-east-1:111122223333:cluster/sandbox", podidentity.TagClusterName: "sandbox",
+		podidentity.TagNamespace: "demo", podidentity.TagServiceAccount: "app", podidentity.TagPodName: pod.Name, podidentity.TagPodUID: pod.UID,
 	}
 	for k, v := range want {
 		if s.Tags[k] != v {

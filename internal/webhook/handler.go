@@ -19,6 +19,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/logging"
+	"github.com/podid/podid/internal/podidentity"
 )
 
 // Path is where the API server sends pods to be mutated.
@@ -136,9 +137,9 @@ func Mutate(pod *corev1.Pod, cfg Config, hasAssociation bool, saAnnotations map[
 		if mutated.Labels == nil {
 			mutated.Labels = map[string]string{}
 		}
-		mutated.Labels[LabelPodIdentity] = "enabled"
+		mutated.Labels[podidentity.LabelPodIdentity] = "enabled"
 		return mutated, modePodIdentity, nil
-	case cfg.IRSA && saAnnotations[AnnotationRoleARN] != "":
+	case cfg.IRSA && saAnnotations[podidentity.AnnotationRoleARN] != "":
 		p, err := irsaProjection(cfg, saAnnotations)
 		if err != nil {
 			return nil, modeError, err

@@ -6,45 +6,14 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podid/podid/internal/podidentity"
 )
 
-// Names and defaults of what EKS injects (contracts §1 and §6).
-const (
-	EnvCredentialsURI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-	EnvTokenFile      = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
-	EnvRoleARN        = "AWS_ROLE_ARN"
-	EnvWebIdentity    = "AWS_WEB_IDENTITY_TOKEN_FILE"
-	EnvSTSRegional    = "AWS_STS_REGIONAL_ENDPOINTS"
-
-	DefaultCredentialsURI   = "http://169.254.170.23/v1/credentials"
-	DefaultCredentialsURIv6 = "http://[fd00:ec2::23]/v1/credentials"
-	DefaultAudience         = "pods.eks.amazonaws.com"
-	DefaultVolumeName       = "eks-pod-identity-token"
-	DefaultMountPath        = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
-	DefaultTokenPath        = "eks-pod-identity-token"
-	DefaultExpirationSecs   = 86400
-
-	IRSAVolumeName = "aws-token"
-	IRSAMountPath  = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
-	IRSATokenPath  = "token"
-	IRSAAudience   = "sts.amazonaws.com"
-
-	// AnnotationSkipContainers names containers (comma separated) that get
-	// nothing injected.
-	AnnotationSkipContainers = "eks.amazonaws.com/skip-containers"
-	// LabelPodIdentity marks a pod the webhook gave Pod Identity, as EKS's
-	// webhook does.
-	LabelPodIdentity = "eks.amazonaws.com/pod-identity"
-	// LabelInject set to "false" on a pod or a namespace opts it out: the
-	// webhook configuration does not send it to podid at all.
-	LabelInject = "podid.io/inject"
-
-	// IRSA's ServiceAccount annotations.
-	AnnotationRoleARN         = "eks.amazonaws.com/role-arn"
-	AnnotationAudience        = "eks.amazonaws.com/audience"
-	AnnotationRegionalSTS     = "eks.amazonaws.com/sts-regional-endpoints"
-	AnnotationTokenExpiration = "eks.amazonaws.com/token-expiration"
-)
+// LabelInject set to "false" on a pod or a namespace opts it out: the
+// webhook configuration does not send it to podid at all. The names EKS
+// injects are package podidentity's.
+const LabelInject = "podid.io/inject"
 
 // Config is what the webhook injects; zero fields take EKS's defaults.
 type Config struct {
@@ -66,22 +35,22 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.CredentialsURI == "" {
-		c.CredentialsURI = DefaultCredentialsURI
+		c.CredentialsURI = podidentity.CredentialsURI
 	}
 	if c.Audience == "" {
-		c.Audience = DefaultAudience
+		c.Audience = podidentity.Audience
 	}
 	if c.ExpirationSeconds == 0 {
-		c.ExpirationSeconds = DefaultExpirationSecs
+		c.ExpirationSeconds = podidentity.TokenExpirationSeconds
 	}
 	if c.VolumeName == "" {
-		c.VolumeName = DefaultVolumeName
+		c.VolumeName = podidentity.TokenVolumeName
 	}
 	if c.MountPath == "" {
-		c.MountPath = DefaultMountPath
+		c.MountPath = podidentity.TokenMountPath
 	}
 	if c.TokenPath == "" {
-		c.TokenPath = DefaultTokenPath
+		c.TokenPath = podidentity.TokenPath
 	}
 	return c
 }
@@ -117,41 +86,41 @@ func podIdentityProjection(c Config) projection {
 		volume: tokenVolume(c.VolumeName, c.Audience, c.ExpirationSeconds, c.TokenPath),
 		mount:  corev1.VolumeMount{Name: c.VolumeName, MountPath: c.MountPath, ReadOnly: true},
 		env: []corev1.EnvVar{
-			{Name: EnvCredentialsURI, Value: c.CredentialsURI},
-			{Name: EnvTokenFile, Value: c.MountPath + "/" + c.TokenPath},
+			{Name: podidentity.EnvCredentialsFullURI, Value: c.CredentialsURI},
+			{Name: podidentity.EnvAuthorizationTokenFile, Value: c.MountPath + "/" + c.TokenPath},
 		},
 		region:    c.Region,
-		proxyHost: []string{"169.254.170.23", "fd00:ec2::23"},
+		proxyHost: []string{podidentity.AgentIPv4, podidentity.AgentIPv6},
 	}
 }
 
 // irsaProjection is IRSA's injection for a ServiceAccount's annotations, or
 // an error naming the annotation that is wrong.
 func irsaProjection(c Config, annotations map[string]string) (projection, error) {
-	role := annotations[AnnotationRoleARN]
-	audience := IRSAAudience
-	if a := annotations[AnnotationAudience]; a != "" {
+	role := annotations[podidentity.AnnotationRoleARN]
+	audience := podidentity.IRSAAudience
+	if a := annotations[podidentity.AnnotationAudience]; a != "" {
 		audience = a
 	}
-	expiration := int64(DefaultExpirationSecs)
-	if v := annotations[AnnotationTokenExpiration]; v != "" {
+	expiration := int64(podidentity.TokenExpirationSeconds)
+	if v := annotations[podidentity.AnnotationTokenExpiration]; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 3600 || n > DefaultExpirationSecs {
-			return projection{}, fmt.Errorf("annotation %s=%q is not a number of seconds from 3600 to 86400", AnnotationTokenExpiration, v)
+		if err != nil || n < 3600 || n > podidentity.TokenExpirationSeconds {
+			return projection{}, fmt.Errorf("annotation %s=%q is not a number of seconds from 3600 to 86400", podidentity.AnnotationTokenExpiration, v)
 		}
 		expiration = n
 	}
 	p := projection{
-		volume: tokenVolume(IRSAVolumeName, audience, expiration, IRSATokenPath),
-		mount:  corev1.VolumeMount{Name: IRSAVolumeName, MountPath: IRSAMountPath, ReadOnly: true},
+		volume: tokenVolume(podidentity.IRSAVolumeName, audience, expiration, podidentity.IRSATokenPath),
+		mount:  corev1.VolumeMount{Name: podidentity.IRSAVolumeName, MountPath: podidentity.IRSAMountPath, ReadOnly: true},
 		env: []corev1.EnvVar{
-			{Name: EnvRoleARN, Value: role},
-			{Name: EnvWebIdentity, Value: IRSAMountPath + "/" + IRSATokenPath},
+			{Name: podidentity.EnvRoleARN, Value: role},
+			{Name: podidentity.EnvWebIdentityTokenFile, Value: podidentity.IRSAMountPath + "/" + podidentity.IRSATokenPath},
 		},
 		region: c.Region,
 	}
-	if annotations[AnnotationRegionalSTS] == "true" {
-		p.env = append(p.env, corev1.EnvVar{Name: EnvSTSRegional, Value: "regional"})
+	if annotations[podidentity.AnnotationRegionalSTS] == "true" {
+		p.env = append(p.env, corev1.EnvVar{Name: podidentity.EnvSTSRegionalEndpoints, Value: "regional"})
 	}
 	return p, nil
 }
@@ -176,7 +145,7 @@ func tokenVolume(name, audience string, expiration int64, path string) corev1.Vo
 // safe.
 func (p projection) apply(pod *corev1.Pod) {
 	skip := map[string]bool{}
-	for _, name := range strings.Split(pod.Annotations[AnnotationSkipContainers], ",") {
+	for _, name := range strings.Split(pod.Annotations[podidentity.AnnotationSkipContainers], ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			skip[name] = true
 		}

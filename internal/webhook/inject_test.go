@@ -13,6 +13,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	gomodulesjsonpatch "gomodules.xyz/jsonpatch/v2"
 
+	"github.com/podid/podid/internal/podidentity"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -34,7 +36,7 @@ func podWith(annotations map[string]string, init []corev1.Container, containers 
 	}
 }
 
-var irsaAnnotations = map[string]string{AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa"}
+var irsaAnnotations = map[string]string{podidentity.AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa"}
 
 // TestMutate checks each case's JSON patch against testdata/<case>.json
 // (go test ./internal/webhook -update rewrites them; review the diff).
@@ -50,24 +52,24 @@ func TestMutate(t *testing.T) {
 		wantErr     string
 	}{
 		{name: "pod-identity", pod: podWith(nil, nil, container("app")), association: true, wantMode: modePodIdentity},
-		{name: "init-and-skipped-containers", pod: podWith(map[string]string{AnnotationSkipContainers: " sidecar ,other"}, []corev1.Container{container("init")}, container("app"), container("sidecar")), association: true, wantMode: modePodIdentity},
-		{name: "all-containers-skipped", pod: podWith(map[string]string{AnnotationSkipContainers: "app"}, nil, container("app")), association: true, wantMode: modePodIdentity},
-		{name: "container-sets-its-own-uri", pod: podWith(nil, nil, container("app", env(EnvCredentialsURI, "http://127.0.0.1:8080/creds")), container("other")), association: true, wantMode: modePodIdentity},
+		{name: "init-and-skipped-containers", pod: podWith(map[string]string{podidentity.AnnotationSkipContainers: " sidecar ,other"}, []corev1.Container{container("init")}, container("app"), container("sidecar")), association: true, wantMode: modePodIdentity},
+		{name: "all-containers-skipped", pod: podWith(map[string]string{podidentity.AnnotationSkipContainers: "app"}, nil, container("app")), association: true, wantMode: modePodIdentity},
+		{name: "container-sets-its-own-uri", pod: podWith(nil, nil, container("app", env(podidentity.EnvCredentialsFullURI, "http://127.0.0.1:8080/creds")), container("other")), association: true, wantMode: modePodIdentity},
 		{name: "reinvocation-changes-nothing", pod: mutated, association: true, wantMode: modePodIdentity},
 		{name: "region", pod: podWith(nil, nil, container("app"), container("has-region", env("AWS_DEFAULT_REGION", "us-east-1"))), cfg: Config{Region: "eu-west-1"}, association: true, wantMode: modePodIdentity},
-		{name: "ipv6-and-custom-token", pod: podWith(nil, nil, container("app")), cfg: Config{CredentialsURI: DefaultCredentialsURIv6, ExpirationSeconds: 3600}, association: true, wantMode: modePodIdentity},
+		{name: "ipv6-and-custom-token", pod: podWith(nil, nil, container("app")), cfg: Config{CredentialsURI: podidentity.CredentialsURIv6, ExpirationSeconds: 3600}, association: true, wantMode: modePodIdentity},
 		{name: "proxy-bypass", pod: podWith(nil, nil,
 			container("literal", env("HTTP_PROXY", "http://proxy:3128"), env("NO_PROXY", "10.0.0.0/8")),
 			container("no-no-proxy", env("https_proxy", "http://proxy:3128")),
 			container("from-configmap", env("HTTP_PROXY", "http://proxy:3128"), corev1.EnvVar{Name: "NO_PROXY", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "proxy"}, Key: "no_proxy"}}}),
 		), association: true, wantMode: modePodIdentity},
 		{name: "irsa", pod: podWith(nil, nil, container("app")), cfg: Config{IRSA: true, Region: "eu-west-1"},
-			sa: map[string]string{AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa", AnnotationAudience: "sts.example.com", AnnotationRegionalSTS: "true", AnnotationTokenExpiration: "7200"}, wantMode: modeIRSA},
+			sa: map[string]string{podidentity.AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa", podidentity.AnnotationAudience: "sts.example.com", podidentity.AnnotationRegionalSTS: "true", podidentity.AnnotationTokenExpiration: "7200"}, wantMode: modeIRSA},
 		{name: "pod-identity-wins-over-irsa", pod: podWith(nil, nil, container("app")), cfg: Config{IRSA: true}, association: true, sa: irsaAnnotations, wantMode: modePodIdentity},
 		{name: "irsa-off", pod: podWith(nil, nil, container("app")), sa: irsaAnnotations, wantMode: modeNone},
 		{name: "no-association", pod: podWith(nil, nil, container("app")), cfg: Config{IRSA: true}, wantMode: modeNone},
 		{name: "irsa-bad-expiration", pod: podWith(nil, nil, container("app")), cfg: Config{IRSA: true},
-			sa: map[string]string{AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa", AnnotationTokenExpiration: "60"}, wantErr: "3600 to 86400"},
+			sa: map[string]string{podidentity.AnnotationRoleARN: "arn:aws:iam::111122223333:role/irsa", podidentity.AnnotationTokenExpiration: "60"}, wantErr: "3600 to 86400"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

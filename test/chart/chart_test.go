@@ -34,10 +34,11 @@ import (
 	"github.com/podid/podid/internal/agentcmd"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/credprovider"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/podcheck"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/webhook"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden manifests in testdata/")
@@ -295,12 +296,12 @@ func TestRotatorCarriesTheWebhooksInjection(t *testing.T) {
 		t.Fatal("the options case renders no podid-rotator Deployment")
 	}
 	// Take out what the chart injects, let the webhook inject it, compare.
-	injected := map[string]bool{webhook.EnvCredentialsURI: true, webhook.EnvTokenFile: true}
+	injected := map[string]bool{podidentity.EnvCredentialsFullURI: true, podidentity.EnvAuthorizationTokenFile: true}
 	bare := pod.DeepCopy()
 	c := &bare.Spec.Containers[0]
 	c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return injected[e.Name] })
-	c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == webhook.DefaultVolumeName })
-	bare.Spec.Volumes = slices.DeleteFunc(bare.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == webhook.DefaultVolumeName })
+	c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == podidentity.TokenVolumeName })
+	bare.Spec.Volumes = slices.DeleteFunc(bare.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == podidentity.TokenVolumeName })
 	mutated, _, err := webhook.Mutate(bare, webhook.Config{CredentialsURI: "http://169.254.170.23:8079/v1/credentials"}, true, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -312,12 +313,12 @@ func TestRotatorCarriesTheWebhooksInjection(t *testing.T) {
 			}
 		}
 		for _, m := range p.Spec.Containers[0].VolumeMounts {
-			if m.Name == webhook.DefaultVolumeName {
+			if m.Name == podidentity.TokenVolumeName {
 				mounts = append(mounts, m)
 			}
 		}
 		for _, v := range p.Spec.Volumes {
-			if v.Name == webhook.DefaultVolumeName {
+			if v.Name == podidentity.TokenVolumeName {
 				vols = append(vols, v)
 			}
 		}

@@ -1,4 +1,4 @@
-// Package e2e tests the whole of podid as a user meets it: `podid sandbox`
+// Package e2e tests the whole of podid as a user meets it: `podid-sandbox`
 // brings up the API server, podid server with its webhook, a node with
 // podid agent and the STS emulator, and the tests then drive it only through
 // what sandbox.env gives a user: the kubeconfig, the EKS-compatible API, the
@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 var (

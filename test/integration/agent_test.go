@@ -26,9 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/agent"
-	"github.com/podid/podid/internal/netns"
-	"github.com/podid/podid/internal/netns/netnstest"
 	"github.com/podid/podid/internal/token"
+	"github.com/podid/podid/test/harness/netns"
+	"github.com/podid/podid/test/harness/netns/netnstest"
 )
 
 // countingUpstream counts the agent's upstream calls.

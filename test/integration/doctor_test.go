@@ -32,8 +32,8 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/doctor"
 	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/serveridentity"
-	"github.com/podid/podid/internal/webhook"
 )
 
 // doctorNS stands for podid's namespace in the doctor tests: podid's
@@ -85,7 +85,7 @@ func TestDoctor(t *testing.T) {
 		}, []string{"credential-chain"}, nil},
 		{"irsa-left", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-irsa", ns, "app"), nil)
-			return fx.pod(t, ns, "app", "node-a", injected, withEnv(webhook.EnvRoleARN, "arn:aws:iam::111122223333:role/old"), withEnv(webhook.EnvWebIdentity, "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"))
+			return fx.pod(t, ns, "app", "node-a", injected, withEnv(podidentity.EnvRoleARN, "arn:aws:iam::111122223333:role/old"), withEnv(podidentity.EnvWebIdentityTokenFile, "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"))
 		}, []string{"credential-chain"}, nil},
 		{"proxy", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-proxy", ns, "app"), nil)
@@ -138,7 +138,7 @@ func TestDoctor(t *testing.T) {
 			return fx.pod(t, ns, "app", "node-a", injected)
 		}, []string{"target-role-trust", "live-exchange"}, nil},
 		{"serviceaccount-irsa-annotation", func(t *testing.T, ns string) *corev1.Pod {
-			fx.create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", Annotations: map[string]string{webhook.AnnotationRoleARN: "arn:aws:iam::111122223333:role/old"}}})
+			fx.create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app", Annotations: map[string]string{podidentity.AnnotationRoleARN: "arn:aws:iam::111122223333:role/old"}}})
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-sa", ns, "app"), nil)
 			return fx.pod(t, ns, "app", "node-a", injected)
 		}, []string{"irsa-annotation"}, func(ns string) (*doctor.Report, error) { return d.ServiceAccount(ctx, ns, "app") }},
@@ -451,12 +451,12 @@ func (fx *doctorFixtures) pod(t *testing.T, ns, sa, node string, opts ...func(*c
 // injected is what podid's webhook does to a pod (this API server has no
 // webhook calling podid; the real node's tests have).
 func injected(p *corev1.Pod) {
-	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: webhook.DefaultVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: webhook.DefaultAudience, ExpirationSeconds: ptr.To(int64(86400)), Path: webhook.DefaultTokenPath}}}}}})
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: podidentity.TokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: podidentity.Audience, ExpirationSeconds: ptr.To(int64(86400)), Path: podidentity.TokenPath}}}}}})
 	c := &p.Spec.Containers[0]
-	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: webhook.DefaultVolumeName, MountPath: webhook.DefaultMountPath, ReadOnly: true})
-	c.Env = append(c.Env, corev1.EnvVar{Name: webhook.EnvCredentialsURI, Value: webhook.DefaultCredentialsURI},
-		corev1.EnvVar{Name: webhook.EnvTokenFile, Value: webhook.DefaultMountPath + "/" + webhook.DefaultTokenPath})
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: podidentity.TokenVolumeName, MountPath: podidentity.TokenMountPath, ReadOnly: true})
+	c.Env = append(c.Env, corev1.EnvVar{Name: podidentity.EnvCredentialsFullURI, Value: podidentity.CredentialsURI},
+		corev1.EnvVar{Name: podidentity.EnvAuthorizationTokenFile, Value: podidentity.TokenMountPath + "/" + podidentity.TokenPath})
 }
 
 func withEnv(name, value string) func(*corev1.Pod) {

@@ -32,9 +32,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podid/podid/internal/accesskey"
-	"github.com/podid/podid/internal/awsemu"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // The exchange's world: the STS emulator, podid server's own AWS user, two

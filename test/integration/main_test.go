@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/kube"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/webhook"
 	"github.com/podid/podid/internal/webhookcert"
 )
@@ -61,7 +62,7 @@ func TestWebhookReadsThroughForAssociationsTheIndexHasNotSeen(t *testing.T) {
 
 	// No association, IRSA annotation on a ServiceAccount also just made.
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy",
-		Annotations: map[string]string{webhook.AnnotationRoleARN: "arn:aws:iam::111122223333:role/legacy"}}}
+		Annotations: map[string]string{podidentity.AnnotationRoleARN: "arn:aws:iam::111122223333:role/legacy"}}}
 	if err := k8s.Create(t.Context(), sa); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestWebhookReadsThroughForAssociationsTheIndexHasNotSeen(t *testing.T) {
 	for _, p := range resp.Patches {
 		if p.Path == "/spec/containers/0/env" {
 			for _, e := range p.Value.([]any) {
-				if e.(map[string]any)["name"] == webhook.EnvRoleARN {
+				if e.(map[string]any)["name"] == podidentity.EnvRoleARN {
 					found = true
 				}
 			}
@@ -87,7 +88,7 @@ func TestWebhookReadsThroughForAssociationsTheIndexHasNotSeen(t *testing.T) {
 		t.Fatalf("a pod without association was changed: %v", resp.Patches)
 	}
 	// A bad IRSA annotation is a refusal naming it, not a silent skip.
-	sa.Annotations[webhook.AnnotationTokenExpiration] = "soon"
+	sa.Annotations[podidentity.AnnotationTokenExpiration] = "soon"
 	if err := k8s.Update(t.Context(), sa); err != nil {
 		t.Fatal(err)
 	}

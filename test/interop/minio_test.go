@@ -35,9 +35,9 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 const (

@@ -31,10 +31,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/localnode"
-	"github.com/podid/podid/internal/registryemu"
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/registryemu"
+	"github.com/podid/podid/test/harness/localnode"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 // jfrogHost is the emulated Artifactory on the node's bridge. It is fixed

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 // TestRealNode runs the checks in order: the fast ones first, then those

@@ -1,7 +1,7 @@
 // Package realnode tests podid as users install it, on a real node: a
 // kubelet and containerd run the pods, kube-proxy and CoreDNS give Services
 // and names, and podid is installed by `helm install charts/podid` with the
-// images built here (package localnode, through `podid sandbox`'s real-node
+// images built here (package localnode, through `podid-sandbox`'s real-node
 // mode). Workloads are pods running an ordinary aws-sdk-go-v2 program.
 //
 // It needs Linux, root and the node's binaries (`hack/tools.sh`); elsewhere
@@ -29,7 +29,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 var (

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/registryemu"
+	"github.com/podid/podid/test/emu/registryemu"
 )
 
 // testRotatorPullSecret: podid rotator, installed by the chart, gets its

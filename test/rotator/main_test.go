@@ -29,12 +29,12 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
-	"github.com/podid/podid/internal/credsource"
-	"github.com/podid/podid/internal/localcluster"
-	"github.com/podid/podid/internal/registryemu"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/rotator"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
+	"github.com/podid/podid/test/emu/registryemu"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 const (
@@ -163,8 +163,8 @@ func setup(ctx context.Context) (*env, error) {
 		return e, err
 	}
 	environ := map[string]string{
-		credsource.EnvFullURI: e.agentURL, credsource.EnvTokenFile: e.agentTokenFile,
-		credsource.EnvRoleARN: e.irsaRole, credsource.EnvWebToken: irsaToken,
+		podidentity.EnvCredentialsFullURI: e.agentURL, podidentity.EnvAuthorizationTokenFile: e.agentTokenFile,
+		podidentity.EnvRoleARN: e.irsaRole, podidentity.EnvWebIdentityTokenFile: irsaToken,
 	}
 	awsCfg := aws.Config{Region: "eu-west-1", BaseEndpoint: aws.String(e.emuURL), RetryMaxAttempts: 1}
 	mgr, err := rotator.New(ctx, e.cluster.Config, rotator.Options{
@@ -243,7 +243,7 @@ func (e *env) irsaToken(ctx context.Context) (string, error) {
 	if _, err := e.clientset.CoreV1().ServiceAccounts("podid-system").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "podid-rotator"}}, metav1.CreateOptions{}); err != nil {
 		return "", err
 	}
-	tr, err := e.clientset.CoreV1().ServiceAccounts("podid-system").CreateToken(ctx, "podid-rotator", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{credsource.IRSAAudience}, ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	tr, err := e.clientset.CoreV1().ServiceAccounts("podid-system").CreateToken(ctx, "podid-rotator", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{podidentity.IRSAAudience}, ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
 		return "", err
 	}

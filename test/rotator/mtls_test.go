@@ -18,7 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/registryemu"
+	"github.com/podid/podid/test/emu/registryemu"
 )
 
 // security with a client certificate: an Artifactory that demands one gets

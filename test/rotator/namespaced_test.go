@@ -26,10 +26,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/credsource"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/passrole"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/rotator"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 // The namespaced CRD variant (config/crd/namespaced): a rotator writes only
@@ -89,7 +89,7 @@ func TestNamespacedVariant(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	environ := map[string]string{credsource.EnvFullURI: e.agentURL, credsource.EnvTokenFile: e.agentTokenFile}
+	environ := map[string]string{podidentity.EnvCredentialsFullURI: e.agentURL, podidentity.EnvAuthorizationTokenFile: e.agentTokenFile}
 	awsCfg := aws.Config{Region: "eu-west-1", BaseEndpoint: aws.String(e.emuURL), RetryMaxAttempts: 1}
 	// The administrator allows one Artifactory, and IRSA ServiceAccounts:
 	// what a namespaced rotator may still not reach is its namespace's
@@ -157,7 +157,7 @@ func namespacedTenancy(t *testing.T, cluster *localcluster.Cluster) {
 		}
 	}
 	if err := k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "victim", Name: "irsa-bot",
-		Annotations: map[string]string{credsource.RoleAnnotation: e.irsaRole}}}); err != nil {
+		Annotations: map[string]string{podidentity.AnnotationRoleARN: e.irsaRole}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "victim", Name: "victim-cert"}, Data: map[string][]byte{"ca.crt": e.artCA}}); err != nil {

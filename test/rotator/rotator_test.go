@@ -13,8 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/registryemu"
 	"github.com/podid/podid/internal/rotator"
+	"github.com/podid/podid/test/emu/registryemu"
 )
 
 // The seed's JFrog manifest, apiVersion changed, under podid's Pod

@@ -1,7 +1,7 @@
 // Command workload is the sample workload of podid's real-node tests and
 // sandbox: an ordinary program using the aws-sdk-go-v2 default credential
 // chain, as a user's would, with nothing podid-specific in it. Built into an
-// image (internal/localnode) and run as pods whose ServiceAccount has an
+// image (test/harness/localnode) and run as pods whose ServiceAccount has an
 // association.
 //
 // It prints its identity once at start (one JSON line, `kubectl logs`, and

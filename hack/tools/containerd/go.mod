@@ -1,4 +1,4 @@
-// Module containerd pins the container runtime of internal/localnode's real
+// Module containerd pins the container runtime of test/harness/localnode's real
 // node: containerd v2 (kubelet 1.38 drops containerd 1.x), its runc shim and
 // ctr. runc itself and the CNI plugins come from Debian.
 module github.com/podid/podid/hack/tools/containerd

@@ -1,4 +1,4 @@
-// Module coredns pins the cluster DNS of internal/localnode's real node.
+// Module coredns pins the cluster DNS of test/harness/localnode's real node.
 module github.com/podid/podid/hack/tools/coredns
 
 go 1.26.0

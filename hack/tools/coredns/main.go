@@ -1,7 +1,7 @@
 // Command coredns is CoreDNS with only the plugins a cluster's DNS needs
 // (kubernetes, cache, bind, errors, health, ready), the way CoreDNS documents
 // external builds: fewer dependencies and a shorter build than the full
-// distribution. internal/localnode runs it as the real node's cluster DNS; it
+// distribution. test/harness/localnode runs it as the real node's cluster DNS; it
 // never forwards a query off the machine.
 package main
 

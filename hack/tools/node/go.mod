@@ -1,5 +1,5 @@
 // Module node pins the kubelet, kube-controller-manager, kube-scheduler and
-// kube-proxy that internal/localnode runs as a real node, at the same
+// kube-proxy that test/harness/localnode runs as a real node, at the same
 // Kubernetes release and staging replaces as ../kube. It is a module of its
 // own so that adding node binaries never changes kube-apiserver's cache key.
 module github.com/podid/podid/hack/tools/node

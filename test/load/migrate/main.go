@@ -34,11 +34,11 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podid/podid/internal/association"
-	"github.com/podid/podid/internal/awsemu"
 	"github.com/podid/podid/internal/cli"
-	"github.com/podid/podid/internal/localcluster"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 var (

@@ -1,5 +1,5 @@
 // Command propagation measures how long a new association takes to reach a
-// pod, on the whole system (`podid sandbox`): association created through
+// pod, on the whole system (`podid-sandbox`): association created through
 // the EKS-compatible API → pod created and mutated by the webhook → token
 // written → first credentials served by the node's agent. It also measures
 // pod creation with and without the webhook in the path, and the webhook's
@@ -30,7 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 func main() {

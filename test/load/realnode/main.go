@@ -22,7 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/sandbox"
+	"github.com/podid/podid/test/harness/sandbox"
 )
 
 func main() {

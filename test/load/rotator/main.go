@@ -30,11 +30,11 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podid/podid/api/v1alpha1"
-	"github.com/podid/podid/internal/awsemu"
-	"github.com/podid/podid/internal/awsemu/awsemutest"
-	"github.com/podid/podid/internal/credsource"
-	"github.com/podid/podid/internal/localcluster"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/rotator"
+	"github.com/podid/podid/test/emu/awsemu"
+	"github.com/podid/podid/test/emu/awsemu/awsemutest"
+	"github.com/podid/podid/test/harness/localcluster"
 )
 
 func main() {
@@ -84,7 +84,7 @@ func run(n int, qps float32, burst, late int) error {
 	if err := os.WriteFile(tokenFile, []byte("t"), 0o600); err != nil {
 		return err
 	}
-	environ := map[string]string{credsource.EnvFullURI: agent.URL, credsource.EnvTokenFile: tokenFile}
+	environ := map[string]string{podidentity.EnvCredentialsFullURI: agent.URL, podidentity.EnvAuthorizationTokenFile: tokenFile}
 
 	fmt.Printf("creating %d namespaces\n", n)
 	g, gctx := errgroup.WithContext(ctx)

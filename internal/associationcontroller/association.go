@@ -1,0 +1,173 @@
+package associationcontroller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
+)
+
+// +kubebuilder:rbac:groups=podid.io,resources=podidentityassociations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=podid.io,resources=podidentityassociations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconciler keeps the status of PodIdentityAssociations true.
+type Reconciler struct {
+	Client client.Client
+	// APIReader reads past the cache: a ServiceAccount created just before
+	// its association may not be in the cache yet, and "not found" must not
+	// be reported for one that exists.
+	APIReader client.Reader
+	Identity  association.Identity
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+}
+
+// SetupWithManager registers the reconciler. It watches ServiceAccounts by
+// metadata only, since it needs to know only that one exists, and an
+// association is named after its ServiceAccount, so a ServiceAccount event maps
+// to the association of the same namespace and name.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("podidentityassociation").
+		// One process may run more than one server (the sandbox's tests run
+		// two in turn); their controllers then share metrics, which is fine.
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
+		For(&v1alpha1.PodIdentityAssociation{}).
+		WatchesMetadata(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(
+			func(_ context.Context, sa client.Object) []reconcile.Request {
+				return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(sa)}}
+			}), builder.OnlyMetadata).
+		Complete(r)
+}
+
+// Reconcile brings one association's status up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var pia v1alpha1.PodIdentityAssociation
+	if err := r.Client.Get(ctx, req.NamespacedName, &pia); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+
+	saExists, err := r.serviceAccountExists(ctx, pia.Namespace, pia.Spec.ServiceAccount)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	status := r.desiredStatus(&pia, saExists)
+	if equality.Semantic.DeepEqual(status, pia.Status) {
+		return reconcile.Result{}, nil
+	}
+
+	before := meta.FindStatusCondition(pia.Status.Conditions, v1alpha1.ConditionReady)
+	after := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
+	patch := client.MergeFromWithOptions(pia.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	pia.Status = status
+	if err := r.Client.Status().Patch(ctx, &pia, patch); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			// A newer version is on its way to us, or the object is gone.
+			return reconcile.Result{Requeue: apierrors.IsConflict(err)}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("updating status of association %s/%s: %w", pia.Namespace, pia.Name, err)
+	}
+	if before == nil || before.Reason != after.Reason {
+		r.recordTransition(&pia, after)
+	}
+	return reconcile.Result{}, nil
+}
+
+func (r *Reconciler) serviceAccountExists(ctx context.Context, namespace, name string) (bool, error) {
+	var sa metav1.PartialObjectMetadata
+	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	err := r.Client.Get(ctx, key, &sa)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		err = r.APIReader.Get(ctx, key, &sa)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("looking up ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+}
+
+// desiredStatus computes the status pia should have; it reads nothing but its
+// arguments and the clock.
+func (r *Reconciler) desiredStatus(pia *v1alpha1.PodIdentityAssociation, saExists bool) v1alpha1.PodIdentityAssociationStatus {
+	status := *pia.Status.DeepCopy()
+	id := association.IDFor(pia.UID)
+	status.AssociationID = id
+	status.AssociationARN = r.Identity.AssociationARN(id)
+	status.ExternalID = association.ExternalIDFor(pia.UID)
+	created := pia.CreationTimestamp
+	status.CreatedAt = &created
+
+	if status.ModifiedAt == nil || status.ObservedGeneration != pia.Generation {
+		modified := created
+		if status.ObservedGeneration != 0 || pia.Generation > 1 {
+			// The spec changed after creation (or before we first saw it).
+			modified = metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+		}
+		status.ModifiedAt = &modified
+	}
+	status.ObservedGeneration = pia.Generation
+
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: pia.Generation}
+	switch err := association.ValidatePolicy(pia.Spec.Policy); {
+	case err != nil:
+		ready.Status = metav1.ConditionFalse
+		ready.Reason = v1alpha1.ReasonInvalidPolicy
+		ready.Message = fmt.Sprintf("%v; podid issues no credentials for this association until spec.policy is fixed", err)
+	case !saExists:
+		ready.Status = metav1.ConditionTrue
+		ready.Reason = v1alpha1.ReasonServiceAccountNotFound
+		ready.Message = fmt.Sprintf("ServiceAccount %s/%s does not exist yet; its pods will receive credentials for %s once it is created", pia.Namespace, pia.Spec.ServiceAccount, pia.Spec.RoleARN)
+	default:
+		ready.Status = metav1.ConditionTrue
+		ready.Reason = v1alpha1.ReasonAssociated
+		ready.Message = fmt.Sprintf("pods running as ServiceAccount %s/%s receive credentials for %s", pia.Namespace, pia.Spec.ServiceAccount, effectiveRole(pia))
+	}
+	// SetStatusCondition keeps LastTransitionTime when the status is unchanged.
+	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+	if old := meta.FindStatusCondition(status.Conditions, ready.Type); old == nil || old.Status != ready.Status {
+		ready.LastTransitionTime = now
+	}
+	meta.SetStatusCondition(&status.Conditions, ready)
+	return status
+}
+
+func effectiveRole(pia *v1alpha1.PodIdentityAssociation) string {
+	if pia.Spec.TargetRoleARN != "" {
+		return pia.Spec.TargetRoleARN + " (through " + pia.Spec.RoleARN + ")"
+	}
+	return pia.Spec.RoleARN
+}
+
+func (r *Reconciler) recordTransition(pia *v1alpha1.PodIdentityAssociation, ready *metav1.Condition) {
+	eventType := corev1.EventTypeNormal
+	if ready.Reason != v1alpha1.ReasonAssociated {
+		eventType = corev1.EventTypeWarning
+	}
+	r.Recorder.Eventf(pia, nil, eventType, ready.Reason, "Reconcile", "%s", ready.Message)
+}
