@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podid/podid/test/harness/sandbox"
+	"github.com/podid/podid/test/harness/workload"
 )
 
 var (
@@ -128,7 +129,7 @@ func startPod(t testing.TB, ns, sa string) (*corev1.Pod, string) {
 
 // runWorkload runs the workload process on the node with the pod's
 // environment and returns who the SDK's default chain made it.
-func runWorkload(t *testing.T, pod *corev1.Pod, tokenFile string) (*sandbox.WorkloadResult, error) {
+func runWorkload(t *testing.T, pod *corev1.Pod, tokenFile string) (*workload.Identity, error) {
 	t.Helper()
 	e := append(sandbox.ContainerEnv(pod, "app", tokenFile),
 		"PATH="+os.Getenv("PATH"), "HOME="+os.TempDir(), "AWS_REGION="+env["AWS_REGION"],

@@ -29,6 +29,7 @@ import (
 	"github.com/podid/podid/internal/token"
 	"github.com/podid/podid/test/harness/netns"
 	"github.com/podid/podid/test/harness/netns/netnstest"
+	sdkworkload "github.com/podid/podid/test/harness/workload"
 )
 
 // countingUpstream counts the agent's upstream calls.
@@ -198,20 +199,14 @@ func (n *nodeWithAgent) env(tokenFile string) []string {
 
 var buildWorkload = sync.OnceValues(func() (string, error) {
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("podid-workload-%d", os.Getpid()))
-	cmd := exec.Command("go", "build", "-o", out, "./workload")
+	cmd := exec.Command("go", "build", "-o", out, "../workload")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the workload: %v: %s", err, b)
 	}
 	return out, nil
 })
 
-type identityLine struct {
-	ARN         string `json:"arn"`
-	AccessKeyID string `json:"accessKeyId"`
-	Expires     string `json:"expires"`
-}
-
-func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string, args ...string) identityLine {
+func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string, args ...string) sdkworkload.Identity {
 	t.Helper()
 	cmd := n.node.Command(t.Context(), name, args...)
 	cmd.Env = n.env(tokenFile)
@@ -222,7 +217,7 @@ func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string,
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, stderr.String())
 	}
-	var id identityLine
+	var id sdkworkload.Identity
 	if err := json.Unmarshal(out, &id); err != nil {
 		t.Fatalf("%s printed %q: %v", name, out, err)
 	}
@@ -239,13 +234,12 @@ func TestAgentServesTheSDKCredentialChains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goID := n.runWorkload(t, tokenFile, workloadBin)
+	goID := n.runWorkload(t, tokenFile, workloadBin, "once")
 	if !strings.HasPrefix(goID.ARN, "arn:aws:sts::"+identity.AccountID+":assumed-role/agent-app/eks-"+identity.ClusterName+"-sdk-0-") {
 		t.Fatalf("aws-sdk-go-v2 workload is %s", goID.ARN)
 	}
-	exp, _ := time.Parse(time.RFC3339, goID.Expires)
-	if time.Until(exp) < 15*time.Minute {
-		t.Fatalf("credentials with %s left", time.Until(exp))
+	if left := time.Until(goID.Expires); left < 15*time.Minute {
+		t.Fatalf("credentials with %s left", left)
 	}
 
 	node, err := exec.LookPath("node")

@@ -16,15 +16,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/podid/podid/test/harness/sandbox"
+	"github.com/podid/podid/test/harness/workload"
 )
 
-// TestRealNode runs the checks in order: the fast ones first, then those
-// that wait for the kubelet's rotation and the agent's renewal on pods
-// started in TestMain, then the faults.
+// TestRealNode runs the checks in order, the fast ones first. The checks
+// that wait for the kubelet's rotation and the agent's renewal, on pods
+// started in TestMain, are observed in the background from the start and
+// reported once the steps that leave the agent alone are done; then come
+// those that restart it.
 func TestRealNode(t *testing.T) {
 	skipUnlessNode(t)
 	t.Logf("figure: sandbox up on the real node (node, images, chart, sample workload) in %.1fs; chart install → all podid pods Ready in %.1fs", upTime.Seconds(), sb.ChartInstallTime().Seconds())
+	rotation := inBackground(t.Context(), watchRotation)
+	renewal := inBackground(t.Context(), watchRestrictedRenewal)
 	for _, step := range []struct {
 		name string
 		fn   func(*testing.T)
@@ -32,15 +36,16 @@ func TestRealNode(t *testing.T) {
 		{"chart installed as shipped", testChartInstalled},
 		{"workload identity through the SDK chain", testWorkloadIdentity},
 		{"pod deleted is forgotten", testPodForgotten},
-		{"token rotated by the kubelet", testRotation},
-		{"restricted pod renewed in the background", testRestrictedRenewal},
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},
 		{"IRSA workload migrated and restarted onto Pod Identity", testMigrateRestart},
-		// It restarts the agent and podid server, as the faults do.
+		{"token rotated by the kubelet", rotation},
+		{"restricted pod renewed in the background", renewal},
+		// It restarts the agent and podid server, as the faults do, so it
+		// runs once the background checks, which watch the agent's cache,
+		// are done.
 		{"doctor names what users break", testDoctor},
-		// Last: restarting the agent empties its cache, which the checks
-		// above watch.
+		// Last: restarting the agent empties its cache.
 		{"faults under load", testFaultsUnderLoad},
 	} {
 		if !t.Run(step.name, step.fn) && step.name == "chart installed as shipped" {
@@ -196,7 +201,7 @@ func workloadPod(namespace, name, sa string) *corev1.Pod {
 
 type ranPod struct {
 	pod *corev1.Pod
-	id  *sandbox.WorkloadIdentity
+	id  *workload.Identity
 }
 
 // runPod creates pod, waits for it to run and asks it for its identity.

@@ -11,7 +11,7 @@
 // Tokens are projected for 600 s and credentials last 30 min here, so that
 // the kubelet's rotation (at about 80 % of 600 s) and the agent's background
 // renewal (20 min before expiry) both happen within the run. The checks that
-// wait for them run last, on pods started first.
+// wait for them are observed in the background, on pods started first.
 package realnode
 
 import (

@@ -1,12 +1,14 @@
 // Command workload is the sample workload of podid's real-node tests and
 // sandbox: an ordinary program using the aws-sdk-go-v2 default credential
-// chain, as a user's would, with nothing podid-specific in it. Built into an
-// image (test/harness/localnode) and run as pods whose ServiceAccount has an
-// association.
+// chain, as a user's would, with nothing podid-specific in it (package
+// test/harness/workload). Built into an image (test/harness/localnode) and
+// run as pods whose ServiceAccount has an association, and as a process by
+// the integration tests.
 //
 // It prints its identity once at start (one JSON line, `kubectl logs`, and
-// GET /startup), serves GET /identity (a fresh credential chain, then GetCallerIdentity)
-// and GET /stats on $LISTEN (default :8080), and with $FETCH_INTERVAL set
+// GET /startup; `workload once` stops there, failing if the SDK did), serves
+// GET /identity (a fresh credential chain, then GetCallerIdentity) and
+// GET /stats on $LISTEN (default :8080), and with $FETCH_INTERVAL set
 // fetches credentials through a fresh chain at that interval, counting what
 // failed after the SDK's own retries — the steady load the fault tests
 // watch.
@@ -15,7 +17,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -23,22 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/podid/podid/test/harness/workload"
 )
-
-// Identity is what /identity answers and the start-up line holds.
-type Identity struct {
-	ARN         string    `json:"arn,omitempty"`
-	AccessKeyID string    `json:"accessKeyId,omitempty"`
-	Source      string    `json:"source,omitempty"`
-	Expires     time.Time `json:"expires,omitzero"`
-	// Started is when the process started and Obtained when the SDK held
-	// credentials: the pod start → credentials figure.
-	Started  time.Time `json:"started"`
-	Obtained time.Time `json:"obtained,omitzero"`
-	Error    string    `json:"error,omitempty"`
-}
 
 // Stats counts the steady-load fetches.
 type Stats struct {
@@ -49,36 +36,18 @@ type Stats struct {
 
 var started = time.Now()
 
-func identity(ctx context.Context) Identity {
-	id := Identity{Started: started}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		id.Error = err.Error()
-		return id
-	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		id.Error = "credentials: " + err.Error()
-		return id
-	}
-	id.Obtained = time.Now()
-	id.AccessKeyID, id.Source, id.Expires = creds.AccessKeyID, creds.Source, creds.Expires.UTC()
-	who, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		id.Error = "GetCallerIdentity: " + err.Error()
-		return id
-	}
-	id.ARN = *who.Arn
-	return id
-}
-
 func main() {
 	ctx := context.Background()
-	first := identity(ctx)
+	first := workload.Ask(ctx, started)
 	line, _ := json.Marshal(first)
 	fmt.Println(string(line))
+	if len(os.Args) > 1 && os.Args[1] == "once" {
+		if first.Error != "" {
+			fmt.Fprintln(os.Stderr, "workload:", first.Error)
+			os.Exit(1)
+		}
+		return
+	}
 
 	var mu sync.Mutex
 	stats := Stats{}
@@ -89,7 +58,7 @@ func main() {
 		}
 		go func() {
 			for range time.Tick(interval) {
-				err := fetch(ctx)
+				err := workload.Fetch(ctx)
 				mu.Lock()
 				stats.Fetches++
 				if err != nil {
@@ -103,7 +72,7 @@ func main() {
 		}()
 	}
 	http.HandleFunc("GET /identity", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(identity(r.Context()))
+		_ = json.NewEncoder(w).Encode(workload.Ask(r.Context(), started))
 	})
 	http.HandleFunc("GET /startup", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(first)
@@ -118,23 +87,4 @@ func main() {
 		addr = ":8080"
 	}
 	log.Fatal(http.ListenAndServe(addr, nil))
-}
-
-// fetch retrieves credentials through a fresh default chain, so that every
-// call reaches the node's agent (the SDK would otherwise cache them).
-func fetch(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
-	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return err
-	}
-	if creds.AccessKeyID == "" {
-		return errors.New("no access key")
-	}
-	return nil
 }

@@ -241,37 +241,13 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 		return err
 	}
 
-	env := filepath.Join(opts.Dir, "sandbox.env")
-	s.Env = map[string]string{
-		"KUBECONFIG":         kubeconfig,
-		"PODID_NODE":         "real",
-		"PODID_CLUSTER_NAME": opts.Identity.ClusterName,
-		// The APIs are served inside the cluster, at
-		// https://podid.podid-system.svc:8443, with podid's own CA.
-		"PODID_SERVER_URL":            "",
-		"PODID_AGENT_URL":             "http://" + agentAddress + "/v1/credentials",
-		"PODID_NODE_NETNS":            "",
-		"PODID_NODE_NAME":             r.node.Name,
-		"PODID_KUBELET_PODS_DIR":      "/var/lib/kubelet/pods",
-		"PODID_SAMPLE_TOKEN_FILE":     agent.KubeletTokens{}.Path(string(pod.UID)),
-		"PODID_STS_ENDPOINT":          s.aws.endpoint,
-		"PODID_NODE_STS_ENDPOINT":     s.aws.endpoint,
-		"PODID_SERVER_ROLE_PRINCIPAL": s.aws.serverARN,
-		"PODID_SAMPLE_ROLE_ARN":       s.aws.sampleRole,
-		"PODID_ENV_FILE":              env,
-		"AWS_REGION":                  opts.Identity.Region,
-		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY":       s.aws.clientKey.SecretAccessKey,
-	}
-	if err := writeEnv(env, s.Env); err != nil {
-		return err
-	}
-	say("wrote %s", env)
-	return nil
+	// The APIs are served inside the cluster, at
+	// https://podid.podid-system.svc:8443, with podid's own CA.
+	return s.writeEnv(kubeconfig, nodeEnv{
+		Mode: "real", AgentURL: podidentity.CredentialsURI, NodeName: r.node.Name,
+		PodsDir: "/var/lib/kubelet/pods", SampleTokenFile: agent.KubeletTokens{}.Path(string(pod.UID)), NodeSTSEndpoint: s.aws.endpoint,
+	})
 }
-
-// agentAddress is where podid agent serves on every node.
-const agentAddress = podidentity.AgentIPv4
 
 // writeChartValues writes the values the sandbox installs the chart with:
 // only what this machine needs (the image built here, the emulator as STS,

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/test/harness/workload"
 )
 
 // The sample workload on a real node: an image of test/workload run as
@@ -78,7 +79,7 @@ func (s *Sandbox) WorkloadDeployment(namespace, name, sa string, replicas int32,
 
 // runRealSample runs the sample workload as a Deployment and returns its
 // pod and the identity its SDK obtained.
-func (s *Sandbox) runRealSample(ctx context.Context) (*corev1.Pod, *WorkloadIdentity, error) {
+func (s *Sandbox) runRealSample(ctx context.Context) (*corev1.Pod, *workload.Identity, error) {
 	d := s.WorkloadDeployment("demo", "demo-app", "demo-app", 1)
 	if _, err := s.cs.AppsV1().Deployments("demo").Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return nil, nil, fmt.Errorf("creating the sample Deployment: %w", err)
@@ -116,21 +117,10 @@ func (s *Sandbox) WaitDeploymentPod(ctx context.Context, namespace, name string)
 	return found, nil
 }
 
-// WorkloadIdentity is what the workload's /identity answers.
-type WorkloadIdentity struct {
-	ARN         string    `json:"arn"`
-	AccessKeyID string    `json:"accessKeyId"`
-	Source      string    `json:"source"`
-	Expires     time.Time `json:"expires"`
-	Started     time.Time `json:"started"`
-	Obtained    time.Time `json:"obtained"`
-	Error       string    `json:"error"`
-}
-
 // PodIdentity asks a workload pod, at its IP on the node's bridge, who its
 // SDK's default chain makes it: a fresh chain and GetCallerIdentity.
-func (s *Sandbox) PodIdentity(ctx context.Context, pod *corev1.Pod) (*WorkloadIdentity, error) {
-	var id WorkloadIdentity
+func (s *Sandbox) PodIdentity(ctx context.Context, pod *corev1.Pod) (*workload.Identity, error) {
+	var id workload.Identity
 	if err := s.PodGet(ctx, pod, "/identity", &id); err != nil {
 		return nil, err
 	}

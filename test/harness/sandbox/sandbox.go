@@ -296,30 +296,12 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		return nil, err
 	}
 
-	env := filepath.Join(opts.Dir, "sandbox.env")
-	s.Env = map[string]string{
-		"KUBECONFIG":                  kubeconfig,
-		"PODID_NODE":                  "simulated",
-		"PODID_CLUSTER_NAME":          opts.Identity.ClusterName,
-		"PODID_SERVER_URL":            s.server.APIURL,
-		"PODID_AGENT_URL":             s.node.agentURL,
-		"PODID_NODE_NETNS":            s.node.netnsName(),
-		"PODID_NODE_NAME":             NodeName,
-		"PODID_KUBELET_PODS_DIR":      s.node.podsDir,
-		"PODID_SAMPLE_TOKEN_FILE":     sampleToken,
-		"PODID_STS_ENDPOINT":          s.aws.endpoint,
-		"PODID_NODE_STS_ENDPOINT":     s.node.stsInside,
-		"PODID_SERVER_ROLE_PRINCIPAL": s.aws.serverARN,
-		"PODID_SAMPLE_ROLE_ARN":       s.aws.sampleRole,
-		"PODID_ENV_FILE":              env,
-		"AWS_REGION":                  opts.Identity.Region,
-		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY":       s.aws.clientKey.SecretAccessKey,
-	}
-	if err := writeEnv(env, s.Env); err != nil {
+	if err := s.writeEnv(kubeconfig, nodeEnv{
+		Mode: "simulated", ServerURL: s.server.APIURL, AgentURL: s.node.agentURL, NetNS: s.node.netnsName(),
+		NodeName: NodeName, PodsDir: s.node.podsDir, SampleTokenFile: sampleToken, NodeSTSEndpoint: s.node.stsInside,
+	}); err != nil {
 		return nil, err
 	}
-	say("wrote %s", env)
 	return s, nil
 }
 
@@ -445,6 +427,24 @@ func waitIndexed(ctx context.Context, index *association.Index, pia *v1alpha1.Po
 	})
 }
 
+// nodeEnv is what sandbox.env says about the node, which differs between a
+// simulated and a real one.
+type nodeEnv struct {
+	// Mode is "simulated" or "real".
+	Mode string
+	// ServerURL is where podid's APIs are reached from this host ("" when
+	// only from inside the cluster).
+	ServerURL string
+	// AgentURL is reached from inside NetNS (empty: from this host).
+	AgentURL, NetNS string
+	NodeName        string
+	// PodsDir is the kubelet's pods directory, SampleTokenFile the sample
+	// pod's token in it.
+	PodsDir, SampleTokenFile string
+	// NodeSTSEndpoint is the emulator's STS as the node reaches it.
+	NodeSTSEndpoint string
+}
+
 // envOrder is sandbox.env's order: the most used first.
 var envOrder = []string{
 	"KUBECONFIG", "PODID_NODE", "PODID_CLUSTER_NAME", "PODID_SERVER_URL", "PODID_AGENT_URL", "PODID_NODE_NETNS", "PODID_NODE_NAME",
@@ -452,16 +452,42 @@ var envOrder = []string{
 	"PODID_SERVER_ROLE_PRINCIPAL", "PODID_SAMPLE_ROLE_ARN", "PODID_ENV_FILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
 }
 
-func writeEnv(path string, vars map[string]string) error {
+// writeEnv sets s.Env and writes it as sandbox.env in the sandbox's
+// directory, for either node.
+func (s *Sandbox) writeEnv(kubeconfig string, node nodeEnv) error {
+	path := filepath.Join(s.opts.Dir, "sandbox.env")
+	s.Env = map[string]string{
+		"KUBECONFIG":                  kubeconfig,
+		"PODID_NODE":                  node.Mode,
+		"PODID_CLUSTER_NAME":          s.opts.Identity.ClusterName,
+		"PODID_SERVER_URL":            node.ServerURL,
+		"PODID_AGENT_URL":             node.AgentURL,
+		"PODID_NODE_NETNS":            node.NetNS,
+		"PODID_NODE_NAME":             node.NodeName,
+		"PODID_KUBELET_PODS_DIR":      node.PodsDir,
+		"PODID_SAMPLE_TOKEN_FILE":     node.SampleTokenFile,
+		"PODID_STS_ENDPOINT":          s.aws.endpoint,
+		"PODID_NODE_STS_ENDPOINT":     node.NodeSTSEndpoint,
+		"PODID_SERVER_ROLE_PRINCIPAL": s.aws.serverARN,
+		"PODID_SAMPLE_ROLE_ARN":       s.aws.sampleRole,
+		"PODID_ENV_FILE":              path,
+		"AWS_REGION":                  s.opts.Identity.Region,
+		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY":       s.aws.clientKey.SecretAccessKey,
+	}
 	var b strings.Builder
 	b.WriteString("# Written by `podid-sandbox up`; source it to point kubectl, podid and AWS clients at the sandbox.\n")
 	b.WriteString("# PODID_AGENT_URL is reached from inside PODID_NODE_NETNS (empty: from this host), as a pod would;\n")
 	b.WriteString("# the AWS key is accepted by podid's SigV4 APIs and by the emulator's IAM and STS.\n")
 	for _, k := range envOrder {
-		fmt.Fprintf(&b, "export %s=%q\n", k, vars[k])
+		fmt.Fprintf(&b, "export %s=%q\n", k, s.Env[k])
 	}
 	// It holds a secret key: readable by its owner only.
-	return os.WriteFile(path, []byte(b.String()), 0o600)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	s.say("wrote %s", path)
+	return nil
 }
 
 // Down stops the sandbox running in dir and waits for it to finish.

@@ -12,45 +12,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/test/harness/workload"
 )
 
-// WorkloadResult is what the sample workload prints: who the SDK's default
-// credential chain made it.
-type WorkloadResult struct {
-	ARN         string `json:"arn"`
-	AccessKeyID string `json:"accessKeyId"`
-	Source      string `json:"source"`
-	Expires     string `json:"expires"`
-}
-
-// RunWorkload is the sample workload's program (run by SelfWorkload):
-// the standard aws-sdk-go-v2 default chain, configured only by the
-// environment a pod gets, then GetCallerIdentity with the credentials. It
-// prints one JSON line.
+// RunWorkload is the sample workload's program on the simulated node (run
+// by SelfWorkload): package workload's default chain and GetCallerIdentity,
+// configured only by the environment a pod gets. It prints one JSON line.
 func RunWorkload(ctx context.Context, out *os.File) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return err
+	id := workload.Ask(ctx, time.Now())
+	if id.Error != "" {
+		return errors.New(id.Error)
 	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return fmt.Errorf("the SDK's credential chain: %w", err)
-	}
-	who, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
-		return fmt.Errorf("GetCallerIdentity: %w", err)
-	}
-	return json.NewEncoder(out).Encode(WorkloadResult{ARN: *who.Arn, AccessKeyID: creds.AccessKeyID, Source: creds.Source, Expires: creds.Expires.UTC().Format(time.RFC3339)})
+	return json.NewEncoder(out).Encode(id)
 }
 
 // PodToken plays the kubelet for pod: it requests the token its projected
@@ -161,7 +140,7 @@ func (s *Sandbox) saySessionTags(accessKeyID string) {
 
 // RunWorkloadProcess runs the workload program on the node with env and
 // returns what it printed.
-func (s *Sandbox) RunWorkloadProcess(ctx context.Context, env []string) (*WorkloadResult, error) {
+func (s *Sandbox) RunWorkloadProcess(ctx context.Context, env []string) (*workload.Identity, error) {
 	cmd := s.node.command(ctx, s.opts.WorkloadCommand[0], s.opts.WorkloadCommand[1:]...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
@@ -169,7 +148,7 @@ func (s *Sandbox) RunWorkloadProcess(ctx context.Context, env []string) (*Worklo
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("the workload failed: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	var r WorkloadResult
+	var r workload.Identity
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 		return nil, fmt.Errorf("the workload printed %q: %w", stdout.String(), err)
 	}

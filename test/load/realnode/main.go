@@ -23,6 +23,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/test/harness/sandbox"
+	"github.com/podid/podid/test/harness/workload"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func run(n int) error {
 		if err != nil {
 			return err
 		}
-		var startup sandbox.WorkloadIdentity
+		var startup workload.Identity
 		if err := sb.PodGet(ctx, got, "/startup", &startup); err != nil {
 			return err
 		}
