@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +33,7 @@ import (
 
 	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/regcred"
-	"github.com/podid/podid/internal/regcred/ecr"
-	"github.com/podid/podid/internal/regcred/jfrog"
+	"github.com/podid/podid/internal/regcred/exchangers"
 )
 
 // maxRequest bounds what is read from stdin.
@@ -55,19 +52,6 @@ type Config struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-}
-
-// ecrHost matches ECR registry hosts: account, optional FIPS, region, and
-// the partition's domain.
-var ecrHost = regexp.MustCompile(`^([0-9]{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9-]+)\.(amazonaws\.com(\.cn)?|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$`)
-
-// ECRHost reports the account and region of an ECR registry host.
-func ECRHost(host string) (account, region string, ok bool) {
-	m := ecrHost.FindStringSubmatch(host)
-	if m == nil {
-		return "", "", false
-	}
-	return m[1], m[3], true
 }
 
 // DecodeRequest reads a CredentialProviderRequest, refusing anything else.
@@ -192,20 +176,12 @@ func (e *expiryOf) expiry() time.Time {
 
 // exchanger picks the exchange for a registry host.
 func (cfg Config) exchanger(host string) (regcred.Exchanger, error) {
-	if account, region, ok := ECRHost(host); ok {
-		aws := cfg.AWS.Copy()
-		aws.Region = region
-		return &ecr.Exchanger{AWS: aws, Region: region, RegistryIDs: []string{account}, Timeout: cfg.Timeout}, nil
+	aws := cfg.AWS.Copy()
+	if aws.Region == "" {
+		aws.Region = "us-east-1"
 	}
-	if slices.Contains(cfg.JFrogHosts, host) {
-		aws := cfg.AWS.Copy()
-		if aws.Region == "" {
-			aws.Region = "us-east-1"
-		}
-		client, _ := cfg.AWS.HTTPClient.(*http.Client) // nil: http.DefaultClient
-		return &jfrog.Exchanger{URL: host, HTTPClient: client, AWS: aws, Timeout: cfg.Timeout}, nil
-	}
-	return nil, fmt.Errorf("registry %s is neither an ECR registry nor one of the Artifactory hosts this plugin is configured with (--jfrog-host); check matchImages", host)
+	client, _ := cfg.AWS.HTTPClient.(*http.Client) // nil: http.DefaultClient
+	return exchangers.ForHost(host, cfg.JFrogHosts, exchangers.Spec{AWS: aws, HTTPClient: client, Timeout: cfg.Timeout})
 }
 
 // explain shortens a failure to what the kubelet should show in the pod's

@@ -172,27 +172,6 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-func TestECRHost(t *testing.T) {
-	for host, want := range map[string]string{
-		"111122223333.dkr.ecr.us-east-1.amazonaws.com":          "111122223333 us-east-1",
-		"111122223333.dkr-ecr.eu-west-1.amazonaws.com":          "111122223333 eu-west-1",
-		"111122223333.dkr.ecr-fips.us-gov-west-1.amazonaws.com": "111122223333 us-gov-west-1",
-		"111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn":      "111122223333 cn-north-1",
-		"11112222333.dkr.ecr.us-east-1.amazonaws.com":           "",
-		"111122223333.dkr.ecr.us-east-1.amazonaws.com.evil":     "",
-		"public.ecr.aws": "",
-	} {
-		account, region, ok := credprovider.ECRHost(host)
-		got := ""
-		if ok {
-			got = account + " " + region
-		}
-		if got != want {
-			t.Errorf("ECRHost(%q) = %q, want %q", host, got, want)
-		}
-	}
-}
-
 func FuzzDecodeRequest(f *testing.F) {
 	seed, _ := os.ReadFile("testdata/ecr.request.json")
 	f.Add(seed)

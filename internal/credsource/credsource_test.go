@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -76,11 +75,6 @@ func (f *fixture) role(t *testing.T, name, trust string) string {
 	return *out.Role.Arn
 }
 
-func trusting(principal string, actions ...string) string {
-	a, _ := json.Marshal(actions)
-	return `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":` + string(a) + `}]}`
-}
-
 // agent stands in for the node agent: the container credentials endpoint,
 // answering with a session of roleARN for the token in the file only.
 func (f *fixture) agent(t *testing.T, roleARN, token string) string {
@@ -101,7 +95,7 @@ func (f *fixture) identity(t *testing.T, p aws.CredentialsProvider) string {
 
 func TestPodIdentityThenAChain(t *testing.T) {
 	f := setup(t)
-	podRole := f.role(t, "pod-role", trusting("arn:aws:iam::"+account+":user/admin", "sts:AssumeRole"))
+	podRole := f.role(t, "pod-role", awsemu.TrustPolicy("arn:aws:iam::"+account+":user/admin", `"sts:AssumeRole"`, ""))
 	target := f.role(t, "target", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"`+podRole+`"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringEquals":{"sts:ExternalId":"ext-1"}}}]}`)
 	tokenPath := filepath.Join(f.dir, "token")
 	os.WriteFile(tokenPath, []byte("pod-token\n"), 0o600)

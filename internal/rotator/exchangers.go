@@ -14,8 +14,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/regcred"
-	"github.com/podid/podid/internal/regcred/ecr"
-	"github.com/podid/podid/internal/regcred/jfrog"
+	"github.com/podid/podid/internal/regcred/exchangers"
 )
 
 // DefaultRegion is the region of STS and IAM calls when neither the spec
@@ -49,21 +48,21 @@ func (f *ExchangerFactory) AWSConfig(rot *v1alpha1.SecretRotator) aws.Config {
 
 // Exchanger builds rot's exchanger.
 func (f *ExchangerFactory) Exchanger(ctx context.Context, rot *v1alpha1.SecretRotator) (regcred.Exchanger, error) {
-	cfg := f.AWSConfig(rot)
+	spec := exchangers.Spec{AWS: f.AWSConfig(rot), Timeout: f.Timeout}
 	switch provider(&rot.Spec) {
 	case ProviderECR:
-		x := &ecr.Exchanger{AWS: cfg, Region: ecrRegion(&rot.Spec), Timeout: f.Timeout, Identify: true}
+		spec.Region, spec.Identify = ecrRegion(&rot.Spec), true
 		if rot.Spec.ECR != nil {
-			x.RegistryIDs = rot.Spec.ECR.RegistryIDs
+			spec.RegistryIDs = rot.Spec.ECR.RegistryIDs
 		}
-		return x, nil
-	default:
+	case ProviderJFrog:
 		client, err := f.httpClient(ctx, rot)
 		if err != nil {
 			return nil, err
 		}
-		return &jfrog.Exchanger{URL: rot.Spec.ArtifactoryURL, Subdomains: rot.Spec.ArtifactorySubdomains, HTTPClient: client, AWS: cfg, Timeout: f.Timeout}, nil
+		spec.URL, spec.Subdomains, spec.HTTPClient = rot.Spec.ArtifactoryURL, rot.Spec.ArtifactorySubdomains, client
 	}
+	return exchangers.Named(provider(&rot.Spec), spec)
 }
 
 // httpClient is the client for Artifactory, with security's TLS settings.

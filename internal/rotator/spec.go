@@ -9,6 +9,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/credsource"
+	"github.com/podid/podid/internal/regcred/exchangers"
 )
 
 // Secret types of generatedSecrets.
@@ -17,10 +18,10 @@ const (
 	secretTypeGeneric = "generic"
 )
 
-// Provider names.
+// Provider names: the registry kinds of package exchangers.
 const (
-	ProviderJFrog = "jfrog"
-	ProviderECR   = "ecr"
+	ProviderJFrog = exchangers.JFrog
+	ProviderECR   = exchangers.ECR
 )
 
 // minRefresh bounds refreshTime from below: a registry token is not worth

@@ -24,14 +24,6 @@ var (
 
 const serverARN = "arn:aws:iam::111122223333:user/podid-server"
 
-func trust(principal, actions, condition string) string {
-	s := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":` + actions
-	if condition != "" {
-		s += `,"Condition":` + condition
-	}
-	return s + `}]}`
-}
-
 func setup(t *testing.T) (*awsemutest.Emulator, *sts.Assumer, func(name, trust string) string) {
 	emu := awsemutest.Start(t, awsemu.Options{AccountID: identity.AccountID, Users: []awsemu.User{server}})
 	admin := iam.NewFromConfig(emu.AdminConfig())
@@ -48,7 +40,7 @@ func setup(t *testing.T) (*awsemutest.Emulator, *sts.Assumer, func(name, trust s
 
 func TestAssumeWithSessionTags(t *testing.T) {
 	emu, assumer, createRole := setup(t)
-	role := createRole("app", trust(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole("app", awsemu.PodidTrust(serverARN))
 	a := &association.Association{Namespace: "demo", ServiceAccount: "app", RoleARN: role, Policy: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`}
 	res, err := assumer.Assume(t.Context(), a, pod)
 	if err != nil {
@@ -80,7 +72,7 @@ func TestAssumeWithSessionTags(t *testing.T) {
 
 func TestAssumeTargetRoleWithExternalID(t *testing.T) {
 	emu, assumer, createRole := setup(t)
-	role := createRole("hop", trust(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole("hop", awsemu.PodidTrust(serverARN))
 	for _, disableTags := range []bool{false, true} {
 		a := &association.Association{Namespace: "demo", ServiceAccount: "app", RoleARN: role, ExternalID: "6c0f3a52-0d0e-8c4b-9a53-1b2f3c4d5e6f", DisableSessionTags: disableTags}
 		external := sts.ExternalID(identity, a)
@@ -91,7 +83,7 @@ func TestAssumeTargetRoleWithExternalID(t *testing.T) {
 				t.Fatalf("external id without tags = %q", external)
 			}
 		}
-		target := createRole(name, trust(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"`+external+`"}}`))
+		target := createRole(name, awsemu.TrustPolicy(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"`+external+`"}}`))
 		a.TargetRoleARN = target
 		a.Policy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`
 		res, err := assumer.Assume(t.Context(), a, pod)
@@ -117,9 +109,9 @@ func TestAssumeTargetRoleWithExternalID(t *testing.T) {
 
 func TestClassifiesFailures(t *testing.T) {
 	emu, assumer, createRole := setup(t)
-	untrusted := createRole("untrusted", trust("arn:aws:iam::111122223333:user/someone-else", `"sts:AssumeRole"`, ""))
-	noTags := createRole("no-tag-session", trust(serverARN, `"sts:AssumeRole"`, ""))
-	ok := createRole("ok", trust(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	untrusted := createRole("untrusted", awsemu.TrustPolicy("arn:aws:iam::111122223333:user/someone-else", `"sts:AssumeRole"`, ""))
+	noTags := createRole("no-tag-session", awsemu.TrustPolicy(serverARN, `"sts:AssumeRole"`, ""))
+	ok := createRole("ok", awsemu.PodidTrust(serverARN))
 	cases := []struct {
 		name   string
 		a      association.Association

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/podid/podid/test/emu/awsemu"
 	"github.com/podid/podid/test/harness/sandbox"
 	"github.com/podid/podid/test/harness/workload"
 )
@@ -84,7 +85,7 @@ func eksClient() *eks.Client { return eks.NewFromConfig(awsConfig(env["PODID_SER
 func newRole(t testing.TB, name string) string {
 	t.Helper()
 	out, err := iam.NewFromConfig(awsConfig(env["PODID_STS_ENDPOINT"])).CreateRole(context.Background(), &iam.CreateRoleInput{
-		RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(sandbox.TrustPolicy(env["PODID_SERVER_ROLE_PRINCIPAL"])),
+		RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(awsemu.PodidTrust(env["PODID_SERVER_ROLE_PRINCIPAL"])),
 	})
 	if err != nil {
 		t.Fatalf("creating role %s: %v", name, err)

@@ -26,7 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/agent"
+	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/token"
+	"github.com/podid/podid/test/emu/awsemu"
 	"github.com/podid/podid/test/harness/netns"
 	"github.com/podid/podid/test/harness/netns/netnstest"
 	sdkworkload "github.com/podid/podid/test/harness/workload"
@@ -226,7 +228,7 @@ func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string,
 
 func TestAgentServesTheSDKCredentialChains(t *testing.T) {
 	n := startNodeWithAgent(t)
-	role := createRole(t, "agent-app", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "agent-app", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, role, nil)
 	_, tokenFile := w.podWithToken(t, "sdk-0")
 
@@ -262,7 +264,7 @@ func (n *nodeWithAgent) get(t *testing.T, host, authorization string) (int, stri
 
 func TestAgentConcurrencyRotationAndFaults(t *testing.T) {
 	n := startNodeWithAgent(t)
-	role := createRole(t, "agent-faults", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "agent-faults", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, role, nil)
 	pod, _ := w.podWithToken(t, "busy-0")
 	tok := w.token(t, pod)
@@ -319,7 +321,7 @@ func TestAgentConcurrencyRotationAndFaults(t *testing.T) {
 
 func TestAgentRefusesBadRequests(t *testing.T) {
 	n := startNodeWithAgent(t)
-	role := createRole(t, "agent-bad", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "agent-bad", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, role, nil)
 	pod, _ := w.podWithToken(t, "bad-0")
 	good := w.token(t, pod)
@@ -381,7 +383,7 @@ func (n *nodeWithAgent) getURL(t *testing.T, url, host, authorization string) (i
 
 func TestAgentModesAddressesRestartAndDrain(t *testing.T) {
 	n := startNodeWithAgent(t)
-	role := createRole(t, "agent-modes", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "agent-modes", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, role, nil)
 
 	t.Run("IPv6 address", func(t *testing.T) {
@@ -397,8 +399,8 @@ func TestAgentModesAddressesRestartAndDrain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := n.node.Command(t.Context(), bin)
-		cmd.Env = append(n.env(tokenFile), "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://[fd00:ec2::23]/v1/credentials")
+		cmd := n.node.Command(t.Context(), bin, "once")
+		cmd.Env = append(n.env(tokenFile), podidentity.EnvCredentialsFullURI+"="+podidentity.CredentialsURIv6)
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "assumed-role/agent-modes/") {
 			t.Fatalf("Go SDK over IPv6: %v %s", err, out)
 		}

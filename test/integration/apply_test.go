@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // eksctl's ClusterConfig, applied: a dry run changes nothing anywhere, the
@@ -18,7 +19,7 @@ func TestApplyEksctlFile(t *testing.T) {
 	serverIdentity(t)
 	ctx := t.Context()
 	ns := newNamespace(t)
-	existing := createRole(t, "apply-"+ns[len(ns)-5:], trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	existing := createRole(t, "apply-"+ns[len(ns)-5:], awsemu.PodidTrust(serverARN))
 	config := `apiVersion: eksctl.io/v1alpha5
 kind: ClusterConfig
 metadata:

@@ -34,6 +34,7 @@ import (
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // doctorNS stands for podid's namespace in the doctor tests: podid's
@@ -122,7 +123,7 @@ func TestDoctor(t *testing.T) {
 			return fx.pod(t, ns, "app", "node-down", injected)
 		}, []string{"agents", "agent"}, nil},
 		{"role-without-tagsession", func(t *testing.T, ns string) *corev1.Pod {
-			role := createRole(t, "doctor-no-tagsession", trustPolicy(fx.principal, `"sts:AssumeRole"`, ""))
+			role := createRole(t, "doctor-no-tagsession", awsemu.TrustPolicy(fx.principal, `"sts:AssumeRole"`, ""))
 			fx.associate(t, ns, "app", role, nil)
 			return fx.pod(t, ns, "app", "node-a", injected)
 		}, []string{"role-trust", "live-exchange"}, nil},
@@ -133,7 +134,7 @@ func TestDoctor(t *testing.T) {
 		}, []string{"role-trust", "live-exchange"}, nil},
 		{"target-role-external-id", func(t *testing.T, ns string) *corev1.Pod {
 			role := fx.trustedRole(t, "doctor-source", ns, "app")
-			target := createRole(t, "doctor-target", trustPolicy(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"not-this-one"}}`))
+			target := createRole(t, "doctor-target", awsemu.TrustPolicy(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"not-this-one"}}`))
 			fx.associate(t, ns, "app", role, func(a *v1alpha1.PodIdentityAssociation) { a.Spec.TargetRoleARN = target })
 			return fx.pod(t, ns, "app", "node-a", injected)
 		}, []string{"target-role-trust", "live-exchange"}, nil},

@@ -232,14 +232,6 @@ func createRoleAs(t *testing.T, user awsemu.User, name, trustPolicy string) stri
 	return *out.Role.Arn
 }
 
-func trustPolicy(principal string, actions string, condition string) string {
-	s := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":` + actions
-	if condition != "" {
-		s += `,"Condition":` + condition
-	}
-	return s + `}]}`
-}
-
 // forger signs tokens with the cluster's own ServiceAccount key, to make
 // tokens the API server would never issue.
 type forger struct {

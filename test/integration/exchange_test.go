@@ -28,6 +28,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // workload is a namespace with a ServiceAccount, its association, and a pod
@@ -88,7 +89,7 @@ func exchange(t *testing.T, c *eksauth.Client, tok string) (*eksauth.AssumeRoleF
 }
 
 func TestExchangeIssuesCredentials(t *testing.T) {
-	role := createRole(t, "exchange-app", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "exchange-app", awsemu.PodidTrust(serverARN))
 	policy := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`
 	w := newWorkload(t, role, func(p *v1alpha1.PodIdentityAssociation) { p.Spec.Policy = policy })
 	tok := w.token(t, w.pod)
@@ -156,7 +157,7 @@ func TestExchangeIssuesCredentials(t *testing.T) {
 }
 
 func TestExchangeChainsIntoTargetRole(t *testing.T) {
-	hop := createRole(t, "exchange-hop", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	hop := createRole(t, "exchange-hop", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, hop, func(p *v1alpha1.PodIdentityAssociation) {
 		// The target role is created once the external ID is known, below;
 		// any valid ARN will do until then.
@@ -168,7 +169,7 @@ func TestExchangeChainsIntoTargetRole(t *testing.T) {
 	}
 	// The target lives in another account; the emulator knows it through a
 	// user of that account.
-	target := createRoleAs(t, otherAccountAdmin, "exchange-target", trustPolicy(hop, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"`+externalID+`"}}`))
+	target := createRoleAs(t, otherAccountAdmin, "exchange-target", awsemu.TrustPolicy(hop, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"`+externalID+`"}}`))
 	if target != w.pia.Spec.TargetRoleARN {
 		t.Fatalf("target role %s, association names %s", target, w.pia.Spec.TargetRoleARN)
 	}
@@ -190,7 +191,7 @@ func TestExchangeChainsIntoTargetRole(t *testing.T) {
 
 func TestExchangeWithoutSessionTags(t *testing.T) {
 	// A role that does not allow sts:TagSession works only with tags off.
-	role := createRole(t, "exchange-no-tags", trustPolicy(serverARN, `"sts:AssumeRole"`, ""))
+	role := createRole(t, "exchange-no-tags", awsemu.TrustPolicy(serverARN, `"sts:AssumeRole"`, ""))
 	w := newWorkload(t, role, nil)
 	if _, err := exchange(t, agentClient("node-a"), w.token(t, w.pod)); errorCode(err) != "AccessDeniedException" {
 		t.Fatalf("with session tags: %v", err)
@@ -264,11 +265,11 @@ func (f *forger) forge(t *testing.T, pod *corev1.Pod, mutate func(c *jwt.Claims,
 }
 
 func TestExchangeRefusals(t *testing.T) {
-	role := createRole(t, "exchange-refusals", trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	role := createRole(t, "exchange-refusals", awsemu.PodidTrust(serverARN))
 	w := newWorkload(t, role, nil)
 	f := newForger(t)
 	good := w.token(t, w.pod)
-	other := createRole(t, "exchange-untrusted", trustPolicy("arn:aws:iam::"+identity.AccountID+":user/nobody", `"sts:AssumeRole"`, ""))
+	other := createRole(t, "exchange-untrusted", awsemu.TrustPolicy("arn:aws:iam::"+identity.AccountID+":user/nobody", `"sts:AssumeRole"`, ""))
 	untrusted := newWorkload(t, other, nil)
 
 	// A forged token signed by an attacker's key, with the cluster's kid.

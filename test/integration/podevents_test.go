@@ -10,13 +10,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/podevents"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // A refusal that is the pod's configuration's doing is recorded on the
 // pod, once per reason however often the pod asks, with the fix.
 func TestRefusalEventsOnThePod(t *testing.T) {
 	orphan := newWorkload(t, "", nil)
-	untrusting := newWorkload(t, createRole(t, "events-untrusting", trustPolicy("arn:aws:iam::111122223333:user/someone-else", `"sts:AssumeRole"`, "")), nil)
+	untrusting := newWorkload(t, createRole(t, "events-untrusting", awsemu.TrustPolicy("arn:aws:iam::111122223333:user/someone-else", `"sts:AssumeRole"`, "")), nil)
 	for range 4 {
 		if _, err := exchange(t, agentClient("node-a"), orphan.token(t, orphan.pod)); err == nil {
 			t.Fatal("a pod without an association got credentials")

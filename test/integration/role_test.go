@@ -21,6 +21,7 @@ import (
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/test/emu/awsemu"
 )
 
 // podid runs the CLI as a cluster administrator whose AWS credentials are
@@ -175,7 +176,7 @@ func TestDeleteLeavesWhatPodidDidNotMake(t *testing.T) {
 	serverIdentity(t)
 	ctx := t.Context()
 	ns := newNamespace(t)
-	roleARN := createRole(t, "kept-"+ns[len(ns)-5:], trustPolicy(serverARN, `["sts:AssumeRole","sts:TagSession"]`, ""))
+	roleARN := createRole(t, "kept-"+ns[len(ns)-5:], awsemu.PodidTrust(serverARN))
 	if err := k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,8 @@ const podidNS = "podid-system"
 // testDoctor breaks the installed system the ways users do, one at a time,
 // and checks that `podid doctor` names each (the check, ✗ or !, and its
 // text), that its live check (podid server performing the pod's exchange)
-// agrees, and, for the healthy pod, how long `podid doctor pod` takes.
+// agrees, and, for the healthy pod, how long `podid doctor pod` takes. It
+// restarts neither the agent nor podid server (testDoctorNodeDown does).
 func testDoctor(t *testing.T) {
 	ctx := t.Context()
 	const ns = "doctor-e2e"
@@ -196,6 +197,20 @@ func testDoctor(t *testing.T) {
 		want(t, r, "webhook", doctor.Fail, "does not verify the serving certificate")
 		want(t, r, "sts", doctor.OK, "STS answered podid server as")
 	})
+}
+
+// testDoctorNodeDown takes the agent off the node and scales podid server
+// away, and checks that doctor names each. It restarts both, so it runs
+// after the checks that watch the agent's cache.
+func testDoctorNodeDown(t *testing.T) {
+	ctx := t.Context()
+	const ns = "doctor-e2e-down"
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	associate(t, ns, "app")
+	admin := aws.Config{Region: identity.Region, BaseEndpoint: aws.String(sb.Env["PODID_STS_ENDPOINT"]),
+		Credentials: credentials.NewStaticCredentialsProvider(sb.Env["AWS_ACCESS_KEY_ID"], sb.Env["AWS_SECRET_ACCESS_KEY"], "")}
+	d := &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, IAM: iam.NewFromConfig(admin), Live: true, LiveTimeout: 5 * time.Second}
+	healthy := runDeployment(t, ns, "app", "app")
 
 	t.Run("agent DaemonSet scaled away from the node", func(t *testing.T) {
 		restore := setAgentNodeSelector(t, map[string]string{"podid.io/agent": "nowhere"})

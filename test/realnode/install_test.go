@@ -39,13 +39,12 @@ func TestRealNode(t *testing.T) {
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},
 		{"IRSA workload migrated and restarted onto Pod Identity", testMigrateRestart},
+		{"doctor names what users break", testDoctor},
 		{"token rotated by the kubelet", rotation},
 		{"restricted pod renewed in the background", renewal},
-		// It restarts the agent and podid server, as the faults do, so it
-		// runs once the background checks, which watch the agent's cache,
-		// are done.
-		{"doctor names what users break", testDoctor},
-		// Last: restarting the agent empties its cache.
+		// They restart the agent and podid server, so they run once the
+		// background checks, which watch the agent's cache, are done.
+		{"doctor names an agent or a server down", testDoctorNodeDown},
 		{"faults under load", testFaultsUnderLoad},
 	} {
 		if !t.Run(step.name, step.fn) && step.name == "chart installed as shipped" {

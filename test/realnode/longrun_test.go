@@ -98,8 +98,9 @@ func watchRestrictedRenewal(ctx context.Context, logf func(string, ...any)) erro
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	logf("the kubelet wrote the restricted pod's token with mode %v, owner %d:%d", fi.Mode().Perm(), st.Uid, st.Gid)
-	// Credentials last 30 min and are renewed 20 min before expiry.
-	deadline := time.Until(pod.CreationTimestamp.Add(13 * time.Minute))
+	// Credentials last 25 min and are renewed 20 min before expiry: about
+	// 5 min after the pod's first exchange.
+	deadline := time.Until(pod.CreationTimestamp.Add(8 * time.Minute))
 	uid := string(pod.UID)
 	if err := wait.PollUntilContextTimeout(ctx, 2*time.Second, max(deadline, time.Minute), true, func(context.Context) (bool, error) {
 		return assumeRoleCalls(uid) >= 2, nil

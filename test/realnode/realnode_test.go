@@ -8,9 +8,10 @@
 // every test skips saying why, except with PODID_REALNODE=require (CI),
 // where a machine that cannot run the node fails the run.
 //
-// Tokens are projected for 600 s and credentials last 30 min here, so that
-// the kubelet's rotation (at about 80 % of 600 s) and the agent's background
-// renewal (20 min before expiry) both happen within the run. The checks that
+// Tokens are projected for 600 s (the least the API server allows) and
+// credentials last 25 min here, so that the kubelet's rotation (at about
+// 80 % of 600 s) and the agent's background renewal (20 min before expiry,
+// so 5 min in) both happen within the run. The checks that
 // wait for them are observed in the background, on pods started first.
 package realnode
 
@@ -67,7 +68,7 @@ func run(m *testing.M) int {
 	began := time.Now()
 	sb, err = sandbox.Start(ctx, sandbox.Options{
 		Dir: dir, Identity: identity, Out: os.Stderr, Node: sandbox.NodeReal,
-		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "30m", Rotator: true,
+		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "25m", Rotator: true,
 			CredentialProvider: credentialProviderOptions},
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -17,6 +18,19 @@ import (
 
 	"github.com/podid/podid/internal/regcred"
 )
+
+// ecrHost matches ECR registry hosts: account, optional FIPS, region, and
+// the partition's domain.
+var ecrHost = regexp.MustCompile(`^([0-9]{12})\.dkr[.-]ecr(-fips)?\.([a-z0-9-]+)\.(amazonaws\.com(\.cn)?|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$`)
+
+// ParseHost reports the account and region of an ECR registry host.
+func ParseHost(host string) (account, region string, ok bool) {
+	m := ecrHost.FindStringSubmatch(host)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[3], true
+}
 
 // Exchanger implements regcred.Exchanger.
 type Exchanger struct {

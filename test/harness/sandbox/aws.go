@@ -59,19 +59,13 @@ func startAWS(ctx context.Context, id association.Identity, addr string) (*awsSi
 	go a.emulator.Serve(ctx, l)
 
 	out, err := iam.NewFromConfig(a.config(a.admin.AccessKeyID, a.admin.SecretAccessKey, "")).CreateRole(ctx, &iam.CreateRoleInput{
-		RoleName: aws.String("demo-app"), AssumeRolePolicyDocument: aws.String(TrustPolicy(a.serverARN)),
+		RoleName: aws.String("demo-app"), AssumeRolePolicyDocument: aws.String(awsemu.PodidTrust(a.serverARN)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the sample role in the emulator: %w", err)
 	}
 	a.sampleRole = *out.Role.Arn
 	return a, nil
-}
-
-// TrustPolicy is the trust policy a role needs for podid server (principal)
-// to assume it for pods.
-func TrustPolicy(principal string) string {
-	return `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + principal + `"},"Action":["sts:AssumeRole","sts:TagSession"]}]}`
 }
 
 // serveInside also serves the emulator on a listener inside the node, where

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/podid/podid/test/emu/awsemu"
 	"github.com/podid/podid/test/harness/sandbox"
 )
 
@@ -59,7 +60,7 @@ func main() {
 	}
 	eksClient := eks.NewFromConfig(awsCfg(env["PODID_SERVER_URL"]))
 	role, err := iam.NewFromConfig(awsCfg(env["PODID_STS_ENDPOINT"])).CreateRole(ctx, &iam.CreateRoleInput{
-		RoleName: aws.String("propagation"), AssumeRolePolicyDocument: aws.String(sandbox.TrustPolicy(env["PODID_SERVER_ROLE_PRINCIPAL"])),
+		RoleName: aws.String("propagation"), AssumeRolePolicyDocument: aws.String(awsemu.PodidTrust(env["PODID_SERVER_ROLE_PRINCIPAL"])),
 	})
 	check(err)
 	for _, ns := range []string{"propagation", "no-webhook"} {
