@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/test/harness/workload"
 )
 
@@ -259,7 +260,7 @@ func agentMetric(ctx context.Context, name string) (float64, error) {
 // tokenFile reads a pod's projected Pod Identity token where the kubelet
 // wrote it.
 func tokenFile(pod *corev1.Pod) (string, os.FileInfo, error) {
-	path := sb.KubeletTokenPath(pod)
+	path := agent.KubeletTokens{}.Path(string(pod.UID))
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", nil, err

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
-	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/test/harness/workload"
 )
 
@@ -167,10 +166,4 @@ func injectedEnv(pod *corev1.Pod) string {
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// KubeletTokenPath is where the real node's kubelet writes pod's Pod
-// Identity token.
-func (s *Sandbox) KubeletTokenPath(pod *corev1.Pod) string {
-	return agent.KubeletTokens{}.Path(string(pod.UID))
 }
