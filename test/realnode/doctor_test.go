@@ -44,9 +44,8 @@ func testDoctor(t *testing.T) {
 	const ns = "doctor-e2e"
 	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	associate(t, ns, "app")
-	admin := aws.Config{Region: identity.Region, BaseEndpoint: aws.String(sb.Env["PODID_STS_ENDPOINT"]),
-		Credentials: credentials.NewStaticCredentialsProvider(sb.Env["AWS_ACCESS_KEY_ID"], sb.Env["AWS_SECRET_ACCESS_KEY"], "")}
-	d := &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, IAM: iam.NewFromConfig(admin), Live: true, LiveTimeout: 5 * time.Second}
+	admin := adminAWS()
+	d := newDoctor(admin)
 	healthy := runDeployment(t, ns, "app", "app")
 
 	t.Run("healthy", func(t *testing.T) {
@@ -207,9 +206,7 @@ func testDoctorNodeDown(t *testing.T) {
 	const ns = "doctor-e2e-down"
 	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	associate(t, ns, "app")
-	admin := aws.Config{Region: identity.Region, BaseEndpoint: aws.String(sb.Env["PODID_STS_ENDPOINT"]),
-		Credentials: credentials.NewStaticCredentialsProvider(sb.Env["AWS_ACCESS_KEY_ID"], sb.Env["AWS_SECRET_ACCESS_KEY"], "")}
-	d := &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, IAM: iam.NewFromConfig(admin), Live: true, LiveTimeout: 5 * time.Second}
+	d := newDoctor(adminAWS())
 	healthy := runDeployment(t, ns, "app", "app")
 
 	t.Run("agent DaemonSet scaled away from the node", func(t *testing.T) {
@@ -228,6 +225,18 @@ func testDoctorNodeDown(t *testing.T) {
 		want(t, r, "server", doctor.Fail, "scaled to 0 replicas")
 		wantLive(t, r, doctor.Fail, "podid server did not answer within 5s")
 	})
+}
+
+// adminAWS is the sandbox's administrator of the emulator's IAM and STS.
+func adminAWS() aws.Config {
+	return aws.Config{Region: identity.Region, BaseEndpoint: aws.String(sb.Env["PODID_STS_ENDPOINT"]),
+		Credentials: credentials.NewStaticCredentialsProvider(sb.Env["AWS_ACCESS_KEY_ID"], sb.Env["AWS_SECRET_ACCESS_KEY"], "")}
+}
+
+// newDoctor is `podid doctor` as the administrator runs it, with the live
+// check.
+func newDoctor(admin aws.Config) *doctor.Doctor {
+	return &doctor.Doctor{Kube: sb.Client(), Namespace: podidNS, IAM: iam.NewFromConfig(admin), Live: true, LiveTimeout: 5 * time.Second}
 }
 
 // diagnose fails the test on doctor's error and logs the report.

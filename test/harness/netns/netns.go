@@ -22,13 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/podid/podid/internal/podidentity"
-)
-
-// The node agent's addresses, as EKS Pod Identity defines them.
-var (
-	AgentIPv4 = net.ParseIP(podidentity.AgentIPv4)
-	AgentIPv6 = net.ParseIP(podidentity.AgentIPv6)
+	"github.com/podid/podid/internal/agent"
 )
 
 // Node is a named network namespace with the agent's addresses on its lo.
@@ -87,13 +81,13 @@ func (n *Node) configure() error {
 	if err != nil {
 		return fmt.Errorf("finding lo in %s: %w", n.Name, err)
 	}
-	v4 := &netlink.Addr{IPNet: &net.IPNet{IP: AgentIPv4, Mask: net.CIDRMask(32, 32)}}
+	v4 := &netlink.Addr{IPNet: &net.IPNet{IP: agent.DefaultIPv4, Mask: net.CIDRMask(32, 32)}}
 	if err := h.AddrAdd(lo, v4); err != nil {
 		return fmt.Errorf("adding %s to lo in %s: %w", v4, n.Name, err)
 	}
 	// No duplicate address detection: the address would stay tentative, and
 	// unbindable, for a while after it is added.
-	v6 := &netlink.Addr{IPNet: &net.IPNet{IP: AgentIPv6, Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD}
+	v6 := &netlink.Addr{IPNet: &net.IPNet{IP: agent.DefaultIPv6, Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD}
 	n.IPv6 = h.AddrAdd(lo, v6) == nil
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bringing lo up in %s: %w", n.Name, err)
@@ -101,9 +95,9 @@ func (n *Node) configure() error {
 	// The kernel installs the local routes of lo's addresses asynchronously
 	// once lo is up (IPv6 in particular); hand out the node only when both
 	// addresses can be reached.
-	want := []net.IP{AgentIPv4}
+	want := []net.IP{agent.DefaultIPv4}
 	if n.IPv6 {
-		want = append(want, AgentIPv6)
+		want = append(want, agent.DefaultIPv6)
 	}
 	for _, ip := range want {
 		if err := waitForRoute(h, ip); err != nil {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/test/harness/localnode"
-	"github.com/podid/podid/test/harness/netns"
 	"github.com/podid/podid/test/harness/netns/netnstest"
 )
 
@@ -66,7 +66,7 @@ func TestNodeHostsAgentAddress(t *testing.T) {
 		}
 	}
 	for _, a := range addrs {
-		if !a.IP.Equal(netns.AgentIPv4) && !a.IP.Equal(netns.AgentIPv6) {
+		if !a.IP.Equal(agent.DefaultIPv4) && !a.IP.Equal(agent.DefaultIPv6) {
 			continue
 		}
 		link, err := netlink.LinkByIndex(a.LinkIndex)
