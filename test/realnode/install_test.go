@@ -56,19 +56,24 @@ func TestRealNode(t *testing.T) {
 
 func testChartInstalled(t *testing.T) {
 	ctx := t.Context()
-	d, err := cs.AppsV1().Deployments("podid-system").Get(ctx, "podid-server", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Status.AvailableReplicas != 2 {
-		t.Errorf("podid-server: %d replicas available, want 2", d.Status.AvailableReplicas)
-	}
-	ds, err := cs.AppsV1().DaemonSets("podid-system").Get(ctx, "podid-agent", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ds.Status.DesiredNumberScheduled != 1 || ds.Status.NumberReady != 1 {
-		t.Errorf("podid-agent: %d ready of %d desired, want 1 of 1", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+	// The sandbox saw every podid pod Ready; the controllers write the
+	// Deployment's and DaemonSet's status after that, later on a loaded
+	// machine.
+	var state string
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := cs.AppsV1().Deployments("podid-system").Get(ctx, "podid-server", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ds, err := cs.AppsV1().DaemonSets("podid-system").Get(ctx, "podid-agent", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		state = fmt.Sprintf("podid-server: %d replicas available, want 2; podid-agent: %d ready of %d desired, want 1 of 1",
+			d.Status.AvailableReplicas, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
+		return d.Status.AvailableReplicas == 2 && ds.Status.DesiredNumberScheduled == 1 && ds.Status.NumberReady == 1, nil
+	}); err != nil {
+		t.Fatalf("%s (%v); pods:\n%s", state, err, podidPods(ctx))
 	}
 	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
 	if err != nil || len(pods.Items) != 1 {
@@ -94,6 +99,27 @@ func testChartInstalled(t *testing.T) {
 	if len(wh.Webhooks) == 0 || len(wh.Webhooks[0].ClientConfig.CABundle) == 0 || wh.Webhooks[0].ClientConfig.Service == nil {
 		t.Errorf("webhook configuration: want a Service and the caBundle podid server keeps, got %+v", wh.Webhooks)
 	}
+}
+
+// podidPods lists podid's pods with their readiness and restarts, for a
+// failure message.
+func podidPods(ctx context.Context) string {
+	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "  %s %s", p.Name, p.Status.Phase)
+		for _, c := range p.Status.ContainerStatuses {
+			fmt.Fprintf(&b, " %s ready=%v restarts=%d", c.Name, c.Ready, c.RestartCount)
+			if c.LastTerminationState.Terminated != nil {
+				fmt.Fprintf(&b, " (last: %s)", c.LastTerminationState.Terminated.Reason)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 func testWorkloadIdentity(t *testing.T) {
