@@ -31,18 +31,15 @@ type Forbidden map[string]string
 // runs in production must not carry an STS emulator that mints credentials,
 // envtest, or code that rewrites a host's network and mounts.
 var Harness = Forbidden{
-	"github.com/podid/podid/test/...":                   "test/ holds the emulators, the sandbox and the test harness, which only tests and cmd/podid-sandbox may link",
-	"github.com/podid/podid/cmd/...":                    "a binary's main package is never imported",
-	"sigs.k8s.io/controller-runtime/pkg/envtest":        "envtest starts etcd and kube-apiserver: the sandbox's, not a product's",
-	"github.com/podid/podid/test/emu/awsemu":            "the STS/IAM/ECR emulator mints credentials; it lives in test/emu",
-	"github.com/podid/podid/test/emu/registryemu":       "the registry emulator lives in test/emu",
-	"github.com/podid/podid/test/harness/sandbox":       "the sandbox is cmd/podid-sandbox's, under test/harness",
-	"github.com/podid/podid/test/harness/localnode":     "the node runner rewrites a host's iptables, sysctls and mounts; it lives in test/harness",
-	"github.com/podid/podid/test/harness/localcluster":  "the local API server lives in test/harness",
-	"github.com/podid/podid/test/harness/netns":         "network-namespace plumbing for the simulated node lives in test/harness",
-	"github.com/podid/podid/test/emu/awsemu/...":        "the emulator's helpers live in test/emu",
-	"github.com/podid/podid/test/harness/netns/...":     "the node harness's helpers live in test/harness",
-	"github.com/podid/podid/test/harness/localnode/...": "the node runner's helpers live in test/harness",
+	"github.com/podid/podid/test/...":                  "test/ holds the emulators, the harness and the suites, which only tests and cmd/podid-sandbox may link",
+	"github.com/podid/podid/cmd/...":                   "a binary's main package is never imported",
+	"sigs.k8s.io/controller-runtime/pkg/envtest":       "envtest starts etcd and kube-apiserver: the sandbox's, not a product's",
+	"github.com/podid/podid/test/emu/awsemu":           "the STS/IAM/ECR emulator mints credentials for any role",
+	"github.com/podid/podid/test/emu/registryemu":      "the registry emulator admits whoever the emulator vouches for",
+	"github.com/podid/podid/test/harness/localnode":    "the node runner rewrites a host's iptables, sysctls and mounts",
+	"github.com/podid/podid/test/harness/localcluster": "the local cluster starts etcd and kube-apiserver",
+	"github.com/podid/podid/test/harness/netns":        "the simulated node puts the agent's addresses into network namespaces",
+	"github.com/podid/podid/test/harness/sandbox":      "the sandbox runs all of the above: it is cmd/podid-sandbox's",
 }
 
 // Merge returns the union of sets; a later set's reason wins.
@@ -60,16 +57,23 @@ func Merge(sets ...Forbidden) Forbidden {
 // test's working directory, usually ".") links on p that forbidden names.
 func Check(t *testing.T, dir string, p Platform, forbidden Forbidden) {
 	t.Helper()
-	deps := Deps(t, dir, p)
+	name, deps := list(t, dir, p)
 	for _, dep := range deps {
 		if why, bad := forbidden.match(dep); bad {
-			t.Errorf("%s links %s: %s", dir, dep, why)
+			t.Errorf("%s links %s: %s", name, dep, why)
 		}
 	}
 }
 
 // Deps lists the packages the package at dir links on p, sorted.
 func Deps(t *testing.T, dir string, p Platform) []string {
+	t.Helper()
+	_, deps := list(t, dir, p)
+	return deps
+}
+
+// list returns the import path of the package at dir and what it links.
+func list(t *testing.T, dir string, p Platform) (string, []string) {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-json=ImportPath,Deps", dir)
 	cmd.Env = append(os.Environ(), "GOOS="+p.GOOS, "GOARCH="+p.GOARCH, "CGO_ENABLED=0")
@@ -94,7 +98,7 @@ func Deps(t *testing.T, dir string, p Platform) []string {
 		t.Fatalf("go list found only %d dependencies of %s: %v", len(pkg.Deps), pkg.ImportPath, pkg.Deps)
 	}
 	sort.Strings(pkg.Deps)
-	return pkg.Deps
+	return pkg.ImportPath, pkg.Deps
 }
 
 func (f Forbidden) match(dep string) (string, bool) {
