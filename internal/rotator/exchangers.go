@@ -49,7 +49,8 @@ func (f *ExchangerFactory) AWSConfig(rot *v1alpha1.SecretRotator) aws.Config {
 // Exchanger builds rot's exchanger.
 func (f *ExchangerFactory) Exchanger(ctx context.Context, rot *v1alpha1.SecretRotator) (regcred.Exchanger, error) {
 	spec := exchangers.Spec{AWS: f.AWSConfig(rot), Timeout: f.Timeout}
-	switch provider(&rot.Spec) {
+	kind := provider(&rot.Spec)
+	switch kind {
 	case ProviderECR:
 		spec.Region, spec.Identify = ecrRegion(&rot.Spec), true
 		if rot.Spec.ECR != nil {
@@ -62,7 +63,7 @@ func (f *ExchangerFactory) Exchanger(ctx context.Context, rot *v1alpha1.SecretRo
 		}
 		spec.URL, spec.Subdomains, spec.HTTPClient = rot.Spec.ArtifactoryURL, rot.Spec.ArtifactorySubdomains, client
 	}
-	return exchangers.Named(provider(&rot.Spec), spec)
+	return exchangers.Named(kind, spec)
 }
 
 // httpClient is the client for Artifactory, with security's TLS settings.

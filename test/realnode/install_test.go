@@ -73,7 +73,7 @@ func testChartInstalled(t *testing.T) {
 			d.Status.AvailableReplicas, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
 		return d.Status.AvailableReplicas == 2 && ds.Status.DesiredNumberScheduled == 1 && ds.Status.NumberReady == 1, nil
 	}); err != nil {
-		t.Fatalf("%s (%v); pods:\n%s", state, err, podidPods(ctx))
+		t.Fatalf("%s (%v); pods:\n%s", state, err, sb.PodsReport(ctx))
 	}
 	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
 	if err != nil || len(pods.Items) != 1 {
@@ -99,27 +99,6 @@ func testChartInstalled(t *testing.T) {
 	if len(wh.Webhooks) == 0 || len(wh.Webhooks[0].ClientConfig.CABundle) == 0 || wh.Webhooks[0].ClientConfig.Service == nil {
 		t.Errorf("webhook configuration: want a Service and the caBundle podid server keeps, got %+v", wh.Webhooks)
 	}
-}
-
-// podidPods lists podid's pods with their readiness and restarts, for a
-// failure message.
-func podidPods(ctx context.Context) string {
-	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return err.Error()
-	}
-	var b strings.Builder
-	for _, p := range pods.Items {
-		fmt.Fprintf(&b, "  %s %s", p.Name, p.Status.Phase)
-		for _, c := range p.Status.ContainerStatuses {
-			fmt.Fprintf(&b, " %s ready=%v restarts=%d", c.Name, c.Ready, c.RestartCount)
-			if c.LastTerminationState.Terminated != nil {
-				fmt.Fprintf(&b, " (last: %s)", c.LastTerminationState.Terminated.Reason)
-			}
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
 }
 
 func testWorkloadIdentity(t *testing.T) {

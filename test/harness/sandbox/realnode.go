@@ -328,7 +328,7 @@ func (s *Sandbox) helmInstall(ctx context.Context, kubeconfig, values string) er
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(s.opts.Dir, "helm", "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(s.opts.Dir, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(s.opts.Dir, "helm", "data"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("helm install: %w: %s\n%s", err, strings.TrimSpace(string(out)), s.podsReport(ctx))
+		return fmt.Errorf("helm install: %w: %s\n%s", err, strings.TrimSpace(string(out)), s.PodsReport(ctx))
 	}
 	return nil
 }
@@ -340,13 +340,14 @@ func (s *Sandbox) waitAgent(ctx context.Context) error {
 		return err == nil && ds.Status.DesiredNumberScheduled > 0 && ds.Status.NumberReady == ds.Status.DesiredNumberScheduled, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for podid agent to be ready: %w\n%s", err, s.podsReport(ctx))
+		return fmt.Errorf("waiting for podid agent to be ready: %w\n%s", err, s.PodsReport(ctx))
 	}
 	return nil
 }
 
-// podsReport describes podid's pods, for an install that failed.
-func (s *Sandbox) podsReport(ctx context.Context) string {
+// PodsReport describes podid's pods (phase, each container's readiness,
+// restarts, waiting reason and last exit), for a failure message.
+func (s *Sandbox) PodsReport(ctx context.Context) string {
 	pods, err := s.cs.CoreV1().Pods(systemNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err.Error()
@@ -355,6 +356,7 @@ func (s *Sandbox) podsReport(ctx context.Context) string {
 	for _, p := range pods.Items {
 		fmt.Fprintf(&b, "pod %s: %s", p.Name, p.Status.Phase)
 		for _, c := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			fmt.Fprintf(&b, "; %s ready=%v restarts=%d", c.Name, c.Ready, c.RestartCount)
 			if c.State.Waiting != nil {
 				fmt.Fprintf(&b, "; %s waiting: %s %s", c.Name, c.State.Waiting.Reason, c.State.Waiting.Message)
 			}
