@@ -17,7 +17,7 @@ import (
 // Policy is a policy named name on CREATE and UPDATE of a podid.io
 // resource (its subresources, such as status, are not matched), failing
 // closed.
-func Policy(name, resource string, variables []admissionregistrationv1.Variable, validations ...admissionregistrationv1.Validation) *admissionregistrationv1.ValidatingAdmissionPolicy {
+func Policy(name string, resources []string, variables []admissionregistrationv1.Variable, validations ...admissionregistrationv1.Validation) *admissionregistrationv1.ValidatingAdmissionPolicy {
 	return &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -29,7 +29,7 @@ func Policy(name, resource string, variables []admissionregistrationv1.Variable,
 						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 						Rule: admissionregistrationv1.Rule{
 							APIGroups: []string{v1alpha1.GroupVersion.Group}, APIVersions: []string{"*"},
-							Resources: []string{resource},
+							Resources: resources,
 						},
 					},
 				}},

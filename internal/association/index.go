@@ -1,6 +1,7 @@
 package association
 
 import (
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -24,6 +25,10 @@ type Association struct {
 	Policy             string
 	DisableSessionTags bool
 	Generation         int64
+	// Cluster says the association is a ClusterPodIdentityAssociation (named
+	// ClusterAssociationName(Namespace, ServiceAccount)), not a namespace's
+	// PodIdentityAssociation.
+	Cluster bool
 	// PolicyError is why Policy cannot be used (not JSON), or nil; checked
 	// once here rather than on every credential request.
 	PolicyError error
@@ -41,26 +46,48 @@ type saKey struct{ namespace, serviceAccount string }
 type Index struct {
 	identity Identity
 
-	mu   sync.RWMutex
-	bySA map[saKey]*Association
-	byID map[string]*Association
+	mu sync.RWMutex
+	// bySA holds the namespaces' PodIdentityAssociations, byClusterSA the
+	// ClusterPodIdentityAssociations; where both name a ServiceAccount, the
+	// cluster one is in force. byID holds both.
+	bySA        map[saKey]*Association
+	byClusterSA map[saKey]*Association
+	byID        map[string]*Association
 }
 
 // NewIndex returns an empty Index that names associations with identity.
 func NewIndex(identity Identity) *Index {
 	return &Index{
-		identity: identity,
-		bySA:     make(map[saKey]*Association),
-		byID:     make(map[string]*Association),
+		identity:    identity,
+		bySA:        make(map[saKey]*Association),
+		byClusterSA: make(map[saKey]*Association),
+		byID:        make(map[string]*Association),
 	}
 }
 
 // Lookup returns the association of a ServiceAccount, if there is one.
 func (ix *Index) Lookup(namespace, serviceAccount string) (*Association, bool) {
+	key := saKey{namespace, serviceAccount}
 	ix.mu.RLock()
-	a, ok := ix.bySA[saKey{namespace, serviceAccount}]
+	a, ok := ix.byClusterSA[key]
+	if !ok {
+		a, ok = ix.bySA[key]
+	}
 	ix.mu.RUnlock()
 	return a, ok
+}
+
+// Superseded reports whether the namespace's own association for the
+// ServiceAccount is out of force because a cluster association names it too.
+func (ix *Index) Superseded(namespace, serviceAccount string) (*Association, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	key := saKey{namespace, serviceAccount}
+	cluster, ok := ix.byClusterSA[key]
+	if _, own := ix.bySA[key]; !own {
+		return nil, false
+	}
+	return cluster, ok
 }
 
 // ByID returns the association with this association ID, if there is one.
@@ -75,7 +102,7 @@ func (ix *Index) ByID(id string) (*Association, bool) {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.bySA)
+	return len(ix.byID)
 }
 
 // Snapshot builds the Association the index holds for obj.
@@ -98,28 +125,52 @@ func (ix *Index) Snapshot(obj *v1alpha1.PodIdentityAssociation) *Association {
 }
 
 // Upsert records obj, replacing what the index held for its ServiceAccount.
+// The object's name is its ServiceAccount's (a CEL rule enforces it); key by
+// the name, which is what a delete event carries for certain.
 func (ix *Index) Upsert(obj *v1alpha1.PodIdentityAssociation) {
-	a := ix.Snapshot(obj)
-	// The object's name is its ServiceAccount's (a CEL rule enforces it); key
-	// by the name, which is what a delete event carries for certain.
-	key := saKey{obj.Namespace, obj.Name}
+	ix.put(ix.bySA, saKey{obj.Namespace, obj.Name}, ix.Snapshot(obj))
+}
+
+// UpsertCluster records a cluster association.
+func (ix *Index) UpsertCluster(obj *v1alpha1.ClusterPodIdentityAssociation) {
+	a := ix.Snapshot(obj.AsAssociation())
+	a.Cluster = true
+	ix.put(ix.byClusterSA, clusterKey(obj.Name), a)
+}
+
+// clusterKey is the ServiceAccount a cluster association's name
+// (<namespace>.<serviceAccount>; a namespace name has no dot) stands for.
+func clusterKey(name string) saKey {
+	namespace, serviceAccount, _ := strings.Cut(name, ".")
+	return saKey{namespace, serviceAccount}
+}
+
+func (ix *Index) put(m map[saKey]*Association, key saKey, a *Association) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if old, ok := ix.bySA[key]; ok && old.ID != a.ID {
+	if old, ok := m[key]; ok && old.ID != a.ID {
 		delete(ix.byID, old.ID)
 	}
-	ix.bySA[key] = a
+	m[key] = a
 	ix.byID[a.ID] = a
 }
 
 // Delete forgets the association named name in namespace.
 func (ix *Index) Delete(namespace, name string) {
-	key := saKey{namespace, name}
+	ix.remove(ix.bySA, saKey{namespace, name})
+}
+
+// DeleteCluster forgets the cluster association of that object name.
+func (ix *Index) DeleteCluster(name string) {
+	ix.remove(ix.byClusterSA, clusterKey(name))
+}
+
+func (ix *Index) remove(m map[saKey]*Association, key saKey) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if old, ok := ix.bySA[key]; ok {
+	if old, ok := m[key]; ok {
 		delete(ix.byID, old.ID)
-		delete(ix.bySA, key)
+		delete(m, key)
 	}
 }
 
@@ -132,15 +183,21 @@ func (ix *Index) Handler() toolscache.ResourceEventHandler {
 			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
-			if pia, ok := obj.(*v1alpha1.PodIdentityAssociation); ok {
-				ix.Delete(pia.Namespace, pia.Name)
+			switch o := obj.(type) {
+			case *v1alpha1.PodIdentityAssociation:
+				ix.Delete(o.Namespace, o.Name)
+			case *v1alpha1.ClusterPodIdentityAssociation:
+				ix.DeleteCluster(o.Name)
 			}
 		},
 	}
 }
 
 func (ix *Index) upsertObject(obj any) {
-	if pia, ok := obj.(*v1alpha1.PodIdentityAssociation); ok {
-		ix.Upsert(pia)
+	switch o := obj.(type) {
+	case *v1alpha1.PodIdentityAssociation:
+		ix.Upsert(o)
+	case *v1alpha1.ClusterPodIdentityAssociation:
+		ix.UpsertCluster(o)
 	}
 }

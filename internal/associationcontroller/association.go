@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -26,6 +27,9 @@ import (
 
 // +kubebuilder:rbac:groups=podid.io,resources=podidentityassociations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=podid.io,resources=podidentityassociations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=podid.io,resources=clusterpodidentityassociations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=podid.io,resources=clusterpodidentityassociations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
@@ -58,6 +62,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			func(_ context.Context, sa client.Object) []reconcile.Request {
 				return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(sa)}}
 			}), builder.OnlyMetadata).
+		// A cluster association supersedes the namespace's own.
+		Watches(&v1alpha1.ClusterPodIdentityAssociation{}, handler.EnqueueRequestsFromMapFunc(
+			func(_ context.Context, obj client.Object) []reconcile.Request {
+				c := obj.(*v1alpha1.ClusterPodIdentityAssociation)
+				return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: c.Spec.Namespace, Name: c.Spec.ServiceAccount}}}
+			})).
 		Complete(r)
 }
 
@@ -72,7 +82,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	status := r.desiredStatus(&pia, saExists)
+	facts := readyFacts{serviceAccount: saExists, namespace: true}
+	var cluster v1alpha1.ClusterPodIdentityAssociation
+	switch err := r.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterAssociationName(pia.Namespace, pia.Spec.ServiceAccount)}, &cluster); {
+	case err == nil:
+		facts.supersededBy = association.IDFor(cluster.UID)
+	case !apierrors.IsNotFound(err):
+		return reconcile.Result{}, fmt.Errorf("looking up the cluster association of %s/%s: %w", pia.Namespace, pia.Name, err)
+	}
+	status := r.desiredStatus(&pia, facts)
 	if equality.Semantic.DeepEqual(status, pia.Status) {
 		return reconcile.Result{}, nil
 	}
@@ -114,7 +132,15 @@ func (r *Reconciler) serviceAccountExists(ctx context.Context, namespace, name s
 
 // desiredStatus computes the status pia should have; it reads nothing but its
 // arguments and the clock.
-func (r *Reconciler) desiredStatus(pia *v1alpha1.PodIdentityAssociation, saExists bool) v1alpha1.PodIdentityAssociationStatus {
+// readyFacts is what the Ready condition depends on beside the association.
+type readyFacts struct {
+	serviceAccount, namespace bool
+	// supersededBy is the ID of the cluster association that is in force
+	// instead of this namespaced one, or "".
+	supersededBy string
+}
+
+func (r *Reconciler) desiredStatus(pia *v1alpha1.PodIdentityAssociation, facts readyFacts) v1alpha1.PodIdentityAssociationStatus {
 	status := *pia.Status.DeepCopy()
 	id := association.IDFor(pia.UID)
 	status.AssociationID = id
@@ -139,7 +165,16 @@ func (r *Reconciler) desiredStatus(pia *v1alpha1.PodIdentityAssociation, saExist
 		ready.Status = metav1.ConditionFalse
 		ready.Reason = v1alpha1.ReasonInvalidPolicy
 		ready.Message = fmt.Sprintf("%v; podid issues no credentials for this association until spec.policy is fixed", err)
-	case !saExists:
+	case facts.supersededBy != "":
+		ready.Status = metav1.ConditionFalse
+		ready.Reason = v1alpha1.ReasonSuperseded
+		ready.Message = fmt.Sprintf("ClusterPodIdentityAssociation %s (association %s) names ServiceAccount %s/%s too and is in force instead; delete one of them",
+			v1alpha1.ClusterAssociationName(pia.Namespace, pia.Spec.ServiceAccount), facts.supersededBy, pia.Namespace, pia.Spec.ServiceAccount)
+	case !facts.namespace:
+		ready.Status = metav1.ConditionTrue
+		ready.Reason = v1alpha1.ReasonNamespaceNotFound
+		ready.Message = fmt.Sprintf("namespace %s does not exist; pods running as ServiceAccount %s there will receive credentials for %s once it and the ServiceAccount are created", pia.Namespace, pia.Spec.ServiceAccount, effectiveRole(pia))
+	case !facts.serviceAccount:
 		ready.Status = metav1.ConditionTrue
 		ready.Reason = v1alpha1.ReasonServiceAccountNotFound
 		ready.Message = fmt.Sprintf("ServiceAccount %s/%s does not exist yet; its pods will receive credentials for %s once it is created", pia.Namespace, pia.Spec.ServiceAccount, pia.Spec.RoleARN)
@@ -164,10 +199,10 @@ func effectiveRole(pia *v1alpha1.PodIdentityAssociation) string {
 	return pia.Spec.RoleARN
 }
 
-func (r *Reconciler) recordTransition(pia *v1alpha1.PodIdentityAssociation, ready *metav1.Condition) {
+func (r *Reconciler) recordTransition(regarding runtime.Object, ready *metav1.Condition) {
 	eventType := corev1.EventTypeNormal
 	if ready.Reason != v1alpha1.ReasonAssociated {
 		eventType = corev1.EventTypeWarning
 	}
-	r.Recorder.Eventf(pia, nil, eventType, ready.Reason, "Reconcile", "%s", ready.Message)
+	r.Recorder.Eventf(regarding, nil, eventType, ready.Reason, "Reconcile", "%s", ready.Message)
 }

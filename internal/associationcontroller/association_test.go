@@ -57,7 +57,7 @@ func TestDesiredStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := r.desiredStatus(tc.pia, tc.saExists)
+			st := r.desiredStatus(tc.pia, readyFacts{serviceAccount: tc.saExists, namespace: true})
 			if st.AssociationID != association.IDFor("uid-1") || st.AssociationARN != r.Identity.AssociationARN(st.AssociationID) || st.ExternalID != association.ExternalIDFor("uid-1") {
 				t.Errorf("identifiers: %+v", st)
 			}

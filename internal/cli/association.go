@@ -14,6 +14,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/kube"
 )
 
@@ -25,6 +26,7 @@ type associationFlags struct {
 	associationID  string
 	output         string
 	wait           time.Duration
+	scope          string
 }
 
 func newAssociationCommand(streams Streams) *cobra.Command {
@@ -59,6 +61,12 @@ func (f *associationFlags) addTargetFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.associationID, "association-id", "", "the association's ID (a-…), instead of --service-account")
 }
 
+// addScopeFlag adds --scope, where a new association is kept.
+func (f *associationFlags) addScopeFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.scope, "scope", string(associationstore.ScopeAuto),
+		"where to keep a new association: cluster (a ClusterPodIdentityAssociation: may precede its namespace and survives its deletion, as on EKS), namespace (a PodIdentityAssociation in its namespace, which must exist), or auto (cluster if you may create ClusterPodIdentityAssociations, else namespace)")
+}
+
 func (f *associationFlags) addWaitFlag(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.wait, "wait", 10*time.Second, "how long to wait for podid server to take the change into account; 0 does not wait")
 }
@@ -83,77 +91,98 @@ func (f *associationFlags) checkOutput() error {
 	return fmt.Errorf("--output %q is not one of table, json, yaml", f.output)
 }
 
-// find returns the association --service-account or --association-id names.
-func (f *associationFlags) find(ctx context.Context, c client.Client, host string) (*v1alpha1.PodIdentityAssociation, error) {
+// find returns the association --service-account or --association-id names,
+// of either kind.
+func (f *associationFlags) find(ctx context.Context, c client.Client, host string) (associationstore.Stored, error) {
 	ns, explicitNS, err := f.conn.Namespace()
 	if err != nil {
-		return nil, err
+		return associationstore.Stored{}, err
 	}
 	switch {
 	case f.serviceAccount != "" && f.associationID != "":
-		return nil, fmt.Errorf("give --service-account or --association-id, not both")
+		return associationstore.Stored{}, fmt.Errorf("give --service-account or --association-id, not both")
 	case f.serviceAccount != "":
-		var pia v1alpha1.PodIdentityAssociation
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: f.serviceAccount}, &pia); err != nil {
-			return nil, explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
+		stored, err := associationstore.Get(ctx, c, ns, f.serviceAccount)
+		if err != nil {
+			return associationstore.Stored{}, explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, f.serviceAccount))
 		}
-		return &pia, nil
+		return stored, nil
 	case f.associationID != "":
 		if !association.IsID(f.associationID) {
-			return nil, fmt.Errorf("--association-id %q is not an association ID: they look like a-abcdefghij0123456", f.associationID)
+			return associationstore.Stored{}, fmt.Errorf("--association-id %q is not an association ID: they look like a-abcdefghij0123456", f.associationID)
 		}
-		var opts []client.ListOption
+		filter := associationstore.Filter{}
 		if explicitNS {
-			opts = append(opts, client.InNamespace(ns))
+			filter.Namespace = ns
 		}
-		var list v1alpha1.PodIdentityAssociationList
-		if err := c.List(ctx, &list, opts...); err != nil {
-			return nil, explain(err, host, "")
+		all, err := listAll(ctx, c, filter)
+		if err != nil {
+			return associationstore.Stored{}, explain(err, host, "")
 		}
-		for i := range list.Items {
-			if association.IDFor(list.Items[i].UID) == f.associationID {
-				return &list.Items[i], nil
+		for _, it := range all {
+			if it.ID() == f.associationID {
+				return it, nil
 			}
 		}
-		return nil, fmt.Errorf("no association has ID %s; list them with `podid association list`", f.associationID)
+		return associationstore.Stored{}, fmt.Errorf("no association has ID %s; list them with `podid association list`", f.associationID)
 	default:
-		return nil, fmt.Errorf("say which association: --service-account NAME (in --namespace, default %q) or --association-id a-…", ns)
+		return associationstore.Stored{}, fmt.Errorf("say which association: --service-account NAME (in --namespace, default %q) or --association-id a-…", ns)
+	}
+}
+
+// listAll lists every association of both kinds f selects.
+func listAll(ctx context.Context, c client.Reader, f associationstore.Filter) ([]associationstore.Stored, error) {
+	var all []associationstore.Stored
+	token := ""
+	for {
+		page, next, err := associationstore.List(ctx, c, f, 500, token)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		token = next
 	}
 }
 
 // connectAndFind connects and returns the association the flags name.
-func (f *associationFlags) connectAndFind(ctx context.Context) (client.Client, string, *v1alpha1.PodIdentityAssociation, error) {
+func (f *associationFlags) connectAndFind(ctx context.Context) (client.Client, string, associationstore.Stored, error) {
 	c, host, err := f.client()
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", associationstore.Stored{}, err
 	}
-	pia, err := f.find(ctx, c, host)
-	return c, host, pia, err
+	stored, err := f.find(ctx, c, host)
+	return c, host, stored, err
 }
 
-// waitForController waits until podid server has observed pia's generation,
-// so that what is printed is what is in force. When it does not come, the
-// object is still written: say so, and why that may be.
-func (f *associationFlags) waitForController(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAssociation) {
+// waitForController waits until podid server has observed the association's
+// generation, so that what is printed is what is in force, and returns it.
+// When it does not come, the object is still written: say so, and why that
+// may be.
+func (f *associationFlags) waitForController(ctx context.Context, c client.Client, stored associationstore.Stored) *v1alpha1.PodIdentityAssociation {
+	view := stored.View()
 	if f.wait <= 0 {
-		return
+		return view
 	}
-	key := client.ObjectKeyFromObject(pia)
+	gen := stored.Object().GetGeneration()
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, f.wait, true, func(ctx context.Context) (bool, error) {
-		var cur v1alpha1.PodIdentityAssociation
-		if err := c.Get(ctx, key, &cur); err != nil {
+		cur, err := associationstore.Get(ctx, c, view.Namespace, view.Spec.ServiceAccount)
+		if err != nil {
 			return false, err
 		}
-		if cur.Generation != pia.Generation {
+		if cur.Object().GetGeneration() != gen || cur.ID() != stored.ID() {
 			return true, nil // changed again meanwhile: print what we wrote
 		}
-		*pia = cur
-		return cur.Status.ObservedGeneration == cur.Generation, nil
+		view = cur.View()
+		return view.Status.ObservedGeneration == gen, nil
 	})
 	if err != nil {
-		fmt.Fprintf(f.streams.Err, "warning: podid server has not taken association %s/%s into account after %s; is it running? Check with `podid association get -n %s --service-account %s`\n",
-			pia.Namespace, pia.Name, f.wait, pia.Namespace, pia.Name)
+		fmt.Fprintf(f.streams.Err, "warning: podid server has not taken association %s (%s) into account after %s; is it running? Check with `podid association get -n %s --service-account %s`\n",
+			stored.ID(), stored.Kind(), f.wait, view.Namespace, view.Spec.ServiceAccount)
 	}
+	return view
 }
 
 // readPolicy reads --policy: a JSON document, or file://PATH as in the AWS CLI.

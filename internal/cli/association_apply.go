@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/serveridentity"
 )
 
@@ -171,6 +172,7 @@ changes nothing. Associations the file does not name are left alone.`,
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "eksctl's ClusterConfig (- reads standard input)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change, change nothing")
+	f.addScopeFlag(cmd)
 	cmd.Flags().StringVar(&podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")
 	return cmd
 }
@@ -188,8 +190,7 @@ func (f *associationFlags) apply(ctx context.Context, c client.Client, host stri
 			return err
 		}
 		ref := e.Namespace + "/" + e.ServiceAccountName
-		var cur v1alpha1.PodIdentityAssociation
-		err = c.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: e.ServiceAccountName}, &cur)
+		cur, err := associationstore.Get(ctx, c, e.Namespace, e.ServiceAccountName)
 		switch {
 		case apierrors.IsNotFound(err):
 			what := "role " + want.Spec.RoleARN
@@ -201,7 +202,7 @@ func (f *associationFlags) apply(ctx context.Context, c client.Client, host stri
 			if dryRun {
 				continue
 			}
-			if err := f.createWith(ctx, c, host, want, role); err != nil {
+			if _, err := f.createWith(ctx, c, host, want, role); err != nil {
 				return fmt.Errorf("%s: %w", ref, err)
 			}
 		case err != nil:
@@ -209,9 +210,9 @@ func (f *associationFlags) apply(ctx context.Context, c client.Client, host stri
 		default:
 			if role.name != "" {
 				// The role was made before: keep the one the association has.
-				want.Spec.RoleARN = cur.Spec.RoleARN
+				want.Spec.RoleARN = cur.Spec().RoleARN
 			}
-			diff := specDiff(cur.Spec, want.Spec)
+			diff := specDiff(*cur.Spec(), want.Spec)
 			if len(diff) == 0 {
 				fmt.Fprintf(f.streams.Out, "%sunchanged %s\n", prefix, ref)
 				unchanged++
@@ -222,8 +223,8 @@ func (f *associationFlags) apply(ctx context.Context, c client.Client, host stri
 			if dryRun {
 				continue
 			}
-			cur.Spec = want.Spec
-			if err := c.Update(ctx, &cur); err != nil {
+			*cur.Spec() = want.Spec
+			if err := c.Update(ctx, cur.Object()); err != nil {
 				return explain(err, host, "ServiceAccount "+ref)
 			}
 		}

@@ -2,16 +2,17 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 )
 
 // specFlags are the flags that set an association's spec.
@@ -80,16 +81,17 @@ ServiceAccount made by --create-service-account.`,
 			if err != nil {
 				return err
 			}
-			if err := f.createWith(cmd.Context(), c, host, pia, &role); err != nil {
+			stored, err := f.createWith(cmd.Context(), c, host, pia, &role)
+			if err != nil {
 				return err
 			}
-			f.waitForController(cmd.Context(), c, pia)
-			return f.printChange(pia, "created")
+			return f.printChange(f.waitForController(cmd.Context(), c, stored), "created")
 		},
 	}
-	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "the ServiceAccount, in --namespace, whose pods receive credentials (it need not exist yet)")
+	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "the ServiceAccount, in --namespace, whose pods receive credentials (neither need exist yet with --scope cluster)")
 	spec.add(cmd, true)
 	role.add(cmd)
+	f.addScopeFlag(cmd)
 	f.addWaitFlag(cmd)
 	return cmd
 }
@@ -103,11 +105,11 @@ func newAssociationGetCommand(f *associationFlags) *cobra.Command {
   podid association get --association-id a-0123456789abcdefg -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, _, pia, err := f.connectAndFind(cmd.Context())
+			_, _, stored, err := f.connectAndFind(cmd.Context())
 			if err != nil {
 				return err
 			}
-			return f.printOne(pia)
+			return f.printOne(stored.View())
 		},
 	}
 	f.addTargetFlags(cmd)
@@ -127,29 +129,29 @@ func newAssociationListCommand(f *associationFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var opts []client.ListOption
+			filter := associationstore.Filter{ServiceAccount: f.serviceAccount}
 			if explicitNS {
-				opts = append(opts, client.InNamespace(ns))
-			}
-			if f.serviceAccount != "" {
-				// The object is named after its ServiceAccount.
-				opts = append(opts, client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", f.serviceAccount)})
+				filter.Namespace = ns
 			}
 			c, host, err := f.client()
 			if err != nil {
 				return err
 			}
-			var list v1alpha1.PodIdentityAssociationList
-			if err := c.List(cmd.Context(), &list, opts...); err != nil {
+			all, err := listAll(cmd.Context(), c, filter)
+			if err != nil {
 				return explain(err, host, "")
 			}
-			slices.SortFunc(list.Items, func(a, b v1alpha1.PodIdentityAssociation) int {
+			items := make([]v1alpha1.PodIdentityAssociation, len(all))
+			for i, it := range all {
+				items[i] = *it.View()
+			}
+			slices.SortFunc(items, func(a, b v1alpha1.PodIdentityAssociation) int {
 				if a.Namespace != b.Namespace {
 					return strings.Compare(a.Namespace, b.Namespace)
 				}
 				return strings.Compare(a.Name, b.Name)
 			})
-			return f.printList(list.Items)
+			return f.printList(items)
 		},
 	}
 	cmd.Flags().StringVar(&f.serviceAccount, "service-account", "", "list only the associations of ServiceAccounts with this name")
@@ -158,6 +160,7 @@ func newAssociationListCommand(f *associationFlags) *cobra.Command {
 
 func newAssociationUpdateCommand(f *associationFlags) *cobra.Command {
 	var spec specFlags
+	var removeTags []string
 	cmd := &cobra.Command{
 		Use:   "update",
 		Short: "Change an association's role, target role, session tags or policy",
@@ -169,8 +172,8 @@ of an association never change: delete it and create another instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			changed := cmd.Flags().Changed
-			if !changed("role-arn") && !changed("target-role-arn") && !changed("disable-session-tags") && !changed("policy") {
-				return fmt.Errorf("nothing to change: give --role-arn, --target-role-arn, --disable-session-tags or --policy")
+			if !changed("role-arn") && !changed("target-role-arn") && !changed("disable-session-tags") && !changed("policy") && !changed("tags") && !changed("remove-tags") {
+				return fmt.Errorf("nothing to change: give --role-arn, --target-role-arn, --disable-session-tags, --policy, --tags or --remove-tags")
 			}
 			if changed("role-arn") && spec.roleARN == "" {
 				return fmt.Errorf("--role-arn cannot be empty: an association always has a role")
@@ -179,38 +182,47 @@ of an association never change: delete it and create another instead.`,
 			if err != nil {
 				return err
 			}
+			var addTags map[string]string
+			if spec.tags != "" {
+				if addTags, err = parseTags(spec.tags); err != nil {
+					return err
+				}
+			}
 			c, host, err := f.client()
 			if err != nil {
 				return err
 			}
-			var pia *v1alpha1.PodIdentityAssociation
+			var stored associationstore.Stored
 			ref := ""
 			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-				if pia, err = f.find(cmd.Context(), c, host); err != nil {
+				if stored, err = f.find(cmd.Context(), c, host); err != nil {
 					return err
 				}
-				ref = fmt.Sprintf("ServiceAccount %s/%s", pia.Namespace, pia.Name)
+				view, s := stored.View(), stored.Spec()
+				ref = fmt.Sprintf("ServiceAccount %s/%s", view.Namespace, view.Spec.ServiceAccount)
 				if changed("role-arn") {
-					pia.Spec.RoleARN = spec.roleARN
+					s.RoleARN = spec.roleARN
 				}
 				if changed("target-role-arn") {
-					pia.Spec.TargetRoleARN = spec.targetRoleARN
+					s.TargetRoleARN = spec.targetRoleARN
 				}
 				if changed("disable-session-tags") {
-					pia.Spec.DisableSessionTags = spec.disableSessionTags
+					s.DisableSessionTags = spec.disableSessionTags
 				}
 				if changed("policy") {
-					pia.Spec.Policy = policy
+					s.Policy = policy
 				}
-				return c.Update(cmd.Context(), pia)
+				s.Tags = editTags(s.Tags, addTags, removeTags)
+				return c.Update(cmd.Context(), stored.Object())
 			})
 			if err != nil {
 				return explain(err, host, ref)
 			}
-			f.waitForController(cmd.Context(), c, pia)
-			return f.printChange(pia, "updated")
+			return f.printChange(f.waitForController(cmd.Context(), c, stored), "updated")
 		},
 	}
+	cmd.Flags().StringVar(&spec.tags, "tags", "", "tags to add or change: key=value,key=value or a JSON object (others are kept)")
+	cmd.Flags().StringSliceVar(&removeTags, "remove-tags", nil, "tag keys to remove: key,key")
 	f.addTargetFlags(cmd)
 	spec.add(cmd, false)
 	f.addWaitFlag(cmd)
@@ -225,12 +237,13 @@ func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
   podid association delete --association-id a-0123456789abcdefg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, host, pia, err := f.connectAndFind(cmd.Context())
+			c, host, stored, err := f.connectAndFind(cmd.Context())
 			if err != nil {
 				return err
 			}
+			pia := stored.View()
 			// Delete exactly the object shown, not a re-created namesake.
-			if err := c.Delete(cmd.Context(), pia, client.Preconditions{UID: &pia.UID}); err != nil {
+			if err := c.Delete(cmd.Context(), stored.Object(), client.Preconditions{UID: &pia.UID}); err != nil {
 				return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", pia.Namespace, pia.Name))
 			}
 			// Then what podid made for it, and only that.
@@ -246,4 +259,21 @@ func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
 	}
 	f.addTargetFlags(cmd)
 	return cmd
+}
+
+// editTags is tags with add set and remove taken away; nil when none are left,
+// since an association holds no empty tag map.
+func editTags(tags, add map[string]string, remove []string) map[string]string {
+	out := maps.Clone(tags)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, add)
+	for _, k := range remove {
+		delete(out, k)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

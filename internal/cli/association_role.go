@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/serveridentity"
 )
@@ -207,8 +208,12 @@ func undoCreated(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentity
 // createWith creates pia, first the ServiceAccount and the role role asks
 // for; what it made is said on stderr, and taken away again if a later
 // step fails.
-func (f *associationFlags) createWith(ctx context.Context, c client.Client, host string, pia *v1alpha1.PodIdentityAssociation, role *roleFlags) error {
+func (f *associationFlags) createWith(ctx context.Context, c client.Client, host string, pia *v1alpha1.PodIdentityAssociation, role *roleFlags) (associationstore.Stored, error) {
 	ns, sa := pia.Namespace, pia.Spec.ServiceAccount
+	scope, err := associationstore.ParseScope(f.scope)
+	if err != nil {
+		return associationstore.Stored{}, fmt.Errorf("--%w", err)
+	}
 	var made []string
 	if pia.Annotations == nil {
 		pia.Annotations = map[string]string{}
@@ -216,7 +221,7 @@ func (f *associationFlags) createWith(ctx context.Context, c client.Client, host
 	if role.createServiceAccount {
 		created, err := createServiceAccount(ctx, c, ns, sa)
 		if err != nil {
-			return explain(err, host, "")
+			return associationstore.Stored{}, explain(err, host, "")
 		}
 		if created {
 			pia.Annotations[AnnotationCreatedServiceAccount] = "true"
@@ -227,7 +232,7 @@ func (f *associationFlags) createWith(ctx context.Context, c client.Client, host
 		arn, cluster, err := role.createRole(ctx, c, ns, sa)
 		if err != nil {
 			undoCreated(ctx, c, pia, f)
-			return err
+			return associationstore.Stored{}, err
 		}
 		pia.Spec.RoleARN = arn
 		pia.Annotations[AnnotationCreatedRole] = arn
@@ -237,15 +242,23 @@ func (f *associationFlags) createWith(ctx context.Context, c client.Client, host
 	if len(pia.Annotations) == 0 {
 		pia.Annotations = nil
 	}
-	if err := c.Create(ctx, pia); err != nil {
+	// One association per ServiceAccount across both kinds: each kind's
+	// name is unique, the other kind is looked up first.
+	if existing, err := associationstore.Get(ctx, c, ns, sa); err == nil {
 		undoCreated(ctx, c, pia, f)
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("namespace %s does not exist: create it first", ns)
+		return associationstore.Stored{}, fmt.Errorf("ServiceAccount %s/%s already has an association (%s, %s), and a ServiceAccount can have only one; change it with `podid association update -n %s --service-account %s`, or delete it first",
+			ns, sa, existing.ID(), existing.Kind(), ns, sa)
+	}
+	stored, err := associationstore.Create(ctx, c, pia, scope)
+	if err != nil {
+		undoCreated(ctx, c, pia, f)
+		if associationstore.NamespaceMissing(err) {
+			return associationstore.Stored{}, fmt.Errorf("namespace %s does not exist: create it first, or keep the association at the cluster level (--scope cluster, which needs create on clusterpodidentityassociations)", ns)
 		}
-		return explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, sa))
+		return associationstore.Stored{}, explain(err, host, fmt.Sprintf("ServiceAccount %s/%s", ns, sa))
 	}
 	for _, line := range made {
 		fmt.Fprintln(f.streams.Err, line)
 	}
-	return nil
+	return stored, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -171,8 +172,16 @@ func TestAssociationLifecycle(t *testing.T) {
 	tr := newTranscript(t)
 	tr.mustRun("association", "create", "-n", "shop", "--service-account", "billing",
 		"--role-arn", "arn:aws:iam::111122223333:role/billing", "--tags", "team=payments,env=prod")
-	tr.mustRun("association", "create", "-n", "web", "--service-account", "frontend",
+	tr.mustRun("association", "create", "-n", "web", "--service-account", "frontend", "--scope", "namespace",
 		"--role-arn", "arn:aws:iam::111122223333:role/frontend", "--disable-session-tags")
+	// Kept at the cluster level, an association may precede its namespace;
+	// in the namespace, it may not.
+	tr.mustRun("association", "create", "-n", "later", "--service-account", "app", "--wait", "0",
+		"--role-arn", "arn:aws:iam::111122223333:role/app")
+	tr.mustFail("namespace later-too does not exist", "association", "create", "-n", "later-too", "--service-account", "app", "--scope", "namespace",
+		"--role-arn", "arn:aws:iam::111122223333:role/app")
+	tr.mustFail("already has an association", "association", "create", "-n", "web", "--service-account", "frontend",
+		"--role-arn", "arn:aws:iam::111122223333:role/other")
 	tr.mustFail("already has an association", "association", "create", "-n", "shop", "--service-account", "billing",
 		"--role-arn", "arn:aws:iam::111122223333:role/other")
 	tr.mustRun("association", "get", "-n", "shop", "--service-account", "billing")
@@ -185,19 +194,25 @@ func TestAssociationLifecycle(t *testing.T) {
 		"--target-role-arn", "arn:aws:iam::444455556666:role/ledger",
 		"--policy", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`)
 
-	var pia v1alpha1.PodIdentityAssociation
-	if err := cluster.Client.Get(t.Context(), client.ObjectKey{Namespace: "shop", Name: "billing"}, &pia); err != nil {
+	tr.mustRun("association", "update", "-n", "shop", "--service-account", "billing", "--tags", "owner=ledger,env=staging", "--remove-tags", "team")
+
+	var pia v1alpha1.ClusterPodIdentityAssociation
+	if err := cluster.Client.Get(t.Context(), client.ObjectKey{Name: "shop.billing"}, &pia); err != nil {
 		t.Fatal(err)
 	}
 	id := association.IDFor(pia.UID)
 	if pia.Spec.RoleARN != "arn:aws:iam::111122223333:role/billing-v2" || pia.Spec.TargetRoleARN == "" || pia.Spec.Policy == "" {
 		t.Errorf("update did not reach the API server: %+v", pia.Spec)
 	}
+	if want := map[string]string{"env": "staging", "owner": "ledger"}; !maps.Equal(pia.Spec.Tags, want) {
+		t.Errorf("tags = %v, want %v", pia.Spec.Tags, want)
+	}
 	tr.mustRun("association", "get", "--association-id", id, "-o", "yaml")
 	tr.mustRun("association", "update", "--association-id", id, "--target-role-arn", "", "--policy", "")
 	tr.mustRun("association", "delete", "--association-id", id)
 	tr.mustFail("has no association", "association", "get", "-n", "shop", "--service-account", "billing")
 	tr.mustRun("association", "delete", "-n", "web", "--service-account", "frontend", "-o", "json")
+	tr.mustRun("association", "delete", "-n", "later", "--service-account", "app")
 	tr.mustRun("association", "list")
 	tr.check("lifecycle.golden")
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/awsjson"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/sigv4"
@@ -81,6 +82,9 @@ func NewHandler(opts Options) *Handler {
 	h.mux.Handle("GET "+base+"/{associationId}", h.op("DescribePodIdentityAssociation", h.describe))
 	h.mux.Handle("POST "+base+"/{associationId}", h.op("UpdatePodIdentityAssociation", h.update))
 	h.mux.Handle("DELETE "+base+"/{associationId}", h.op("DeletePodIdentityAssociation", h.delete))
+	h.mux.Handle("POST /tags/{resourceArn...}", h.op("TagResource", h.tag))
+	h.mux.Handle("DELETE /tags/{resourceArn...}", h.op("UntagResource", h.untag))
+	h.mux.Handle("GET /tags/{resourceArn...}", h.op("ListTagsForResource", h.listTags))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fail(UnknownOperation, "podid serves only the pod identity association operations of the EKS API"))
 	})
@@ -103,7 +107,8 @@ func (h *Handler) op(name string, fn func(c *call) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := h.authenticate(r)
 		if err == nil {
-			if cluster := r.PathValue("clusterName"); cluster != h.opts.Identity.ClusterName {
+			// The tagging operations name their cluster in the resource's ARN.
+			if cluster := r.PathValue("clusterName"); !strings.HasPrefix(r.URL.Path, "/tags/") && cluster != h.opts.Identity.ClusterName {
 				err = fail(ResourceNotFound, "No cluster found for name: %s.", cluster)
 			}
 		}
@@ -169,32 +174,36 @@ func (h *Handler) clientFor(keyID, user string, groups []string) (client.Client,
 // find locates the association with id: from the index, or, for one so new
 // the index has not seen it, by listing as podid server. The object is then
 // read as the caller, so RBAC applies.
-func (h *Handler) find(c *call, id string) (*v1alpha1.PodIdentityAssociation, error) {
+// find reads the association with that ID as the caller, from whichever
+// kind holds it.
+func (h *Handler) find(c *call, id string) (associationstore.Stored, error) {
 	if !association.IsID(id) {
-		return nil, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
+		return associationstore.Stored{}, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
 	}
-	// The watch-backed index knows every association; an ID it does not
-	// know after a moment is not found. Never a LIST of every association
-	// per request: unknown IDs cost a caller nothing but podid a great
-	// deal.
 	a, ok := h.indexed(c.r.Context(), id)
 	if !ok {
-		return nil, notFound(id)
+		return associationstore.Stored{}, notFound(id)
 	}
-	key := client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}
-	var pia v1alpha1.PodIdentityAssociation
-	if err := c.kube.Get(c.r.Context(), key, &pia); err != nil {
-		return nil, kubeError(err, "reading association "+id)
+	var stored associationstore.Stored
+	var err error
+	if a.Cluster {
+		var cpia v1alpha1.ClusterPodIdentityAssociation
+		err = c.kube.Get(c.r.Context(), client.ObjectKey{Name: v1alpha1.ClusterAssociationName(a.Namespace, a.ServiceAccount)}, &cpia)
+		stored.Cluster = &cpia
+	} else {
+		var pia v1alpha1.PodIdentityAssociation
+		err = c.kube.Get(c.r.Context(), client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}, &pia)
+		stored.Namespaced = &pia
 	}
-	if association.IDFor(pia.UID) != id {
-		return nil, notFound(id) // deleted and re-created: another association
+	if err != nil {
+		return associationstore.Stored{}, kubeError(err, "reading association "+id)
 	}
-	return &pia, nil
+	if stored.ID() != id {
+		return associationstore.Stored{}, notFound(id) // deleted and re-created: another association
+	}
+	return stored, nil
 }
 
-// indexed looks id up in the index, giving the watch a moment to deliver
-// an association created an instant ago (a client describing what it just
-// created, maybe through another replica).
 func (h *Handler) indexed(ctx context.Context, id string) (*association.Association, bool) {
 	deadline := time.Now().Add(indexGrace)
 	for {

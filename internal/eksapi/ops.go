@@ -14,6 +14,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/associationstore"
 )
 
 type associationResponse struct {
@@ -37,10 +38,21 @@ func (h *Handler) create(c *call) (any, error) {
 	case req.RoleARN == "":
 		return nil, fail(InvalidParameter, "roleArn is required")
 	}
+	if err := validateTags(req.Tags, InvalidParameter); err != nil {
+		return nil, err
+	}
 	if req.Policy != nil && *req.Policy != "" {
 		if err := association.ValidatePolicy(*req.Policy); err != nil {
 			return nil, fail(InvalidParameter, "policy: %v", err)
 		}
+	}
+	// One association per ServiceAccount, whichever kind holds it.
+	if a, ok := h.opts.Index.Lookup(req.Namespace, req.ServiceAccount); ok {
+		if existing, err := associationstore.Get(c.r.Context(), c.kube, req.Namespace, req.ServiceAccount); err == nil &&
+			req.ClientRequestToken != "" && existing.Object().GetAnnotations()[CreateTokenAnnotation] == req.ClientRequestToken {
+			return associationResponse{toWire(h.opts.Identity, existing.View())}, nil // a retry of this request
+		}
+		return nil, inUse(a.ID, req.Namespace, req.ServiceAccount)
 	}
 	if n := h.opts.Index.Len(); n >= h.opts.Limit {
 		return nil, fail(ResourceLimitExceeded, "the cluster has %d Pod Identity associations, the limit of %d; delete some or raise podid server's --association-limit", n, h.opts.Limit)
@@ -55,34 +67,38 @@ func (h *Handler) create(c *call) (any, error) {
 	if req.ClientRequestToken != "" {
 		pia.Annotations = map[string]string{CreateTokenAnnotation: req.ClientRequestToken}
 	}
-	err := c.kube.Create(c.r.Context(), pia)
-	if apierrors.IsAlreadyExists(err) {
-		var existing v1alpha1.PodIdentityAssociation
-		if getErr := c.kube.Get(c.r.Context(), client.ObjectKeyFromObject(pia), &existing); getErr != nil {
+	stored, err := associationstore.Create(c.r.Context(), c.kube, pia, associationstore.ScopeAuto)
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		existing, getErr := associationstore.Get(c.r.Context(), c.kube, req.Namespace, req.ServiceAccount)
+		if getErr != nil {
 			return nil, kubeError(getErr, "reading the existing association")
 		}
-		// A retry of the same request (same token) gets the same answer.
-		if req.ClientRequestToken != "" && existing.Annotations[CreateTokenAnnotation] == req.ClientRequestToken {
-			return associationResponse{toWire(h.opts.Identity, &existing)}, nil
+		if req.ClientRequestToken != "" && existing.Object().GetAnnotations()[CreateTokenAnnotation] == req.ClientRequestToken {
+			return associationResponse{toWire(h.opts.Identity, existing.View())}, nil
 		}
-		return nil, fail(ResourceInUse, "Association already exists: %s (namespace %s, service account %s); update or delete it instead",
-			association.IDFor(existing.UID), req.Namespace, req.ServiceAccount)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, fail(InvalidParameter, "namespace %s does not exist in the cluster; create it first", req.Namespace)
-	}
-	if err != nil {
+		return nil, inUse(existing.ID(), req.Namespace, req.ServiceAccount)
+	case associationstore.NamespaceMissing(err):
+		return nil, fail(InvalidParameter, "namespace %s does not exist, and this access key's Kubernetes identity (%s) may create associations only in existing namespaces; "+
+			"create the namespace first, or use a key whose identity may create clusterpodidentityassociations (podid.io), which may precede their namespace as on EKS", req.Namespace, c.caller)
+	case associationstore.RBACForbidden(err):
+		return nil, wrap(AccessDenied, fmt.Sprintf("this access key's Kubernetes identity (%s) may create neither clusterpodidentityassociations nor podidentityassociations in namespace %s (podid.io, RBAC)", c.caller, req.Namespace), err)
+	case err != nil:
 		return nil, kubeError(err, "creating the association")
 	}
-	return associationResponse{toWire(h.opts.Identity, pia)}, nil
+	return associationResponse{toWire(h.opts.Identity, stored.View())}, nil
+}
+
+func inUse(id, namespace, serviceAccount string) error {
+	return fail(ResourceInUse, "Association already exists: %s (namespace %s, service account %s); update or delete it instead", id, namespace, serviceAccount)
 }
 
 func (h *Handler) describe(c *call) (any, error) {
-	pia, err := h.find(c, c.r.PathValue("associationId"))
+	stored, err := h.find(c, c.r.PathValue("associationId"))
 	if err != nil {
 		return nil, err
 	}
-	return associationResponse{toWire(h.opts.Identity, pia)}, nil
+	return associationResponse{toWire(h.opts.Identity, stored.View())}, nil
 }
 
 func (h *Handler) update(c *call) (any, error) {
@@ -99,42 +115,56 @@ func (h *Handler) update(c *call) (any, error) {
 		}
 	}
 	id := c.r.PathValue("associationId")
-	var result *v1alpha1.PodIdentityAssociation
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pia, err := h.find(c, id)
-		if err != nil {
-			return err
-		}
-		if req.ClientRequestToken != "" && pia.Annotations[UpdateTokenAnnotation] == req.ClientRequestToken {
-			result = pia // this update was already applied
-			return nil
+	return h.change(c, id, func(stored associationstore.Stored) (bool, error) {
+		obj, spec := stored.Object(), stored.Spec()
+		if req.ClientRequestToken != "" && obj.GetAnnotations()[UpdateTokenAnnotation] == req.ClientRequestToken {
+			return false, nil // this update was already applied
 		}
 		if req.RoleARN != nil {
-			pia.Spec.RoleARN = *req.RoleARN
+			spec.RoleARN = *req.RoleARN
 		}
 		if req.DisableSessionTags != nil {
-			pia.Spec.DisableSessionTags = *req.DisableSessionTags
+			spec.DisableSessionTags = *req.DisableSessionTags
 		}
 		// EKS clears targetRoleArn and policy when they are sent empty.
 		if req.TargetRoleARN != nil {
-			pia.Spec.TargetRoleARN = *req.TargetRoleARN
+			spec.TargetRoleARN = *req.TargetRoleARN
 		}
 		if req.Policy != nil {
-			pia.Spec.Policy = *req.Policy
+			spec.Policy = *req.Policy
 		}
 		if req.ClientRequestToken != "" {
-			if pia.Annotations == nil {
-				pia.Annotations = map[string]string{}
+			annotations := obj.GetAnnotations()
+			if annotations == nil {
+				annotations = map[string]string{}
 			}
-			pia.Annotations[UpdateTokenAnnotation] = req.ClientRequestToken
+			annotations[UpdateTokenAnnotation] = req.ClientRequestToken
+			obj.SetAnnotations(annotations)
 		}
-		if err := c.kube.Update(c.r.Context(), pia); err != nil {
+		return true, nil
+	}, kubeError)
+}
+
+// change applies edit to the association with that ID and writes it when
+// edit says so, retrying on a conflicting write; it answers with the result.
+func (h *Handler) change(c *call, id string, edit func(associationstore.Stored) (bool, error), toEKS func(error, string) error) (any, error) {
+	var result associationstore.Stored
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		stored, err := h.find(c, id)
+		if err != nil {
+			return err
+		}
+		result = stored
+		write, err := edit(stored)
+		if err != nil || !write {
+			return err
+		}
+		if err := c.kube.Update(c.r.Context(), stored.Object()); err != nil {
 			if apierrors.IsConflict(err) {
 				return err
 			}
-			return kubeError(err, "updating association "+id)
+			return toEKS(err, "updating association "+id)
 		}
-		result = pia
 		return nil
 	})
 	if err != nil {
@@ -143,23 +173,24 @@ func (h *Handler) update(c *call) (any, error) {
 		}
 		return nil, err
 	}
-	return associationResponse{toWire(h.opts.Identity, result)}, nil
+	return associationResponse{toWire(h.opts.Identity, result.View())}, nil
 }
 
 func (h *Handler) delete(c *call) (any, error) {
 	id := c.r.PathValue("associationId")
-	pia, err := h.find(c, id)
+	stored, err := h.find(c, id)
 	if err != nil {
 		return nil, err
 	}
-	err = c.kube.Delete(c.r.Context(), pia, client.Preconditions{UID: &pia.UID})
+	uid := stored.Object().GetUID()
+	err = c.kube.Delete(c.r.Context(), stored.Object(), client.Preconditions{UID: &uid})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil, notFound(id)
 	}
 	if err != nil {
 		return nil, kubeError(err, "deleting association "+id)
 	}
-	return associationResponse{toWire(h.opts.Identity, pia)}, nil
+	return associationResponse{toWire(h.opts.Identity, stored.View())}, nil
 }
 
 type listResponse struct {
@@ -177,30 +208,20 @@ func (h *Handler) list(c *call) (any, error) {
 		}
 		limit = n
 	}
-	opts := []client.ListOption{client.Limit(limit)}
-	if ns := q.Get("namespace"); ns != "" {
-		opts = append(opts, client.InNamespace(ns))
-	}
-	if sa := q.Get("serviceAccount"); sa != "" {
-		// An association is named after its ServiceAccount.
-		opts = append(opts, client.MatchingFields{"metadata.name": sa})
-	}
-	if token := q.Get("nextToken"); token != "" {
-		opts = append(opts, client.Continue(token))
-	}
-	var list v1alpha1.PodIdentityAssociationList
-	if err := c.kube.List(c.r.Context(), &list, opts...); err != nil {
+	filter := associationstore.Filter{Namespace: q.Get("namespace"), ServiceAccount: q.Get("serviceAccount")}
+	items, next, err := associationstore.List(c.r.Context(), c.kube, filter, limit, q.Get("nextToken"))
+	if err != nil {
 		if apierrors.IsBadRequest(err) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 			return nil, fail(InvalidParameter, "nextToken is invalid or has expired; list again from the start")
 		}
 		return nil, kubeError(err, "listing associations")
 	}
-	out := listResponse{Associations: make([]Summary, 0, len(list.Items))}
-	for i := range list.Items {
-		out.Associations = append(out.Associations, summaryOf(h.opts.Identity, &list.Items[i]))
+	out := listResponse{Associations: make([]Summary, 0, len(items))}
+	for _, it := range items {
+		out.Associations = append(out.Associations, summaryOf(h.opts.Identity, it.View()))
 	}
-	if list.Continue != "" {
-		out.NextToken = &list.Continue
+	if next != "" {
+		out.NextToken = &next
 	}
 	return out, nil
 }

@@ -27,6 +27,9 @@ const (
 	ServiceUnavailable    = "ServiceUnavailableException"
 	UnknownOperation      = "UnknownOperationException"
 	Throttling            = "ThrottlingException"
+	// The tagging operations' codes.
+	BadRequest = "BadRequestException"
+	NotFound   = "NotFoundException"
 )
 
 var statusOf = map[string]int{
@@ -40,6 +43,8 @@ var statusOf = map[string]int{
 	ServiceUnavailable:    http.StatusServiceUnavailable,
 	UnknownOperation:      http.StatusNotFound,
 	Throttling:            http.StatusTooManyRequests,
+	BadRequest:            http.StatusBadRequest,
+	NotFound:              http.StatusNotFound,
 }
 
 // apiError is a refusal on its way to the wire.

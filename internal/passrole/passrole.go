@@ -63,17 +63,22 @@ func sessionUnchanged() string {
 func check(field string) string {
 	return `!has(object.spec.` + field + `) || object.spec.` + field + ` == '' ||
 (` + sessionUnchanged() + `) ||
-authorizer.group('` + Group + `').resource('` + Resource + `').namespace(object.metadata.namespace).name(object.spec.` + field + `).check('` + Verb + `').allowed()`
+authorizer.group('` + Group + `').resource('` + Resource + `').namespace(variables.ns).name(object.spec.` + field + `).check('` + Verb + `').allowed()`
 }
 
 // message says which permission is missing, and how to grant it.
 func message(field, what string) string {
-	return `request.userInfo.username + ' may not use ` + what + ` ' + object.spec.` + field + ` + ' in namespace ' + object.metadata.namespace + ': podid requires RBAC verb "` + Verb + `" on resource "` + Resource + `" of API group ` + Group + ` with resourceNames ["' + object.spec.` + field + ` + '"] to create an association or change its roleArn, targetRoleArn, policy or disableSessionTags (as EKS requires iam:PassRole)'`
+	return `request.userInfo.username + ' may not use ` + what + ` ' + object.spec.` + field + ` + ' in namespace ' + variables.ns + ': podid requires RBAC verb "` + Verb + `" on resource "` + Resource + `" of API group ` + Group + ` with resourceNames ["' + object.spec.` + field + ` + '"] to create an association or change its roleArn, targetRoleArn, policy or disableSessionTags (as EKS requires iam:PassRole)'`
 }
 
 // Policy is the ValidatingAdmissionPolicy.
 func Policy() *admissionregistrationv1.ValidatingAdmissionPolicy {
-	return admissionpolicy.Policy(Name, "podidentityassociations", nil,
+	// A cluster association's namespace is in its spec; the role is used
+	// by pods there, so "use" is checked there (a ClusterRoleBinding grants
+	// it everywhere, and is the only grant for a namespace not created yet).
+	variables := []admissionregistrationv1.Variable{{Name: "ns",
+		Expression: `has(object.metadata.namespace) && object.metadata.namespace != '' ? object.metadata.namespace : object.spec.namespace`}}
+	return admissionpolicy.Policy(Name, []string{"podidentityassociations", "clusterpodidentityassociations"}, variables,
 		admissionregistrationv1.Validation{Expression: check("roleArn"), MessageExpression: message("roleArn", "IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
 		admissionregistrationv1.Validation{Expression: check("targetRoleArn"), MessageExpression: message("targetRoleArn", "target IAM role"), Reason: ptr.To(metav1.StatusReasonForbidden)},
 	)

@@ -43,7 +43,7 @@ func RotatorPolicy(podidNamespace string) *admissionregistrationv1.ValidatingAdm
 		{Name: "ns", Expression: `has(object.metadata.namespace) ? object.metadata.namespace : ''`},
 		{Name: "secretNamespace", Expression: `has(object.spec.security) && has(object.spec.security.secretNamespace) && object.spec.security.secretNamespace != '' ? object.spec.security.secretNamespace : (has(object.metadata.namespace) && object.metadata.namespace != '' ? object.metadata.namespace : '` + podidNamespace + `')`},
 	}
-	return admissionpolicy.Policy(RotatorName, "secretrotators", variables,
+	return admissionpolicy.Policy(RotatorName, []string{"secretrotators"}, variables,
 		admissionregistrationv1.Validation{
 			Expression:        `variables.ns == '' || !` + sa + ` || object.spec.serviceAccount.namespace == variables.ns`,
 			MessageExpression: `'a SecretRotator in namespace ' + variables.ns + ' may name a ServiceAccount of its own namespace only, not ' + object.spec.serviceAccount.namespace + '/' + object.spec.serviceAccount.name`,

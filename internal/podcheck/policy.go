@@ -29,7 +29,7 @@ func RequesterPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 		oldValue = `oldObject.metadata.annotations[` + key + `]`
 	)
 	forbidden := ptr.To(metav1.StatusReasonForbidden)
-	return admissionpolicy.Policy(RequesterPolicyName, "podidentitychecks", nil,
+	return admissionpolicy.Policy(RequesterPolicyName, []string{"podidentitychecks"}, nil,
 		admissionregistrationv1.Validation{
 			Expression:        `request.operation != 'CREATE' || !(` + has + `) || ` + value + ` == request.userInfo.username`,
 			MessageExpression: `'podid.io/requested-by must be the name of the user creating the check (' + request.userInfo.username + '), or be left out'`,

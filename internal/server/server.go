@@ -111,6 +111,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if _, err := informer.AddEventHandler(index.Handler()); err != nil {
 		return nil, fmt.Errorf("feeding the association index: %w", err)
 	}
+	clusterInformer, err := mgr.GetCache().GetInformer(ctx, &v1alpha1.ClusterPodIdentityAssociation{})
+	if err != nil {
+		// The one CRD an upgrade from 0.1 adds: Helm installs CRDs but never upgrades them.
+		return nil, fmt.Errorf("watching ClusterPodIdentityAssociations: %w; Helm does not upgrade CRDs: apply the chart's crds/ directory first (kubectl apply --server-side -f charts/podid/crds/)", err)
+	}
+	if _, err := clusterInformer.AddEventHandler(index.Handler()); err != nil {
+		return nil, fmt.Errorf("feeding the association index: %w", err)
+	}
 
 	pods, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{})
 	if err != nil {
@@ -135,6 +143,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the association controller: %w", err)
 	}
+	if err := (associationcontroller.ClusterReconciler{Reconciler: reconciler}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the cluster association controller: %w", err)
+	}
 	if api != nil {
 		// PodIdentityChecks (podid doctor's live check) are answered by
 		// the same exchange, minus the token and the credentials.
@@ -150,7 +161,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("associations", func(*http.Request) error {
-		if !informer.HasSynced() {
+		if !informer.HasSynced() || !clusterInformer.HasSynced() {
 			return errors.New("the association index has not synced yet")
 		}
 		if !pods.HasSynced() {

@@ -160,8 +160,12 @@ func (h *Handler) association(ctx context.Context, namespace, sa string) (bool, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.LiveTimeout)
 	defer cancel()
-	// An association is named after its ServiceAccount.
+	// An association is named after its ServiceAccount, a cluster one
+	// <namespace>.<serviceAccount>.
 	err := h.opts.Live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: sa}, &v1alpha1.PodIdentityAssociation{})
+	if apierrors.IsNotFound(err) {
+		err = h.opts.Live.Get(ctx, types.NamespacedName{Name: v1alpha1.ClusterAssociationName(namespace, sa)}, &v1alpha1.ClusterPodIdentityAssociation{})
+	}
 	switch {
 	case err == nil:
 		h.opts.Metrics.readThrough("association")

@@ -61,8 +61,8 @@ iam:
 	if out != wantPlan {
 		t.Errorf("dry run printed:\n%s\nwant:\n%s", out, wantPlan)
 	}
-	var list v1alpha1.PodIdentityAssociationList
-	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) != 0 || emu.IAMWrites() != writes {
+	var list v1alpha1.ClusterPodIdentityAssociationList
+	if err := k8s.List(ctx, &list, client.MatchingFields{"spec.namespace": ns}); err != nil || len(list.Items) != 0 || emu.IAMWrites() != writes {
 		t.Fatalf("the dry run changed something: %d associations, %d IAM writes", len(list.Items), emu.IAMWrites()-writes)
 	}
 
@@ -72,7 +72,7 @@ iam:
 	if !strings.HasSuffix(out, "3 to create, 0 to update, 0 unchanged\n") || strings.Count(errOut, "created IAM role") != 2 {
 		t.Errorf("apply printed:\n%s%s", out, errOut)
 	}
-	if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) != 3 {
+	if err := k8s.List(ctx, &list, client.MatchingFields{"spec.namespace": ns}); err != nil || len(list.Items) != 3 {
 		t.Fatalf("%d associations after apply: %v", len(list.Items), err)
 	}
 

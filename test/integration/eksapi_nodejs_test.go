@@ -9,9 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
 )
 
@@ -97,10 +95,7 @@ func TestEKSAPIWithJSClient(t *testing.T) {
 	}
 
 	// What JS created is an ordinary object, as if kubectl had made it.
-	var pia v1alpha1.PodIdentityAssociation
-	if err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "js-app"}, &pia); err != nil {
-		t.Fatal(err)
-	}
+	pia := getAssociation(t, ns, "js-app")
 	if association.IDFor(pia.UID) != created.AssociationID || pia.Spec.RoleARN != "arn:aws:iam::111122223333:role/js-app-v2" || pia.Spec.Tags["client"] != "js" {
 		t.Fatalf("object = %+v", pia.Spec)
 	}

@@ -64,11 +64,13 @@ func TestEKSAPILifecycle(t *testing.T) {
 		t.Fatalf("created = %+v", a)
 	}
 
-	// The same object through kubectl's eyes.
-	var pia v1alpha1.PodIdentityAssociation
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "billing"}, &pia); err != nil {
+	// The same object through kubectl's eyes: a cluster association, as
+	// the admin may create those.
+	var cpia v1alpha1.ClusterPodIdentityAssociation
+	if err := k8s.Get(ctx, client.ObjectKey{Name: ns + ".billing"}, &cpia); err != nil {
 		t.Fatal(err)
 	}
+	pia := *cpia.AsAssociation()
 	if association.IDFor(pia.UID) != id || pia.Spec.RoleARN != *a.RoleArn || pia.Spec.Policy != *a.Policy || pia.Spec.Tags["team"] != "payments" {
 		t.Fatalf("object = %+v", pia.Spec)
 	}
@@ -90,8 +92,8 @@ func TestEKSAPILifecycle(t *testing.T) {
 	if *u.RoleArn != "arn:aws:iam::111122223333:role/billing-v2" || *u.DisableSessionTags || aws.ToString(u.TargetRoleArn) != "" || aws.ToString(u.Policy) != "" || u.Tags["team"] != "payments" {
 		t.Fatalf("updated = %+v", u)
 	}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "billing"}, &pia); err != nil || pia.Spec.RoleARN != *u.RoleArn || pia.Spec.TargetRoleARN != "" {
-		t.Fatalf("object after update = %+v, %v", pia.Spec, err)
+	if got := getAssociation(t, ns, "billing"); got.Spec.RoleARN != *u.RoleArn || got.Spec.TargetRoleARN != "" {
+		t.Fatalf("object after update = %+v", got.Spec)
 	}
 
 	deleted, err := c.DeletePodIdentityAssociation(ctx, &eks.DeletePodIdentityAssociationInput{ClusterName: eksCluster, AssociationId: &id})
@@ -146,13 +148,7 @@ func TestEKSAPIIdempotencyAndConflicts(t *testing.T) {
 	if _, err := c.UpdatePodIdentityAssociation(ctx, up); err != nil {
 		t.Fatal(err)
 	}
-	generation := func() int64 {
-		var pia v1alpha1.PodIdentityAssociation
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &pia); err != nil {
-			t.Fatal(err)
-		}
-		return pia.Generation
-	}
+	generation := func() int64 { return getAssociation(t, ns, "app").Generation }
 	// A retry of the update (same clientRequestToken) changes nothing.
 	g := generation()
 	replay, err := c.UpdatePodIdentityAssociation(ctx, up)
@@ -224,12 +220,12 @@ func TestEKSAPIErrors(t *testing.T) {
 			_, err := admin.CreatePodIdentityAssociation(ctx, in)
 			return err
 		}, "InvalidParameterException", 400, ""},
-		{"namespace missing", func() error {
+		{"namespace missing, for a key whose rights stop at namespaces", func() error {
 			in := valid()
 			in.Namespace = aws.String("no-such-namespace")
-			_, err := admin.CreatePodIdentityAssociation(ctx, in)
+			_, err := eksClient(passRoleKey).CreatePodIdentityAssociation(ctx, in)
 			return err
-		}, "InvalidParameterException", 400, ""},
+		}, "AccessDeniedException", 403, "neither clusterpodidentityassociations nor podidentityassociations in namespace no-such-namespace"},
 		{"unknown association", func() error {
 			_, err := admin.DescribePodIdentityAssociation(ctx, &eks.DescribePodIdentityAssociationInput{ClusterName: eksCluster, AssociationId: &missing})
 			return err
@@ -375,9 +371,7 @@ func TestEKSAPIPaginationAndLimit(t *testing.T) {
 		t.Fatalf("create over the limit: %v", err)
 	}
 	// Leave room for the tests that follow.
-	if err := k8s.DeleteAllOf(ctx, &v1alpha1.PodIdentityAssociation{}, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
+	deleteClusterAssociations(t, ns)
 	eventually(t, "the index to forget them", func(context.Context) (bool, error) { return srv.Index.Len() < n, nil })
 }
 
@@ -432,13 +426,7 @@ func TestCLIAndEKSAPIMakeTheSameObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var viaCLI, viaAPI v1alpha1.PodIdentityAssociation
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "same"}, &viaCLI); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns2, Name: "same"}, &viaAPI); err != nil {
-		t.Fatal(err)
-	}
+	viaCLI, viaAPI := getAssociation(t, ns, "same"), getAssociation(t, ns2, "same")
 	if !reflect.DeepEqual(viaCLI.Spec, viaAPI.Spec) || !reflect.DeepEqual(viaCLI.Labels, viaAPI.Labels) {
 		t.Fatalf("the CLI made %+v (labels %v), the EKS API %+v (labels %v)", viaCLI.Spec, viaCLI.Labels, viaAPI.Spec, viaAPI.Labels)
 	}

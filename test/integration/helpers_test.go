@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 )
 
 // newNamespace creates a namespace of its own for one test.
@@ -27,7 +28,20 @@ func newNamespace(t *testing.T) string {
 	if err := k8s.Create(t.Context(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
+	// Cluster associations survive their namespace (envtest has no namespace
+	// controller to delete anything anyway): take away those of this one so
+	// the tests after it keep room under the association limit.
+	t.Cleanup(func() { deleteClusterAssociations(t, name) })
 	return name
+}
+
+// deleteClusterAssociations deletes the cluster associations naming namespace.
+func deleteClusterAssociations(t *testing.T, namespace string) {
+	t.Helper()
+	err := k8s.DeleteAllOf(context.WithoutCancel(t.Context()), &v1alpha1.ClusterPodIdentityAssociation{}, client.MatchingFields{"spec.namespace": namespace})
+	if err != nil {
+		t.Errorf("deleting the cluster associations of %s: %v", namespace, err)
+	}
 }
 
 // newAssociation returns a valid association for serviceAccount.
@@ -52,13 +66,17 @@ func eventually(t *testing.T, what string, cond func(ctx context.Context) (bool,
 
 // waitForStatus waits until the controller has observed pia's generation
 // and returns the object.
+// pia may be a cluster association's view (its namespace and
+// ServiceAccount); the association in force is read, of either kind.
 func waitForStatus(t *testing.T, pia *v1alpha1.PodIdentityAssociation, reason string) *v1alpha1.PodIdentityAssociation {
 	t.Helper()
-	var got v1alpha1.PodIdentityAssociation
+	var got *v1alpha1.PodIdentityAssociation
 	eventually(t, "status of "+pia.Name+" with reason "+reason, func(ctx context.Context) (bool, error) {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(pia), &got); err != nil {
+		stored, err := associationstore.Get(ctx, k8s, pia.Namespace, pia.Spec.ServiceAccount)
+		if err != nil {
 			return false, err
 		}
+		got = stored.View()
 		for _, c := range got.Status.Conditions {
 			if c.Type == v1alpha1.ConditionReady && c.Reason == reason && got.Status.ObservedGeneration == got.Generation {
 				return true, nil
@@ -66,5 +84,16 @@ func waitForStatus(t *testing.T, pia *v1alpha1.PodIdentityAssociation, reason st
 		}
 		return false, nil
 	})
-	return &got
+	return got
+}
+
+// getAssociation reads the association of namespace/serviceAccount, of
+// either kind, as a PodIdentityAssociation (a view of a cluster one).
+func getAssociation(t *testing.T, namespace, serviceAccount string) *v1alpha1.PodIdentityAssociation {
+	t.Helper()
+	stored, err := associationstore.Get(t.Context(), k8s, namespace, serviceAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored.View()
 }

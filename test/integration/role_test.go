@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/serveridentity"
@@ -121,11 +120,8 @@ func TestRoleMadeForAnAssociation(t *testing.T) {
 
 	// Its own association: credentials for the role.
 	w := &workload{ns: ns, sa: "app"}
-	var pia v1alpha1.PodIdentityAssociation
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, &pia); err != nil {
-		t.Fatal(err)
-	}
-	w.pia = &pia
+	w.pia = getAssociation(t, ns, "app")
+	pia := *w.pia
 	waitIndexed(t, ns, "app", pia.Generation)
 	w.pod = w.newPod(t, "app-0", "node-a")
 	got, err := exchange(t, agentClient("node-a"), w.token(t, w.pod))
