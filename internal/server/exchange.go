@@ -178,6 +178,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	mux.Handle("/clusters/{clusterName}/assume-role-for-pod-identity", handler)
 	mux.Handle("/clusters/{clusterName}/pod-identity-associations", eks)
 	mux.Handle("/clusters/{clusterName}/pod-identity-associations/", eks)
+	mux.Handle("/tags/", eks) // EKS's tagging operations, on association ARNs
 	mux.Handle("/", handler)
 
 	l, err := net.Listen("tcp", opts.Addr)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-
 	"github.com/podid/podid/internal/association"
 )
 
@@ -80,6 +79,14 @@ func TestEKSAPIWithJSClient(t *testing.T) {
 	if u := want("update", true); u.RoleARN != "arn:aws:iam::111122223333:role/js-app-v2" {
 		t.Fatalf("update = %+v", u)
 	}
+	want("tag", true)
+	want("untag", true)
+	if tags := want("tags", true); len(tags.Tags) != 1 || tags.Tags["team"] != "js" {
+		t.Fatalf("tags after tag and untag = %+v", tags)
+	}
+	if r := want("tag-reserved", false); r.Error != "BadRequestException" || r.Status != 400 {
+		t.Fatalf("tag-reserved = %+v", r)
+	}
 	if l := want("list", true); len(l.Names) != 2 || l.Names[0] != "from-kubectl" || l.Names[1] != "js-app" {
 		t.Fatalf("list = %+v (an association made with kubectl must be listed too)", l)
 	}
@@ -96,7 +103,7 @@ func TestEKSAPIWithJSClient(t *testing.T) {
 
 	// What JS created is an ordinary object, as if kubectl had made it.
 	pia := getAssociation(t, ns, "js-app")
-	if association.IDFor(pia.UID) != created.AssociationID || pia.Spec.RoleARN != "arn:aws:iam::111122223333:role/js-app-v2" || pia.Spec.Tags["client"] != "js" {
+	if association.IDFor(pia.UID) != created.AssociationID || pia.Spec.RoleARN != "arn:aws:iam::111122223333:role/js-app-v2" || pia.Spec.Tags["team"] != "js" {
 		t.Fatalf("object = %+v", pia.Spec)
 	}
 }

@@ -8,6 +8,9 @@ import {
   UpdatePodIdentityAssociationCommand,
   ListPodIdentityAssociationsCommand,
   DeletePodIdentityAssociationCommand,
+  TagResourceCommand,
+  UntagResourceCommand,
+  ListTagsForResourceCommand,
 } from "@aws-sdk/client-eks";
 
 const env = process.env;
@@ -26,7 +29,7 @@ async function step(name, command) {
     const a = out.association;
     console.log(JSON.stringify({
       step: name, ok: true,
-      associationId: a?.associationId, roleArn: a?.roleArn, tags: a?.tags,
+      associationId: a?.associationId, roleArn: a?.roleArn, tags: a?.tags ?? out.tags,
       createdAt: a?.createdAt instanceof Date ? a.createdAt.toISOString() : undefined,
       names: out.associations?.map((s) => s.serviceAccount).sort(),
     }));
@@ -44,6 +47,11 @@ const created = await step("create", new CreatePodIdentityAssociationCommand({
 const id = created?.association?.associationId ?? "a-00000000000000000";
 await step("describe", new DescribePodIdentityAssociationCommand({ clusterName, associationId: id }));
 await step("update", new UpdatePodIdentityAssociationCommand({ clusterName, associationId: id, roleArn: "arn:aws:iam::111122223333:role/js-app-v2" }));
+const resourceArn = created?.association?.associationArn ?? "arn:aws:eks:none";
+await step("tag", new TagResourceCommand({ resourceArn, tags: { team: "js" } }));
+await step("untag", new UntagResourceCommand({ resourceArn, tagKeys: ["client"] }));
+await step("tags", new ListTagsForResourceCommand({ resourceArn }));
+await step("tag-reserved", new TagResourceCommand({ resourceArn, tags: { "aws:team": "js" } }));
 await step("list", new ListPodIdentityAssociationsCommand({ clusterName, namespace }));
 await step("duplicate", new CreatePodIdentityAssociationCommand({
   clusterName, namespace, serviceAccount: "js-app", roleArn: "arn:aws:iam::111122223333:role/other",
