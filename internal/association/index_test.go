@@ -131,3 +131,38 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// A cluster association is in force over the namespace's own for the same
+// ServiceAccount; both are found by ID, and removing the cluster one puts
+// the namespace's back in force.
+func TestIndexClusterAssociationWins(t *testing.T) {
+	ix := NewIndex(Identity{Partition: "aws", Region: "eu-west-1", AccountID: "111122223333", ClusterName: "c"})
+	own := &v1alpha1.PodIdentityAssociation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "billing", UID: "own"},
+		Spec:       v1alpha1.PodIdentityAssociationSpec{ServiceAccount: "billing", RoleARN: "arn:aws:iam::111122223333:role/tenant"},
+	}
+	cluster := &v1alpha1.ClusterPodIdentityAssociation{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop.billing", UID: "cluster"},
+		Spec: v1alpha1.ClusterPodIdentityAssociationSpec{Namespace: "shop",
+			PodIdentityAssociationSpec: v1alpha1.PodIdentityAssociationSpec{ServiceAccount: "billing", RoleARN: "arn:aws:iam::111122223333:role/platform"}},
+	}
+	ix.Upsert(own)
+	ix.UpsertCluster(cluster)
+	a, ok := ix.Lookup("shop", "billing")
+	if !ok || !a.Cluster || a.RoleARN != cluster.Spec.RoleARN || a.ID != IDFor("cluster") {
+		t.Fatalf("in force: %+v", a)
+	}
+	if sup, ok := ix.Superseded("shop", "billing"); !ok || sup.ID != IDFor("cluster") {
+		t.Fatalf("superseded by %+v %v", sup, ok)
+	}
+	if _, ok := ix.ByID(IDFor("own")); !ok || ix.Len() != 2 {
+		t.Fatalf("the namespace's association is not found by ID, or Len = %d", ix.Len())
+	}
+	ix.DeleteCluster("shop.billing")
+	if a, ok := ix.Lookup("shop", "billing"); !ok || a.Cluster || a.RoleARN != own.Spec.RoleARN {
+		t.Fatalf("after the cluster one's deletion: %+v", a)
+	}
+	if _, ok := ix.ByID(IDFor("cluster")); ok || ix.Len() != 1 {
+		t.Fatal("the deleted cluster association is still found by ID")
+	}
+}

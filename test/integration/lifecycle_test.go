@@ -124,3 +124,52 @@ func deleteNamespace(t *testing.T, name string) {
 		return apierrors.IsNotFound(err), nil
 	})
 }
+
+// A namespace's own association cannot displace the platform team's: where a
+// ClusterPodIdentityAssociation names the ServiceAccount, it is in force and
+// the namespace's is reported superseded; the EKS API will not create a
+// second association for a ServiceAccount that has either kind.
+func TestClusterAssociationSupersedesTheNamespaces(t *testing.T) {
+	ctx := t.Context()
+	w := newWorkload(t, "", nil)
+	platform := createRole(t, "superseding-platform", awsemu.PodidTrust(serverARN))
+	tenant := createRole(t, "superseding-tenant", awsemu.PodidTrust(serverARN))
+
+	c := eksClient(eksAdminKey)
+	created, err := c.CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{ClusterName: eksCluster,
+		Namespace: aws.String(w.ns), ServiceAccount: aws.String(w.sa), RoleArn: aws.String(platform)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The namespace's own, as a tenant with kubectl would write it (the
+	// API server cannot refuse it: it is another kind's name).
+	own := newAssociation(w.ns, w.sa, tenant)
+	if err := k8s.Create(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the namespace's association to be reported superseded", func(ctx context.Context) (bool, error) {
+		var got v1alpha1.PodIdentityAssociation
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(own), &got); err != nil {
+			return false, err
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == v1alpha1.ConditionReady && cond.Reason == v1alpha1.ReasonSuperseded && cond.Status == metav1.ConditionFalse &&
+				strings.Contains(cond.Message, *created.Association.AssociationId) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	out, err := exchange(t, agentClient("node-a"), w.token(t, w.pod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *out.PodIdentityAssociation.AssociationId != *created.Association.AssociationId || !strings.Contains(*out.AssumedRoleUser.Arn, "/superseding-platform/") {
+		t.Fatalf("the pod got %s through %s; want the platform's role through the cluster association", *out.AssumedRoleUser.Arn, *out.PodIdentityAssociation.AssociationId)
+	}
+	_, err = c.CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{ClusterName: eksCluster,
+		Namespace: aws.String(w.ns), ServiceAccount: aws.String(w.sa), RoleArn: aws.String(platform)})
+	if errorCode(err) != "ResourceInUseException" {
+		t.Fatalf("a second association for the ServiceAccount: %v", err)
+	}
+}

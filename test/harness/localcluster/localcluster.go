@@ -43,6 +43,9 @@ type Options struct {
 	APIServerArgs map[string]string
 	// Verbose attaches the control plane's output to this process's.
 	Verbose bool
+	// CRDPaths, when set, are the CRD manifests to install instead of this
+	// tree's (an earlier release's, for the upgrade test).
+	CRDPaths []string
 }
 
 // Start runs etcd and kube-apiserver and installs podid's CRDs.
@@ -51,13 +54,15 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	crds, err := crd.CRDs()
-	if err != nil {
-		return nil, err
+	install := envtest.CRDInstallOptions{Paths: opts.CRDPaths}
+	if len(opts.CRDPaths) == 0 {
+		if install.CRDs, err = crd.CRDs(); err != nil {
+			return nil, err
+		}
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds},
+		CRDInstallOptions:        install,
 		ErrorIfCRDPathMissing:    true,
 		AttachControlPlaneOutput: opts.Verbose,
 	}
