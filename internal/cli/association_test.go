@@ -119,6 +119,8 @@ var normalizers = []struct {
 	repl string
 }{
 	{regexp.MustCompile(`a-[a-z0-9]{17}\b`), "a-<id>"},
+	{regexp.MustCompile(`PODID[A-Z2-7]{15}\b`), "PODID<key>"},
+	{regexp.MustCompile(`aws_secret_access_key = \S{40}`), "aws_secret_access_key = <secret>"},
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`), "<time>"},
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}`), "<external-id>"},
 }

@@ -52,6 +52,6 @@ Pod Identity.`,
 	mig.GroupID = "operate"
 	doc := newDoctorCommand(streams)
 	doc.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, assoc, mig, doc, newVersionCommand(streams))
+	root.AddCommand(server, agentCmd, rot, assoc, newAccessKeyCommand(streams), mig, doc, newVersionCommand(streams))
 	return root
 }
