@@ -36,6 +36,7 @@ func TestRealNode(t *testing.T) {
 	}{
 		{"chart installed as shipped", testChartInstalled},
 		{"workload identity through the SDK chain", testWorkloadIdentity},
+		{"EKS API from the host, and an association outliving its namespace", testEKSAPIFromTheHost},
 		{"pod deleted is forgotten", testPodForgotten},
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},

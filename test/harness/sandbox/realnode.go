@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/podidentity"
@@ -241,12 +242,42 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 		return err
 	}
 
-	// The APIs are served inside the cluster, at
-	// https://podid.podid-system.svc:8443, with podid's own CA.
+	// The APIs, from this host: the chart's API Service at a pinned
+	// ClusterIP (kube-proxy translates this host's packets too), with
+	// podid's own CA, which the SDKs and the aws CLI read from
+	// AWS_CA_BUNDLE and Node.js from NODE_EXTRA_CA_CERTS.
+	caFile, err := s.saveServerCA(ctx)
+	if err != nil {
+		return err
+	}
 	return s.writeEnv(kubeconfig, nodeEnv{
-		Mode: "real", AgentURL: podidentity.CredentialsURI, NodeName: r.node.Name,
+		Mode: "real", ServerURL: "https://" + apiServiceIP, CABundle: caFile, AgentURL: podidentity.CredentialsURI, NodeName: r.node.Name,
 		PodsDir: "/var/lib/kubelet/pods", SampleTokenFile: agent.KubeletTokens{}.Path(string(pod.UID)), NodeSTSEndpoint: s.aws.endpoint,
 	})
+}
+
+// apiServiceIP is the ClusterIP the sandbox pins for the chart's API Service
+// (api.service), inside localnode's Service subnet (10.96.0.0/24), and names
+// in podid's serving certificate (api.tlsNames).
+const apiServiceIP = "10.96.0.80"
+
+// saveServerCA writes the CA bundle podid publishes (ConfigMap podid-ca) into
+// the sandbox's directory, for clients on this host.
+func (s *Sandbox) saveServerCA(ctx context.Context) (string, error) {
+	var bundle string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		cm, err := s.cs.CoreV1().ConfigMaps(systemNamespace).Get(ctx, "podid-ca", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		bundle = cm.Data["ca.crt"]
+		return bundle != "", nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("waiting for podid's CA bundle (ConfigMap %s/podid-ca): %w", systemNamespace, err)
+	}
+	path := filepath.Join(s.opts.Dir, "podid-ca.crt")
+	return path, os.WriteFile(path, []byte(bundle), 0o644)
 }
 
 // writeChartValues writes the values the sandbox installs the chart with:
@@ -265,6 +296,18 @@ func (s *Sandbox) writeChartValues() (string, error) {
 	if _, err := s.cs.CoreV1().Secrets(systemNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
 		return "", fmt.Errorf("creating podid server's AWS credentials Secret: %w", err)
 	}
+	// sandbox.env's access key, admitted by podid's SigV4 APIs as a cluster
+	// administrator, as `podid access-key create` would write it.
+	entry := s.aws.clientKey.Principal.(accesskey.Entry)
+	entry.AccessKeyID, entry.SecretAccessKey = s.aws.clientKey.AccessKeyID, s.aws.clientKey.SecretAccessKey
+	keys, err := accesskey.Marshal([]accesskey.Entry{entry})
+	if err != nil {
+		return "", err
+	}
+	keysSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNamespace, Name: "podid-access-keys"}, Data: map[string][]byte{accesskey.FileKey: keys}}
+	if _, err := s.cs.CoreV1().Secrets(systemNamespace).Create(ctx, keysSecret, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("creating the access-keys Secret: %w", err)
+	}
 	link := "podid0"
 	if !localnode.DummyLinks() {
 		link = "lo" // this kernel has no dummy link type
@@ -273,8 +316,9 @@ func (s *Sandbox) writeChartValues() (string, error) {
 		return map[string]any{"name": key, "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "podid-aws", "key": key}}}
 	}
 	server := map[string]any{
-		"stsEndpoint": s.aws.endpoint,
-		"extraEnv":    []any{fromSecret("AWS_ACCESS_KEY_ID"), fromSecret("AWS_SECRET_ACCESS_KEY")},
+		"stsEndpoint":      s.aws.endpoint,
+		"accessKeysSecret": "podid-access-keys",
+		"extraEnv":         []any{fromSecret("AWS_ACCESS_KEY_ID"), fromSecret("AWS_SECRET_ACCESS_KEY")},
 	}
 	if d := s.opts.RealNode.SessionDuration; d != "" {
 		server["sessionDuration"] = d
@@ -290,6 +334,8 @@ func (s *Sandbox) writeChartValues() (string, error) {
 		// The probes on the node's address only, not every host address.
 		"agent":   map[string]any{"initLink": link, "healthAddress": s.real.node.IP},
 		"webhook": webhook,
+		// The APIs reachable from this host, verified against podid's CA.
+		"api": map[string]any{"service": map[string]any{"enabled": true, "clusterIP": apiServiceIP}, "tlsNames": []string{apiServiceIP}},
 	}
 	if s.opts.RealNode.Rotator {
 		values["rotator"] = map[string]any{

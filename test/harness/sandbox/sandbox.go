@@ -432,9 +432,9 @@ func waitIndexed(ctx context.Context, index *association.Index, pia *v1alpha1.Po
 type nodeEnv struct {
 	// Mode is "simulated" or "real".
 	Mode string
-	// ServerURL is where podid's APIs are reached from this host ("" when
-	// only from inside the cluster).
-	ServerURL string
+	// ServerURL is where podid's APIs are reached from this host, and
+	// CABundle the CA to verify it with ("" for plain HTTP).
+	ServerURL, CABundle string
 	// AgentURL is reached from inside NetNS (empty: from this host).
 	AgentURL, NetNS string
 	NodeName        string
@@ -450,6 +450,7 @@ var envOrder = []string{
 	"KUBECONFIG", "PODID_NODE", "PODID_CLUSTER_NAME", "PODID_SERVER_URL", "PODID_AGENT_URL", "PODID_NODE_NETNS", "PODID_NODE_NAME",
 	"PODID_KUBELET_PODS_DIR", "PODID_SAMPLE_TOKEN_FILE", "PODID_STS_ENDPOINT", "PODID_NODE_STS_ENDPOINT",
 	"PODID_SERVER_ROLE_PRINCIPAL", "PODID_SAMPLE_ROLE_ARN", "PODID_ENV_FILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+	"AWS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
 }
 
 // writeEnv sets s.Env and writes it as sandbox.env in the sandbox's
@@ -475,12 +476,19 @@ func (s *Sandbox) writeEnv(kubeconfig string, node nodeEnv) error {
 		"AWS_ACCESS_KEY_ID":           s.aws.clientKey.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":       s.aws.clientKey.SecretAccessKey,
 	}
+	if node.CABundle != "" {
+		// The CA of PODID_SERVER_URL, for the aws CLI and the SDKs (Go,
+		// Python, Java read AWS_CA_BUNDLE; Node.js its own variable).
+		s.Env["AWS_CA_BUNDLE"], s.Env["NODE_EXTRA_CA_CERTS"] = node.CABundle, node.CABundle
+	}
 	var b strings.Builder
 	b.WriteString("# Written by `podid-sandbox up`; source it to point kubectl, podid and AWS clients at the sandbox.\n")
 	b.WriteString("# PODID_AGENT_URL is reached from inside PODID_NODE_NETNS (empty: from this host), as a pod would;\n")
 	b.WriteString("# the AWS key is accepted by podid's SigV4 APIs and by the emulator's IAM and STS.\n")
 	for _, k := range envOrder {
-		fmt.Fprintf(&b, "export %s=%q\n", k, s.Env[k])
+		if v, ok := s.Env[k]; ok {
+			fmt.Fprintf(&b, "export %s=%q\n", k, v)
+		}
 	}
 	// It holds a secret key: readable by its owner only.
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
