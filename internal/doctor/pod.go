@@ -99,7 +99,14 @@ func (d *Doctor) serviceAccountSection(ctx context.Context, namespace, name stri
 
 // findAssociation returns the association of namespace/sa, or near misses:
 // the same ServiceAccount name elsewhere, other ServiceAccounts here.
+// A cluster association, in force over the namespace's own, is looked up
+// first; a user who may not read those is told nothing of them.
 func (d *Doctor) findAssociation(ctx context.Context, namespace, sa string) (*v1alpha1.PodIdentityAssociation, []string, error) {
+	var cluster v1alpha1.ClusterPodIdentityAssociation
+	err := d.Kube.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterAssociationName(namespace, sa)}, &cluster)
+	if err == nil && cluster.DeletionTimestamp == nil {
+		return cluster.AsAssociation(), nil, nil
+	}
 	var here v1alpha1.PodIdentityAssociationList
 	if err := d.Kube.List(ctx, &here, client.InNamespace(namespace)); err != nil {
 		return nil, nil, err
@@ -117,6 +124,14 @@ func (d *Doctor) findAssociation(ctx context.Context, namespace, sa string) (*v1
 		for _, a := range all.Items {
 			if a.Spec.ServiceAccount == sa && a.Namespace != namespace {
 				near = append([]string{fmt.Sprintf("namespace %s has one for a ServiceAccount %s", a.Namespace, sa)}, near...)
+			}
+		}
+	}
+	var clusterAll v1alpha1.ClusterPodIdentityAssociationList
+	if err := d.Kube.List(ctx, &clusterAll); err == nil {
+		for _, a := range clusterAll.Items {
+			if a.Spec.ServiceAccount == sa && a.Spec.Namespace != namespace {
+				near = append([]string{fmt.Sprintf("ClusterPodIdentityAssociation %s is for a ServiceAccount %s in namespace %s", a.Name, sa, a.Spec.Namespace)}, near...)
 			}
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podidentity"
 )
@@ -291,7 +292,22 @@ func (m *Migrator) say(format string, args ...any) {
 	fmt.Fprintf(m.Out, format+"\n", args...)
 }
 
-// association is the association of c's ServiceAccount, or nil.
+// associationInForce is the association of c's ServiceAccount of either
+// kind (a cluster one is in force over the namespace's), or nil: the
+// migration creates none where one exists.
+func (m *Migrator) associationInForce(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
+	stored, err := associationstore.Get(ctx, m.Client, c.SA.Namespace, c.SA.Name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the association of %s: %w", c.ref(), err)
+	}
+	return stored.View(), nil
+}
+
+// existingAssociation is the namespace's association of c's ServiceAccount
+// (the kind the migration creates and its rollback deletes), or nil.
 func (m *Migrator) existingAssociation(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
 	var pia v1alpha1.PodIdentityAssociation
 	err := m.Client.Get(ctx, client.ObjectKey{Namespace: c.SA.Namespace, Name: c.SA.Name}, &pia)

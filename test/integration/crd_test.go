@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -252,5 +254,57 @@ func checkGolden(t *testing.T, name, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("%s differs from what the API server said (go test -update rewrites it):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// A ClusterPodIdentityAssociation's own rules: its name, its namespace's
+// shape and immutability; the spec's other rules are the namespaced kind's.
+func TestClusterAssociationValidationRules(t *testing.T) {
+	valid := func() *v1alpha1.ClusterPodIdentityAssociation {
+		return v1alpha1.NewClusterAssociation(newAssociation("rules", "app", roleA))
+	}
+	cases := []struct {
+		name   string
+		mutate func(*v1alpha1.ClusterPodIdentityAssociation)
+	}{
+		{"name not namespace.serviceAccount", func(c *v1alpha1.ClusterPodIdentityAssociation) { c.Name = "app" }},
+		{"namespace not a name", func(c *v1alpha1.ClusterPodIdentityAssociation) {
+			c.Spec.Namespace = "Not_A_Namespace"
+			c.Name = "not-a-namespace.app"
+		}},
+		{"namespace with a dot", func(c *v1alpha1.ClusterPodIdentityAssociation) { c.Spec.Namespace = "a.b"; c.Name = "a.b.app" }},
+		{"serviceAccount not a name", func(c *v1alpha1.ClusterPodIdentityAssociation) {
+			c.Spec.ServiceAccount = "-app"
+			c.Name = c.Spec.Namespace + ".-app"
+		}},
+		{"tag key aws prefix", func(c *v1alpha1.ClusterPodIdentityAssociation) { c.Spec.Tags = map[string]string{"aws:owner": "v"} }},
+	}
+	var golden strings.Builder
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(c)
+			err := k8s.Create(t.Context(), c)
+			var status apierrors.APIStatus
+			if !apierrors.IsInvalid(err) || !errors.As(err, &status) {
+				t.Fatalf("want Invalid, got %v", err)
+			}
+			fmt.Fprintf(&golden, "## %s\n", tc.name)
+			for _, cause := range status.Status().Details.Causes {
+				fmt.Fprintf(&golden, "%s: %s\n", cause.Field, cause.Message)
+			}
+		})
+	}
+	checkGolden(t, "cluster-validation.golden", golden.String())
+
+	// The namespace, like the ServiceAccount, never changes.
+	c := v1alpha1.NewClusterAssociation(newAssociation("rules-"+rand.String(5), "app", roleA))
+	if err := k8s.Create(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k8s.Delete(context.WithoutCancel(t.Context()), c) })
+	c.Spec.Namespace = "elsewhere"
+	if err := k8s.Update(t.Context(), c); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "namespace cannot be changed") {
+		t.Fatalf("changing spec.namespace: %v", err)
 	}
 }
