@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -78,7 +77,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 
-	saExists, err := r.serviceAccountExists(ctx, pia.Namespace, pia.Spec.ServiceAccount)
+	saExists, err := r.exists(ctx, "ServiceAccount", client.ObjectKey{Namespace: pia.Namespace, Name: pia.Spec.ServiceAccount})
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -90,44 +89,49 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	case !apierrors.IsNotFound(err):
 		return reconcile.Result{}, fmt.Errorf("looking up the cluster association of %s/%s: %w", pia.Namespace, pia.Name, err)
 	}
-	status := r.desiredStatus(&pia, facts)
-	if equality.Semantic.DeepEqual(status, pia.Status) {
+	return r.writeStatus(ctx, &pia, &pia.Status, r.desiredStatus(&pia, facts))
+}
+
+// writeStatus writes desired into obj's status (current points at it) with
+// an optimistic-lock merge patch, and records an Event when the Ready
+// reason changes. It serves both kinds.
+func (r *Reconciler) writeStatus(ctx context.Context, obj client.Object, current *v1alpha1.PodIdentityAssociationStatus, desired v1alpha1.PodIdentityAssociationStatus) (reconcile.Result, error) {
+	if equality.Semantic.DeepEqual(desired, *current) {
 		return reconcile.Result{}, nil
 	}
-
-	before := meta.FindStatusCondition(pia.Status.Conditions, v1alpha1.ConditionReady)
-	after := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
-	patch := client.MergeFromWithOptions(pia.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	pia.Status = status
-	if err := r.Client.Status().Patch(ctx, &pia, patch); err != nil {
+	before := meta.FindStatusCondition(current.Conditions, v1alpha1.ConditionReady)
+	after := meta.FindStatusCondition(desired.Conditions, v1alpha1.ConditionReady)
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	*current = desired
+	if err := r.Client.Status().Patch(ctx, obj, patch); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			// A newer version is on its way to us, or the object is gone.
 			return reconcile.Result{Requeue: apierrors.IsConflict(err)}, nil
 		}
-		return reconcile.Result{}, fmt.Errorf("updating status of association %s/%s: %w", pia.Namespace, pia.Name, err)
+		return reconcile.Result{}, fmt.Errorf("updating status of association %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	if before == nil || before.Reason != after.Reason {
-		r.recordTransition(&pia, after)
+		r.recordTransition(obj, after)
 	}
 	return reconcile.Result{}, nil
 }
 
-func (r *Reconciler) serviceAccountExists(ctx context.Context, namespace, name string) (bool, error) {
-	var sa metav1.PartialObjectMetadata
-	sa.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
-	key := client.ObjectKey{Namespace: namespace, Name: name}
-	err := r.Client.Get(ctx, key, &sa)
+// exists reports whether the object of that core kind exists (and is not
+// being deleted), reading past the cache before saying it does not.
+func (r *Reconciler) exists(ctx context.Context, kind string, key client.ObjectKey) (bool, error) {
+	var obj metav1.PartialObjectMetadata
+	obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
+	err := r.Client.Get(ctx, key, &obj)
 	if apierrors.IsNotFound(err) && r.APIReader != nil {
-		err = r.APIReader.Get(ctx, key, &sa)
+		err = r.APIReader.Get(ctx, key, &obj)
 	}
 	switch {
 	case err == nil:
-		return true, nil
+		return obj.DeletionTimestamp == nil, nil
 	case apierrors.IsNotFound(err):
 		return false, nil
-	default:
-		return false, fmt.Errorf("looking up ServiceAccount %s/%s: %w", namespace, name, err)
 	}
+	return false, fmt.Errorf("looking up %s %s: %w", kind, key, err)
 }
 
 // desiredStatus computes the status pia should have; it reads nothing but its
@@ -199,7 +203,7 @@ func effectiveRole(pia *v1alpha1.PodIdentityAssociation) string {
 	return pia.Spec.RoleARN
 }
 
-func (r *Reconciler) recordTransition(regarding runtime.Object, ready *metav1.Condition) {
+func (r *Reconciler) recordTransition(regarding client.Object, ready *metav1.Condition) {
 	eventType := corev1.EventTypeNormal
 	if ready.Reason != v1alpha1.ReasonAssociated {
 		eventType = corev1.EventTypeWarning

@@ -2,13 +2,8 @@ package associationcontroller
 
 import (
 	"context"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -69,45 +64,9 @@ func (r ClusterReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	}
 	saExists := false
 	if nsExists {
-		if saExists, err = r.serviceAccountExists(ctx, cpia.Spec.Namespace, cpia.Spec.ServiceAccount); err != nil {
+		if saExists, err = r.exists(ctx, "ServiceAccount", client.ObjectKey{Namespace: cpia.Spec.Namespace, Name: cpia.Spec.ServiceAccount}); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
-	view := cpia.AsAssociation()
-	status := r.desiredStatus(view, readyFacts{serviceAccount: saExists, namespace: nsExists})
-	if equality.Semantic.DeepEqual(status, cpia.Status) {
-		return reconcile.Result{}, nil
-	}
-	before := meta.FindStatusCondition(cpia.Status.Conditions, v1alpha1.ConditionReady)
-	after := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
-	patch := client.MergeFromWithOptions(cpia.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	cpia.Status = status
-	if err := r.Client.Status().Patch(ctx, &cpia, patch); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return reconcile.Result{Requeue: apierrors.IsConflict(err)}, nil
-		}
-		return reconcile.Result{}, fmt.Errorf("updating status of cluster association %s: %w", cpia.Name, err)
-	}
-	if before == nil || before.Reason != after.Reason {
-		r.recordTransition(&cpia, after)
-	}
-	return reconcile.Result{}, nil
-}
-
-// exists reports whether the object of that core kind exists, reading past
-// the cache before saying it does not.
-func (r ClusterReconciler) exists(ctx context.Context, kind string, key client.ObjectKey) (bool, error) {
-	var obj metav1.PartialObjectMetadata
-	obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
-	err := r.Client.Get(ctx, key, &obj)
-	if apierrors.IsNotFound(err) && r.APIReader != nil {
-		err = r.APIReader.Get(ctx, key, &obj)
-	}
-	switch {
-	case err == nil:
-		return obj.DeletionTimestamp == nil, nil
-	case apierrors.IsNotFound(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("looking up %s %s: %w", kind, key, err)
+	return r.writeStatus(ctx, &cpia, &cpia.Status, r.desiredStatus(cpia.AsAssociation(), readyFacts{serviceAccount: saExists, namespace: nsExists}))
 }
