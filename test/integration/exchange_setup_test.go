@@ -53,9 +53,11 @@ var (
 	eksAdminKey = sigv4.Key{AccessKeyID: "AKIAEKSADMIN00000001", SecretAccessKey: "eks-admin-secret-0123456789", Principal: accesskey.Entry{Name: "eks-admin", User: "eks-admin", Groups: []string{"system:masters"}}}
 	// passRoleKey acts as user passrole-admin, whom a test makes a
 	// namespace's association admin.
-	passRoleKey  = sigv4.Key{AccessKeyID: "AKIAPASSROLEADMIN001", SecretAccessKey: "passrole-admin-secret-0123456789", Principal: accesskey.Entry{Name: "passrole-admin", User: "passrole-admin"}}
-	nobodyKey    = sigv4.Key{AccessKeyID: "AKIAEKSNOBODY0000001", SecretAccessKey: "eks-nobody-secret-0123456789", Principal: accesskey.Entry{Name: "nobody"}}
-	nodeBoundKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENTNODEB1", SecretAccessKey: "stock-agent-node-b-secret-0123", Principal: accesskey.Entry{Name: "stock-agent-node-b", Node: "node-b"}}
+	passRoleKey = sigv4.Key{AccessKeyID: "AKIAPASSROLEADMIN001", SecretAccessKey: "passrole-admin-secret-0123456789", Principal: accesskey.Entry{Name: "passrole-admin", User: "passrole-admin"}}
+	// clusterPassRoleKey acts as a user given cluster associations (and, later, roles) cluster-wide.
+	clusterPassRoleKey = sigv4.Key{AccessKeyID: "AKIACLUSTERPASSROLE1", SecretAccessKey: "cluster-passrole-secret-0123456789", Principal: accesskey.Entry{Name: "cluster-passrole-admin", User: "cluster-passrole-admin"}}
+	nobodyKey          = sigv4.Key{AccessKeyID: "AKIAEKSNOBODY0000001", SecretAccessKey: "eks-nobody-secret-0123456789", Principal: accesskey.Entry{Name: "nobody"}}
+	nodeBoundKey       = sigv4.Key{AccessKeyID: "AKIASTOCKAGENTNODEB1", SecretAccessKey: "stock-agent-node-b-secret-0123", Principal: accesskey.Entry{Name: "stock-agent-node-b", Node: "node-b"}}
 
 	agentNamespace = "podid-system"
 	agentTokens    = map[string]string{} // node → the agent's own token
@@ -112,7 +114,7 @@ func apiOptions() server.APIOptions {
 		Addr:                 "127.0.0.1:0",
 		InsecureHTTP:         true,
 		AgentServiceAccounts: []string{agentNamespace + "/podid-agent"},
-		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey, passRoleKey},
+		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey, passRoleKey, clusterPassRoleKey},
 		AssociationLimit:     associationLimit,
 		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
 		IdentityNamespace:    agentNamespace,

@@ -13,6 +13,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -154,16 +155,29 @@ func TestPassRole(t *testing.T) {
 }
 
 // grant binds user to a Role of rule in ns.
+// With ns "", it binds a ClusterRole cluster-wide (deleted after the test).
 func grant(t *testing.T, ns, name string, rule rbacv1.PolicyRule, user string) {
 	t.Helper()
 	ctx := t.Context()
-	if err := k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: []rbacv1.PolicyRule{rule}}); err != nil {
-		t.Fatal(err)
+	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}}
+	var role, binding client.Object
+	if ns == "" {
+		role = &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{rule}}
+		binding = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: subjects}
+		t.Cleanup(func() {
+			k8s.Delete(context.WithoutCancel(ctx), binding)
+			k8s.Delete(context.WithoutCancel(ctx), role)
+		})
+	} else {
+		role = &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: []rbacv1.PolicyRule{rule}}
+		binding = &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: subjects}
 	}
-	if err := k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}}}); err != nil {
-		t.Fatal(err)
+	for _, obj := range []client.Object{role, binding} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The authorizer learns of RBAC changes asynchronously: wait until it
 	// allows what was granted, so that the caller's next request is judged
@@ -194,4 +208,52 @@ func install(t *testing.T, policy *admissionregistrationv1.ValidatingAdmissionPo
 		k8s.Delete(context.Background(), binding)
 		k8s.Delete(context.Background(), policy)
 	})
+}
+
+// PassRole holds for cluster associations too: a user who may create
+// ClusterPodIdentityAssociations names only roles RBAC lets them use, in
+// the association's namespace (so, for a namespace not created yet,
+// through a ClusterRoleBinding), through kubectl and the EKS API alike.
+func TestPassRoleForClusterAssociations(t *testing.T) {
+	ctx := t.Context()
+	install(t, passrole.Policy(), passrole.Binding())
+	const user = "cluster-passrole-admin"
+	suffix := rand.String(5)
+	ns := "passrole-later-" + suffix
+	t.Cleanup(func() { deleteClusterAssociations(t, ns) })
+	grant(t, "", "cluster-associations-"+suffix, rbacv1.PolicyRule{APIGroups: []string{"podid.io"}, Resources: []string{"clusterpodidentityassociations"},
+		Verbs: []string{"create", "get", "list", "update"}}, user)
+	alice, err := cluster.AddUser(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := "arn:aws:iam::111122223333:role/passrole/platform-" + suffix
+	want := user + " may not use IAM role " + role + " in namespace " + ns
+
+	eventually(t, "the PassRole policy to refuse a cluster association", func(ctx context.Context) (bool, error) {
+		err := alice.Client.Create(ctx, v1alpha1.NewClusterAssociation(newAssociation(ns, "probe", role)))
+		return err != nil && strings.Contains(err.Error(), want), nil
+	})
+	// The EKS API does not fall back to a namespaced association when
+	// PassRole refuses (only when RBAC does), and says why.
+	_, err = eksClient(clusterPassRoleKey).CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: eksCluster, Namespace: aws.String(ns), ServiceAccount: aws.String("eks"), RoleArn: aws.String(role)})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("EKS API: %v", err)
+	}
+
+	grant(t, "", "use-platform-"+suffix, rbacv1.PolicyRule{APIGroups: []string{passrole.Group}, Resources: []string{passrole.Resource},
+		Verbs: []string{passrole.Verb}, ResourceNames: []string{role}}, user)
+	eventually(t, "the grant to take effect", func(ctx context.Context) (bool, error) {
+		return alice.Client.Create(ctx, v1alpha1.NewClusterAssociation(newAssociation(ns, "kubectl", role))) == nil, nil
+	})
+	created, err := eksClient(clusterPassRoleKey).CreatePodIdentityAssociation(ctx, &eks.CreatePodIdentityAssociationInput{
+		ClusterName: eksCluster, Namespace: aws.String(ns), ServiceAccount: aws.String("eks"), RoleArn: aws.String(role)})
+	if err != nil {
+		t.Fatalf("EKS API, granted: %v", err)
+	}
+	var got v1alpha1.ClusterPodIdentityAssociation
+	if err := k8s.Get(ctx, client.ObjectKey{Name: ns + ".eks"}, &got); err != nil || association.IDFor(got.UID) != *created.Association.AssociationId {
+		t.Fatalf("the EKS API's association is not the cluster object %s.eks: %v", ns, err)
+	}
 }
