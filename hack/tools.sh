@@ -5,7 +5,7 @@
 # fresh clone only copies it; changing a pin changes the key and rebuilds.
 #
 #   hack/tools.sh            build or copy every tool
-#   hack/tools.sh NAME...    only these (kube, node, containerd, coredns,
+#   hack/tools.sh NAME...    only these (kube, kubectl, node, containerd, coredns,
 #                            controller-gen, minio, helm)
 set -euo pipefail
 
@@ -94,6 +94,15 @@ tool_node() {
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
 }
 
+# kubectl, at kube-apiserver's release, for the tests that drive podid as
+# users do (apply, explain, get).
+tool_kubectl() {
+	local kv; kv=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 }' "$root/hack/tools/kubectl/go.mod")
+	local minor; minor=$(echo "$kv" | cut -d. -f2)
+	module_build kubectl kubectl "" "-s -w -X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$kv -X k8s.io/component-base/version.gitTreeState=clean" "" \
+		k8s.io/kubernetes/cmd/kubectl
+}
+
 # containerd v2, its runc shim and ctr (runc and the CNI plugins are Debian's).
 tool_containerd() {
 	local v; v=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2 } $1 == "require" && $2 == "github.com/containerd/containerd/v2" { print $3 }' "$root/hack/tools/containerd/go.mod")
@@ -124,10 +133,10 @@ tool_minio() { go_install minio github.com/minio/minio "$MINIO_VERSION"; }
 tool_helm() { go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"; }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kube node containerd coredns controller-gen minio helm)
+[ ${#tools[@]} -gt 0 ] || tools=(kube kubectl node containerd coredns controller-gen minio helm)
 for t in "${tools[@]}"; do
 	if ! declare -F "tool_$t" >/dev/null; then
-		echo "tools: unknown tool '$t' (known: kube node containerd coredns controller-gen minio helm)" >&2
+		echo "tools: unknown tool '$t' (known: kube kubectl node containerd coredns controller-gen minio helm)" >&2
 		exit 2
 	fi
 	"tool_$t"
