@@ -135,6 +135,15 @@ func setup(ctx context.Context) (*env, error) {
 	artSrv := e.serve(httptest.NewTLSServer(e.art))
 	e.artHost = strings.TrimPrefix(artSrv.URL, "https://")
 	e.artCA = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: artSrv.Certificate().Raw})
+	// The rotator trusts it as the system's roots too, as a real
+	// Artifactory's public certificate is trusted, for manifests that
+	// configure no security block (JFrog's guide). Set before anything in
+	// this process loads the system roots, which Go does once.
+	caFile := filepath.Join(e.dir, "system-roots.pem")
+	if err := os.WriteFile(caFile, e.artCA, 0o644); err != nil {
+		return e, err
+	}
+	os.Setenv("SSL_CERT_FILE", caFile)
 
 	e.ecrReg = registryemu.NewECRRegistry(e.emu, account, nil)
 	e.ecrReg.AdminPassword = "ecr-push"

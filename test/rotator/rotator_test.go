@@ -1,16 +1,22 @@
 package rotator
 
 import (
+	"context"
 	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/rotator"
@@ -328,4 +334,47 @@ func TestFailingArtifactoryBacksOff(t *testing.T) {
 		v, _ := metric(t, "podid_rotator_failures_total", map[string]string{"rotator": "down", "reason": v1alpha1.ReasonTokenExchangeFailed})
 		return int(v) == art.TokenCalls(), fmt.Sprintf("metric %v, Artifactory %d", v, art.TokenCalls())
 	})
+}
+
+// TestJFrogGuideManifestVerbatim applies the SecretRotator of JFrog's EKS Pod
+// Identity guide as written — an empty serviceAccount block beside
+// authType: podIdentity, bare scope: entries, no security block — with only
+// apiVersion changed and the guide's two placeholders filled, as kubectl
+// sends it (nulls and all). Not parallel: the guide names the rotator
+// secretrotator, as TestJFrogSeedManifest's does.
+func TestJFrogGuideManifestVerbatim(t *testing.T) {
+	raw, err := os.ReadFile("testdata/jfrog-guide-podidentity.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespace(t, "jfrog-guide", nil)
+	filled := strings.NewReplacer("<NAMESPACE>", "jfrog-guide", "<JFROG_PLATFORM_URL>", e.artHost).Replace(string(raw))
+	js, err := yaml.YAMLToJSON([]byte(filled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj unstructured.Unstructured
+	if err := obj.UnmarshalJSON(js); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k8s.Create(t.Context(), &obj); err != nil {
+		t.Fatalf("the guide's manifest is refused: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.WithoutCancel(t.Context())
+		e.k8s.Delete(ctx, &obj)
+		wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			return apierrors.IsNotFound(e.k8s.Get(ctx, client.ObjectKey{Name: "secretrotator"}, &v1alpha1.SecretRotator{})), nil
+		})
+	})
+	rot := waitReady(t, "secretrotator", v1alpha1.ReasonRotated)
+	if rot.Status.AuthType != "podIdentity" {
+		t.Errorf("status.authType = %q, want podIdentity", rot.Status.AuthType)
+	}
+	for _, name := range []string{"token-imagepull-secret", "token-generic-secret"} {
+		s := waitSecret(t, "jfrog-guide", name, true)
+		if s.Labels["labelName"] != "labelValue" || s.Annotations["annotationKey"] != "annotationValue" {
+			t.Errorf("secret %s: labels %v annotations %v", name, s.Labels, s.Annotations)
+		}
+	}
 }
