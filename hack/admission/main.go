@@ -30,7 +30,7 @@ const releaseNamespace = "{{ .Release.Namespace }}"
 
 var templates = map[string]template{
 	// iam:PassRole for associations and SecretRotators.
-	"passrole": {".Values.passRole.enabled", []any{passrole.Policy(), passrole.Binding(), passrole.RotatorPolicy(releaseNamespace), passrole.RotatorBinding()}},
+	"passrole": {`include "podid.passRole" .`, []any{passrole.Policy(), passrole.Binding(), passrole.RotatorPolicy(releaseNamespace), passrole.RotatorBinding()}},
 	// The requester of a PodIdentityCheck, bound to its creator (the
 	// server is told with --check-requester-bound under the same
 	// condition: see server.yaml).

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -403,5 +404,58 @@ func TestAdmissionPolicies(t *testing.T) {
 	}
 	if found != len(want) {
 		t.Errorf("the chart renders %d of the %d admission policies and bindings", found, len(want))
+	}
+}
+
+// The chart renders for its declared floor (Chart.yaml's kubeVersion, 1.27)
+// once podid's PassRole policy, which needs ValidatingAdmissionPolicy v1
+// (1.30), is turned off, and refuses to render without saying so below 1.30;
+// nothing it renders on the floor is an API the floor does not serve.
+func TestKubeVersionFloor(t *testing.T) {
+	_, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.29.4", "-f", "testdata/default.values.yaml")
+	if err == nil || !strings.Contains(err.Error(), "passRole.enabled needs Kubernetes 1.30 or later") || !strings.Contains(err.Error(), "passRole.enabled=false") {
+		t.Fatalf("rendering for 1.29 with PassRole on: %v", err)
+	}
+	out, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.27.0", "-f", "testdata/default.values.yaml", "--set", "passRole.enabled=false")
+	if err != nil {
+		t.Fatalf("rendering for the floor: %v", err)
+	}
+	for _, obj := range objects(t, out) {
+		switch obj.GetAPIVersion() + "/" + obj.GetKind() {
+		case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy", "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding",
+			"admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy":
+			t.Errorf("rendered for 1.27: %s %s, which 1.27 does not serve", obj.GetKind(), obj.GetName())
+		}
+	}
+}
+
+// podid's pods run on Linux nodes only, whatever nodeSelector adds; the
+// webhook leaves kube-system alone unless told.
+func TestLinuxNodesAndKubeSystem(t *testing.T) {
+	out, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", kubeVersion, "-f", "testdata/options.values.yaml",
+		"--set", "agent.nodeSelector.pool=system", "--set", "webhook.excludeKubeSystem=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, obj := range objects(t, out) {
+		switch obj.GetKind() {
+		case "Deployment", "DaemonSet":
+			sel, _, _ := unstructured.NestedStringMap(obj.Object, "spec", "template", "spec", "nodeSelector")
+			if sel["kubernetes.io/os"] != "linux" {
+				t.Errorf("%s %s runs on any OS: nodeSelector %v", obj.GetKind(), obj.GetName(), sel)
+			}
+			if obj.GetKind() == "DaemonSet" && sel["pool"] != "system" {
+				t.Errorf("the agent's own nodeSelector was lost: %v", sel)
+			}
+			seen++
+		case "MutatingWebhookConfiguration":
+			if strings.Contains(fmt.Sprint(obj.Object), "kube-system") {
+				t.Errorf("kube-system is still excluded with webhook.excludeKubeSystem=false")
+			}
+		}
+	}
+	if seen < 3 {
+		t.Errorf("checked %d workloads, want the server, the agent and the rotator", seen)
 	}
 }

@@ -95,3 +95,15 @@ then does podid server believe the name (--check-requester-bound).
 {{- define "podid.checkRequesterBound" -}}
 {{- if and .Values.doctor.bindRequester (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
 {{- end -}}
+
+{{- /* podid's iam:PassRole policies (passRole.enabled) need
+ValidatingAdmissionPolicy v1, served from Kubernetes 1.30: on an older
+cluster, refuse to install rather than install without the check. */ -}}
+{{- define "podid.passRole" -}}
+{{- if .Values.passRole.enabled -}}
+{{- if not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "passRole.enabled needs Kubernetes 1.30 or later (ValidatingAdmissionPolicy v1), and this cluster is %s. Upgrade it, or set passRole.enabled=false: RBAC on associations is then all that bounds which IAM roles their editors hand out (docs/roles.md)" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
