@@ -95,12 +95,39 @@ func (h *Handler) writeError(w http.ResponseWriter, status int, code, message st
 	json.NewEncoder(w).Encode(errorBody{Code: code, Message: message})
 }
 
+// probeHint answers a metadata-style probe: 200, so that the guides'
+// reachability check passes, with what the endpoint really is.
+const probeHint = `podid agent: reachable from this pod.
+This is not an instance metadata service. Pod Identity credentials are at
+  GET /v1/credentials
+with the pod's token (the file AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE names) as
+the Authorization header, which the AWS SDKs send by themselves when
+AWS_CONTAINER_CREDENTIALS_FULL_URI is set. To check a pod end to end:
+  podid doctor pod NAMESPACE/NAME
+`
+
+func (h *Handler) writeProbeHint(w http.ResponseWriter) {
+	if h.count != nil {
+		h.count(http.StatusOK)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, probeHint)
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.hosts[strings.ToLower(r.Host)] {
 		h.writeError(w, http.StatusForbidden, "AccessDenied", "this endpoint answers only at its own address")
 		return
 	}
 	if r.URL.Path != podidentity.CredentialsPath {
+		if r.Method == http.MethodGet && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/latest/") || r.URL.Path == "/latest") {
+			// The probe troubleshooting guides run from a pod
+			// (wget -O- 169.254.170.23/latest/meta-data/): say it
+			// reached the agent, and how credentials are asked for.
+			h.writeProbeHint(w)
+			return
+		}
 		h.writeError(w, http.StatusNotFound, "NotFound", "the credential endpoint is GET /v1/credentials")
 		return
 	}

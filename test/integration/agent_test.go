@@ -361,6 +361,22 @@ func TestAgentRefusesBadRequests(t *testing.T) {
 	}
 }
 
+// The troubleshooting guides' probe from a pod (wget -O-
+// 169.254.170.23/latest/meta-data/) reaches the agent and is told what it
+// is; other paths stay 404.
+func TestAgentAnswersTheGuidesProbe(t *testing.T) {
+	n := startNodeWithAgent(t)
+	for _, path := range []string{"/latest/meta-data/", "/"} {
+		status, body := n.getURL(t, "http://169.254.170.23"+path, "", "")
+		if status != 200 || !strings.Contains(body, "podid agent: reachable") || !strings.Contains(body, "GET /v1/credentials") || !strings.Contains(body, "podid doctor pod") {
+			t.Errorf("GET %s: %d %q", path, status, body)
+		}
+	}
+	if status, body := n.getURL(t, "http://169.254.170.23/v2/credentials", "", ""); status != 404 || !strings.Contains(body, "GET /v1/credentials") {
+		t.Errorf("GET /v2/credentials: %d %q", status, body)
+	}
+}
+
 // getURL asks the agent at url from inside the node, with host as the Host
 // header ("" for url's) and the Authorization header unless empty.
 func (n *nodeWithAgent) getURL(t *testing.T, url, host, authorization string) (int, string) {
