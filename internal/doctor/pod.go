@@ -266,6 +266,9 @@ func checkCredentialChain(pc *podContext) Check {
 		if v := envSource(env, "AWS_ACCESS_KEY_ID"); v != "" {
 			fails = append(fails, fmt.Sprintf("container %s sets AWS_ACCESS_KEY_ID (%s): static keys come first in every SDK's chain", c.Name, v))
 		}
+		if v := envSource(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"); v != "" {
+			fails = append(fails, fmt.Sprintf("container %s sets AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (%s): the SDKs ask the ECS endpoint it names, never %s", c.Name, v, podidentity.EnvCredentialsFullURI))
+		}
 		if envValue(env, podidentity.EnvWebIdentityTokenFile) != "" {
 			fails = append(fails, fmt.Sprintf("container %s has IRSA's %s: web identity comes before Pod Identity in every SDK's chain", c.Name, podidentity.EnvWebIdentityTokenFile))
 		}
@@ -276,12 +279,12 @@ func checkCredentialChain(pc *podContext) Check {
 		}
 	}
 	if len(fails) > 0 {
-		return failed(name, list(fails), "remove the static keys or IRSA from the pod (for IRSA: podid migrate irsa --remove-annotation, then restart the workload)")
+		return failed(name, list(fails), "remove the static keys, the ECS variable or IRSA from the pod (for IRSA: podid migrate irsa --remove-annotation, then restart the workload)")
 	}
 	if len(warns) > 0 {
 		return warn(name, list(warns), "make sure that profile has no credentials of its own")
 	}
-	return ok(name, "nothing in the environment comes before Pod Identity in the SDKs' chain")
+	return ok(name, "nothing in the pod spec's environment comes before Pod Identity in the SDKs' chain")
 }
 
 // checkProxy: an HTTP proxy the SDK would use to reach the agent.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -122,7 +123,36 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		return admission.Errored(http.StatusInternalServerError, err), modeError
 	}
 	log.Debug("pod mutated", "mode", mode)
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw), mode
+	resp := admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	if mode == modePodIdentity {
+		resp.Warnings = chainWarnings(mutated)
+	}
+	return resp, mode
+}
+
+// aheadInChain are variables which, set in a container, make every AWS SDK
+// take credentials from somewhere else before the Pod Identity agent, and
+// why.
+var aheadInChain = []struct{ name, why string }{
+	{"AWS_ACCESS_KEY_ID", "static keys come first in every SDK's chain"},
+	{"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "the SDKs ask the ECS endpoint it names instead of " + podidentity.EnvCredentialsFullURI + " (images built for ECS set it)"},
+}
+
+// chainWarnings are the kubectl warnings for containers of a Pod Identity
+// pod whose own environment keeps the SDKs from the agent. The pod is
+// admitted, as EKS does; podid doctor reports the same.
+func chainWarnings(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		for _, v := range aheadInChain {
+			for _, e := range c.Env {
+				if e.Name == v.name && (e.Value != "" || e.ValueFrom != nil) {
+					out = append(out, fmt.Sprintf("podid: container %s sets %s: %s, so it will not use its Pod Identity credentials; remove it", c.Name, v.name, v.why))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Mutate returns pod as the webhook admits it, and the mode applied: Pod

@@ -84,6 +84,10 @@ func TestDoctor(t *testing.T) {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-static", ns, "app"), nil)
 			return fx.pod(t, ns, "app", "node-a", injected, withEnv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"), withEnv("AWS_SECRET_ACCESS_KEY", "x"))
 		}, []string{"credential-chain"}, nil},
+		{"ecs-relative-uri", func(t *testing.T, ns string) *corev1.Pod {
+			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-ecs", ns, "app"), nil)
+			return fx.pod(t, ns, "app", "node-a", injected, withEnv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/6f1c"))
+		}, []string{"credential-chain"}, nil},
 		{"irsa-left", func(t *testing.T, ns string) *corev1.Pod {
 			fx.associate(t, ns, "app", fx.trustedRole(t, "doctor-irsa", ns, "app"), nil)
 			return fx.pod(t, ns, "app", "node-a", injected, withEnv(podidentity.EnvRoleARN, "arn:aws:iam::111122223333:role/old"), withEnv(podidentity.EnvWebIdentityTokenFile, "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"))

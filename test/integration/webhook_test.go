@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -281,4 +282,33 @@ func handshake(t *testing.T, addr string, bundle []byte) {
 		t.Fatalf("TLS handshake with the caBundle as roots: %v", err)
 	}
 	conn.Close()
+}
+
+// A Pod Identity pod whose own environment sends the SDKs elsewhere first
+// (ECS's relative URI, static keys) is admitted and mutated, with a warning
+// kubectl prints naming the container and the variable.
+func TestWebhookWarnsOfWhatComesFirstInTheChain(t *testing.T) {
+	ns := newNamespace(t)
+	h := webhook.NewHandler(webhook.Options{
+		Config: webhook.Config{IRSA: true}, Index: association.NewIndex(identity),
+		Cache: k8s, Live: k8s,
+	}, admission.NewDecoder(kube.NewScheme()))
+	if err := k8s.Create(t.Context(), newAssociation(ns, "ecs-image", "arn:aws:iam::111122223333:role/app")); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "ecs-"},
+		Spec: corev1.PodSpec{ServiceAccountName: "ecs-image", Containers: []corev1.Container{
+			{Name: "app", Image: "app", Env: []corev1.EnvVar{{Name: "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", Value: "/v2/credentials/abc"}}},
+			{Name: "sidecar", Image: "sidecar", Env: []corev1.EnvVar{{Name: "AWS_ACCESS_KEY_ID", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "keys"}, Key: "id"}}}}},
+			{Name: "clean", Image: "clean"},
+		}}}
+	resp := admit(t, h, pod)
+	if !resp.Allowed || len(resp.Patches) == 0 {
+		t.Fatalf("not admitted and mutated: %+v", resp.Result)
+	}
+	if len(resp.Warnings) != 2 || !strings.Contains(resp.Warnings[0], "container app sets AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") ||
+		!strings.Contains(resp.Warnings[1], "container sidecar sets AWS_ACCESS_KEY_ID") {
+		t.Fatalf("warnings = %q", resp.Warnings)
+	}
 }
