@@ -107,3 +107,6 @@ cluster, refuse to install rather than install without the check. */ -}}
 true
 {{- end -}}
 {{- end -}}
+
+{{- /* The rotator's ServiceAccount: rotator.serviceAccount.name, as JFrog's chart names its operator's. */ -}}
+{{- define "podid.rotatorServiceAccount" -}}{{ .Values.rotator.serviceAccount.name | default "podid-rotator" }}{{- end -}}
