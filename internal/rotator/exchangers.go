@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +17,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/regcred"
 	"github.com/podid/podid/internal/regcred/exchangers"
+	"github.com/podid/podid/internal/regcred/jfrog"
 )
 
 // DefaultRegion is the region of STS and IAM calls when neither the spec
@@ -32,6 +35,25 @@ type ExchangerFactory struct {
 	Namespace string
 	// Timeout bounds every registry and AWS call; zero means 30 s.
 	Timeout time.Duration
+	// Getenv reads the rotator's environment (AWS_STS_REGIONAL_ENDPOINTS);
+	// nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// STSRegion is the region whose STS the JFrog exchange is signed for, or ""
+// for the global endpoint: regional where AWS_STS_REGIONAL_ENDPOINTS=regional
+// (AWS's own setting), and always in partitions without a global endpoint
+// (aws-cn, GovCloud), whose Artifactory could not verify a global request.
+func (f *ExchangerFactory) STSRegion(rot *v1alpha1.SecretRotator) string {
+	getenv := f.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	region := f.AWSConfig(rot).Region
+	if strings.EqualFold(getenv("AWS_STS_REGIONAL_ENDPOINTS"), "regional") || !jfrog.HasGlobalSTS(region) {
+		return region
+	}
+	return ""
 }
 
 // AWSConfig is the base configuration with the rotator's region.
@@ -62,6 +84,7 @@ func (f *ExchangerFactory) Exchanger(ctx context.Context, rot *v1alpha1.SecretRo
 			return nil, err
 		}
 		spec.URL, spec.Subdomains, spec.HTTPClient = rot.Spec.ArtifactoryURL, rot.Spec.ArtifactorySubdomains, client
+		spec.STSRegion = f.STSRegion(rot)
 	}
 	return exchangers.Named(kind, spec)
 }

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
 	}
 	base.Credentials = nil
-	factory := &ExchangerFactory{AWS: base, Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Timeout: opts.Timeout}
+	factory := &ExchangerFactory{AWS: base, Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Timeout: opts.Timeout, Getenv: opts.Getenv}
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

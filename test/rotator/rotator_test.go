@@ -378,3 +378,24 @@ func TestJFrogGuideManifestVerbatim(t *testing.T) {
 		}
 	}
 }
+
+// In a partition without the global STS endpoint (aws-cn here), the JFrog
+// exchange is signed for the region's STS, in its partition's domain, and
+// Artifactory is told which: Artifactory's replay to STS verifies it.
+func TestJFrogRegionalSTS(t *testing.T) {
+	t.Parallel()
+	namespace(t, "jfrog-china", nil)
+	caSecret(t, "jfrog-china", "artifactory-ca", e.artCA)
+	rot := seed(t)
+	rot.Name = "jfrog-china"
+	rot.Spec.AWSRegion = "cn-north-1"
+	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-china"}
+	rot.Spec.Security.SecretNamespace = "jfrog-china"
+	before := e.art.RegionalExchanges("cn-north-1")
+	create(t, rot)
+	waitReady(t, "jfrog-china", v1alpha1.ReasonRotated)
+	waitSecret(t, "jfrog-china", "token-imagepull-secret", true)
+	if n := e.art.RegionalExchanges("cn-north-1") - before; n < 1 {
+		t.Errorf("Artifactory saw %d exchanges signed for cn-north-1's STS", n)
+	}
+}

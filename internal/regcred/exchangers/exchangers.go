@@ -41,7 +41,10 @@ type Spec struct {
 	// login.
 	Subdomains []string
 	// Region and RegistryIDs choose ECR's registries.
-	Region      string
+	Region string
+	// STSRegion, for JFrog, signs for that region's STS instead of the
+	// global one.
+	STSRegion   string
 	RegistryIDs []string
 	// Identify asks who the registry saw (ECR: sts:GetCallerIdentity), for
 	// status.
@@ -78,7 +81,7 @@ var kinds = []Kind{
 	{
 		Name: JFrog,
 		New: func(s Spec) regcred.Exchanger {
-			return &jfrog.Exchanger{URL: s.URL, Subdomains: s.Subdomains, HTTPClient: s.HTTPClient, AWS: s.AWS, Timeout: s.Timeout}
+			return &jfrog.Exchanger{URL: s.URL, Subdomains: s.Subdomains, Region: s.STSRegion, HTTPClient: s.HTTPClient, AWS: s.AWS, Timeout: s.Timeout}
 		},
 	},
 }

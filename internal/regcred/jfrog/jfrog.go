@@ -39,8 +39,9 @@ type Exchanger struct {
 	// Subdomains are further registry hosts that take the same token.
 	Subdomains []string
 	// Region selects the regional variant: the request is signed for
-	// sts.<Region>.amazonaws.com and Artifactory is told ?region=<Region>.
-	// Empty: the global sts.amazonaws.com, signed for every region.
+	// STSHost(Region) and Artifactory is told ?region=<Region>. Empty: the
+	// global sts.amazonaws.com, signed for every region (partition aws only:
+	// aws-cn and GovCloud have no global endpoint).
 	Region string
 	// HTTPClient carries the TLS settings (SecretRotator's security); nil
 	// means http.DefaultClient. Every call also has Timeout.
@@ -94,7 +95,7 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 
 	stsHost, regionSet := "sts.amazonaws.com", []string{"*"}
 	if x.Region != "" {
-		stsHost, regionSet = "sts."+x.Region+".amazonaws.com", []string{x.Region}
+		stsHost, regionSet = STSHost(x.Region), []string{x.Region}
 	}
 	signed, err := http.NewRequest(http.MethodGet, "https://"+stsHost+"/?Action=GetCallerIdentity&Version=2011-06-15", nil)
 	if err != nil {
@@ -254,4 +255,24 @@ func RoleName(s string) (string, bool) {
 		return name, name != ""
 	}
 	return "", false
+}
+
+// STSHost is the regional STS endpoint's host of region, in its
+// partition's domain (sts.cn-north-1.amazonaws.com.cn in China).
+func STSHost(region string) string {
+	if strings.HasPrefix(region, "cn-") {
+		return "sts." + region + ".amazonaws.com.cn"
+	}
+	return "sts." + region + ".amazonaws.com"
+}
+
+// HasGlobalSTS reports whether region's partition has the global endpoint
+// sts.amazonaws.com: only the commercial partition does.
+func HasGlobalSTS(region string) bool {
+	for _, p := range []string{"cn-", "us-gov-", "us-iso", "eusc-"} {
+		if strings.HasPrefix(region, p) {
+			return false
+		}
+	}
+	return true
 }

@@ -37,6 +37,8 @@ type Artifactory struct {
 	mu       sync.Mutex
 	roles    map[string]string // role ARN → JFrog user
 	tokens   map[string]ArtifactoryToken
+	// regional counts the exchanges that asked for each regional STS.
+	regional map[string]int
 	calls    int
 	failing  int // answer this many token calls with 503
 }
@@ -50,7 +52,7 @@ type ArtifactoryToken struct {
 
 // NewArtifactory returns an Artifactory replaying to stsEndpoint.
 func NewArtifactory(stsEndpoint, adminToken string) *Artifactory {
-	a := &Artifactory{STSEndpoint: stsEndpoint, AdminToken: adminToken, roles: map[string]string{}, tokens: map[string]ArtifactoryToken{}}
+	a := &Artifactory{STSEndpoint: stsEndpoint, AdminToken: adminToken, roles: map[string]string{}, tokens: map[string]ArtifactoryToken{}, regional: map[string]int{}}
 	a.registry = NewRegistry("Artifactory", func(user, password, _ string) (string, bool) {
 		tok, ok := a.Token(password)
 		return "", ok && tok.Username == user
@@ -193,12 +195,26 @@ func (a *Artifactory) token(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// RegionalExchanges is how many token exchanges named region's STS
+// (?region=).
+func (a *Artifactory) RegionalExchanges(region string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.regional[region]
+}
+
 // replay sends the signed GetCallerIdentity to STS, with the STS host the
 // request was signed for: global, or regional when ?region= is given.
 func (a *Artifactory) replay(r *http.Request) (string, error) {
 	host := "sts.amazonaws.com"
 	if region := r.URL.Query().Get("region"); region != "" {
 		host = "sts." + region + ".amazonaws.com"
+		if strings.HasPrefix(region, "cn-") {
+			host += ".cn"
+		}
+		a.mu.Lock()
+		a.regional[region]++
+		a.mu.Unlock()
 	}
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, a.STSEndpoint+"/?Action=GetCallerIdentity&Version=2011-06-15", nil)
 	if err != nil {
