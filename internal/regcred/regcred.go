@@ -30,6 +30,10 @@ type Credentials struct {
 	// Identity is the AWS principal the registry saw (an ARN), for status
 	// and logs.
 	Identity string
+	// Notes are what the user should know of how this token was made (a
+	// default taken because a call was refused), each saying what to do;
+	// for status, events and logs.
+	Notes []string
 }
 
 // Exchanger exchanges AWS credentials for registry credentials. It makes

@@ -108,6 +108,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if tok.rotated {
 		logger.Info("obtained a registry token", "provider", provider(&rot.Spec), "authType", tok.mechanism, "identity", tok.creds.Identity, "expires", tok.creds.ExpiresAt.UTC().Format(time.RFC3339))
 		r.Recorder.Eventf(&rot, nil, corev1.EventTypeNormal, "Rotated", "Rotate", "obtained a %s token for %s, valid until %s", provider(&rot.Spec), tok.creds.Identity, tok.creds.ExpiresAt.UTC().Format(time.RFC3339))
+		for _, n := range tok.notes {
+			logger.Info("registry token note", "reason", n.reason, "note", n.message)
+			r.Recorder.Eventf(&rot, nil, corev1.EventTypeWarning, n.reason, "Rotate", "%s", n.message)
+		}
 	}
 	if tok.attempted && tok.failure != nil {
 		// One line and one event per attempt; attempts are spaced by the backoff.

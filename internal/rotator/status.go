@@ -75,6 +75,9 @@ func (r *Reconciler) status(rot *v1alpha1.SecretRotator, tok tokenResult, namesp
 	default:
 		cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha1.ReasonRotated
 		cond.Message = fmt.Sprintf("%d namespaces have their secrets; the token is valid until %s", len(namespaces), tok.creds.ExpiresAt.UTC().Format(time.RFC3339))
+		for _, n := range tok.notes {
+			cond.Message += "; " + n.message
+		}
 	}
 	meta.SetStatusCondition(&st.Conditions, cond)
 	return st

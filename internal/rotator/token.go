@@ -3,6 +3,7 @@ package rotator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -54,6 +55,32 @@ type tokenState struct {
 	// lastErr and reason describe the last failure ("" after a success).
 	lastErr error
 	reason  string
+	// notes are what the user should know of the current token.
+	notes []note
+}
+
+// note is something the user should know of how the token was made or is
+// renewed: an Event's reason and the message, for status and the log too.
+type note struct{ reason, message string }
+
+// Reasons of the notes.
+const (
+	ReasonTokenLifetimeDefaulted = "TokenLifetimeDefaulted"
+	ReasonRefreshTimeShortened   = "RefreshTimeShortened"
+)
+
+// tokenNotes are the notes of a token just made, renewed after renewIn.
+func tokenNotes(spec *v1alpha1.SecretRotatorSpec, creds *regcred.Credentials, lifetime, renewIn time.Duration) []note {
+	var out []note
+	for _, n := range creds.Notes {
+		out = append(out, note{ReasonTokenLifetimeDefaulted, n})
+	}
+	if spec.RefreshTime != nil && spec.RefreshTime.Duration > renewIn {
+		out = append(out, note{ReasonRefreshTimeShortened, fmt.Sprintf(
+			"refreshTime %s is longer than three quarters of the token's life (%s): renewing every %s instead, so that no secret ever holds an expired token; lower refreshTime, or raise the role's MaxSessionDuration",
+			spec.RefreshTime.Duration, lifetime.Round(time.Second), renewIn.Round(time.Second))})
+	}
+	return out
 }
 
 // states holds every rotator's tokenState by UID.
@@ -109,6 +136,8 @@ type tokenResult struct {
 	reason  string
 	// next is when the token needs the controller again (renewal or retry).
 	next time.Time
+	// notes are the current token's.
+	notes []note
 }
 
 // token returns the rotator's token, making a new one when there is none,
@@ -120,7 +149,7 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 	st.mu.Lock()
 	if key := tokenKey(&rot.Spec); key != st.key {
 		// A new identity or registry: start afresh.
-		st.key, st.creds, st.mechanism, st.obtained, st.renewAt = key, nil, "", time.Time{}, time.Time{}
+		st.key, st.creds, st.mechanism, st.obtained, st.renewAt, st.notes = key, nil, "", time.Time{}, time.Time{}, nil
 		st.failures, st.retryAt, st.lastErr, st.reason = 0, time.Time{}, nil, ""
 	}
 	st.name = rot.Name
@@ -146,7 +175,9 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 			r.metrics.failures.WithLabelValues(rot.Name, reason).Inc()
 		} else {
 			st.creds, st.mechanism, st.obtained = creds, mechanism, now
-			st.renewAt = now.Add(refreshAfter(&rot.Spec, creds.ExpiresAt.Sub(now)))
+			renewIn := refreshAfter(&rot.Spec, creds.ExpiresAt.Sub(now))
+			st.renewAt = now.Add(renewIn)
+			st.notes = tokenNotes(&rot.Spec, creds, creds.ExpiresAt.Sub(now), renewIn)
 			st.failures, st.retryAt, st.lastErr, st.reason = 0, time.Time{}, nil, ""
 			rotated = true
 			r.metrics.rotations.WithLabelValues(rot.Name, provider(&rot.Spec)).Inc()
@@ -156,7 +187,7 @@ func (r *Reconciler) token(ctx context.Context, rot *v1alpha1.SecretRotator) tok
 
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	res := tokenResult{creds: st.creds, mechanism: st.mechanism, obtained: st.obtained, rotated: rotated, attempted: attempt, failure: st.lastErr, reason: st.reason}
+	res := tokenResult{creds: st.creds, mechanism: st.mechanism, obtained: st.obtained, rotated: rotated, attempted: attempt, failure: st.lastErr, reason: st.reason, notes: st.notes}
 	switch {
 	case st.lastErr != nil:
 		res.next = st.retryAt

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -397,5 +398,57 @@ func TestJFrogRegionalSTS(t *testing.T) {
 	waitSecret(t, "jfrog-china", "token-imagepull-secret", true)
 	if n := e.art.RegionalExchanges("cn-north-1") - before; n < 1 {
 		t.Errorf("Artifactory saw %d exchanges signed for cn-north-1's STS", n)
+	}
+}
+
+// What the user should know of a token is said, not silently applied, as
+// JFrog's operator does: iam:GetRole refused (the token then lasts the 3 h
+// default) and a refreshTime longer than the token's life (renewed sooner)
+// are in the Ready condition and Warning Events. Not parallel: the fault is
+// the emulator's, for whichever GetRole comes next.
+func TestJFrogTokenNotes(t *testing.T) {
+	namespace(t, "jfrog-notes", nil)
+	caSecret(t, "jfrog-notes", "artifactory-ca", e.artCA)
+	rot := seed(t)
+	rot.Name = "jfrog-notes"
+	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-notes"}
+	rot.Spec.Security.SecretNamespace = "jfrog-notes"
+	rot.Spec.RefreshTime = &metav1.Duration{Duration: 4 * time.Hour}
+	e.emu.InjectFault("GetRole", "AccessDenied", 1)
+	create(t, rot)
+	t.Cleanup(func() { e.k8s.Delete(context.WithoutCancel(t.Context()), rot) })
+	got := waitReady(t, "jfrog-notes", v1alpha1.ReasonRotated)
+	var msg string
+	for _, c := range got.Status.Conditions {
+		if c.Type == v1alpha1.ConditionReady {
+			msg = c.Message
+		}
+	}
+	for _, want := range []string{
+		"iam:GetRole on role registry-puller was refused or failed (AccessDenied)", "the token lasts the 3h0m0s default", "allow iam:GetRole on the role itself",
+		"refreshTime 4h0m0s is longer than three quarters of the token's life (3h0m0s): renewing every 2h15m0s instead",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Ready says %q; want it to say %q", msg, want)
+		}
+	}
+	if d := got.Status.TokenExpiresAt.Sub(got.Status.LastRotationTime.Time); d < 3*time.Hour-10*time.Second || d > 3*time.Hour+10*time.Second {
+		t.Errorf("token lifetime %s, want the 3 h default", d)
+	}
+	reasons := map[string]bool{}
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := e.k8s.List(ctx, &list); err != nil {
+			return false, err
+		}
+		for _, ev := range list.Items {
+			if ev.Regarding.Name == "jfrog-notes" && ev.Type == corev1.EventTypeWarning {
+				reasons[ev.Reason] = true
+			}
+		}
+		return reasons[rotator.ReasonTokenLifetimeDefaulted] && reasons[rotator.ReasonRefreshTimeShortened], nil
+	})
+	if err != nil {
+		t.Errorf("Warning events seen: %v; want %s and %s", reasons, rotator.ReasonTokenLifetimeDefaulted, rotator.ReasonRefreshTimeShortened)
 	}
 }

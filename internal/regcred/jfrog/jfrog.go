@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
 
 	"github.com/podid/podid/internal/regcred"
 	"github.com/podid/podid/internal/sigv4"
@@ -91,7 +92,7 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 	if err != nil {
 		return nil, err
 	}
-	identity, lifetime := x.lifetime(ctx, provider)
+	identity, lifetime, note := x.lifetime(ctx, provider)
 
 	stsHost, regionSet := "sts.amazonaws.com", []string{"*"}
 	if x.Region != "" {
@@ -157,6 +158,9 @@ func (x *Exchanger) Exchange(ctx context.Context, provider aws.CredentialsProvid
 		expiresIn = lifetime
 	}
 	c := &regcred.Credentials{ExpiresAt: x.now().Add(expiresIn), Identity: identity}
+	if note != "" {
+		c.Notes = append(c.Notes, note)
+	}
 	for _, host := range append([]string{x.Host()}, x.Subdomains...) {
 		c.Auths = append(c.Auths, regcred.Auth{Host: host, Username: out.Username, Password: out.AccessToken})
 	}
@@ -216,24 +220,29 @@ func sanitize(s string, n int) string {
 // a token tied to that role should live. Role paths do not matter (GetRole
 // takes the name) and the partition comes from the ARN. Anything unreadable
 // gives DefaultLifetime: a shorter token is renewed, never wrong.
-func (x *Exchanger) lifetime(ctx context.Context, provider aws.CredentialsProvider) (identity string, d time.Duration) {
+// note says why, when the default was taken.
+func (x *Exchanger) lifetime(ctx context.Context, provider aws.CredentialsProvider) (identity string, d time.Duration, note string) {
 	cfg := x.AWS.Copy()
 	cfg.Credentials = provider
 	cctx, cancel := x.call(ctx)
 	defer cancel()
+	fallback := fmt.Sprintf("the token lasts the %s default, not the role's MaxSessionDuration", DefaultLifetime)
 	who, err := sts.NewFromConfig(cfg).GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
 	if err != nil || who.Arn == nil {
-		return "", DefaultLifetime
+		return "", DefaultLifetime, fmt.Sprintf("sts:GetCallerIdentity failed (%v): %s", err, fallback)
 	}
 	name, ok := RoleName(*who.Arn)
 	if !ok {
-		return *who.Arn, DefaultLifetime
+		return *who.Arn, DefaultLifetime, fmt.Sprintf("%s is not a role session: %s", *who.Arn, fallback)
 	}
 	role, err := iam.NewFromConfig(cfg).GetRole(cctx, &iam.GetRoleInput{RoleName: aws.String(name)})
-	if err != nil || role.Role == nil || role.Role.MaxSessionDuration == nil {
-		return *who.Arn, DefaultLifetime
+	if err != nil {
+		return *who.Arn, DefaultLifetime, fmt.Sprintf("iam:GetRole on role %s was refused or failed (%s): %s; allow iam:GetRole on the role itself to size tokens by it", name, shortAWSError(err), fallback)
 	}
-	return *who.Arn, time.Duration(*role.Role.MaxSessionDuration) * time.Second
+	if role.Role == nil || role.Role.MaxSessionDuration == nil {
+		return *who.Arn, DefaultLifetime, fmt.Sprintf("iam:GetRole on role %s gave no MaxSessionDuration: %s", name, fallback)
+	}
+	return *who.Arn, time.Duration(*role.Role.MaxSessionDuration) * time.Second, ""
 }
 
 // RoleName is the role name in an assumed-role session ARN
@@ -275,4 +284,13 @@ func HasGlobalSTS(region string) bool {
 		}
 	}
 	return true
+}
+
+// shortAWSError is an AWS error's code, or the error when it has none.
+func shortAWSError(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode()
+	}
+	return err.Error()
 }
