@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -42,7 +44,8 @@ type eksctlAssociation struct {
 	Policy json.RawMessage `json:"policy,omitempty"`
 }
 
-// eksctlConfig is the part of eksctl's ClusterConfig podid reads.
+// eksctlConfig is the part of eksctl's ClusterConfig podid reads; Rafay's
+// rafay.io/v1alpha5 ClusterConfig has the same iam.podIdentityAssociations.
 type eksctlConfig struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
@@ -54,48 +57,129 @@ type eksctlConfig struct {
 	} `json:"iam"`
 }
 
-// readEksctlConfig reads a ClusterConfig's associations; every entry is
+// clusterFile is what apply takes from a file: the cluster it names, its
+// associations, and what it holds that podid does not act on (said, so that
+// nobody believes node groups or add-ons were applied).
+type clusterFile struct {
+	cluster string
+	entries []eksctlAssociation
+	ignored []string
+}
+
+// readClusterFile reads the associations of an eksctl ClusterConfig or of
+// Rafay's cluster file (a Cluster document and a rafay.io/v1alpha5
+// ClusterConfig, in one multi-document file). Every association entry is
 // read strictly, so a misspelt field is an error, not a silent default.
-func readEksctlConfig(data []byte) (string, []eksctlAssociation, error) {
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return "", nil, fmt.Errorf("not YAML: %w", err)
-	}
-	var cfg eksctlConfig
-	if err := json.Unmarshal(js, &cfg); err != nil {
-		return "", nil, fmt.Errorf("not an eksctl ClusterConfig: %w", err)
-	}
-	if cfg.Kind != "ClusterConfig" || !strings.HasPrefix(cfg.APIVersion, "eksctl.io/") {
-		return "", nil, fmt.Errorf("apiVersion %q kind %q: want eksctl's ClusterConfig (eksctl.io/v1alpha5)", cfg.APIVersion, cfg.Kind)
-	}
-	if len(cfg.IAM.PodIdentityAssociations) == 0 {
-		return "", nil, fmt.Errorf("the file has no iam.podIdentityAssociations")
-	}
-	var out []eksctlAssociation
+func readClusterFile(data []byte) (*clusterFile, error) {
+	out := &clusterFile{}
 	seen := map[string]bool{}
-	for i, raw := range cfg.IAM.PodIdentityAssociations {
-		var a eksctlAssociation
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil {
-			return "", nil, fmt.Errorf("iam.podIdentityAssociations[%d]: %w", i, err)
+	configs := 0
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for doc := 1; ; doc++ {
+		raw, err := reader.Read()
+		if err == io.EOF {
+			break
 		}
-		switch {
-		case a.Namespace == "" || a.ServiceAccountName == "":
-			return "", nil, fmt.Errorf("iam.podIdentityAssociations[%d]: namespace and serviceAccountName are required", i)
-		case a.RoleARN != "" && (a.RoleName != "" || len(a.PermissionPolicyARNs) > 0 || len(a.PermissionPolicy) > 0 || len(a.WellKnownPolicies) > 0 || a.PermissionsBoundaryARN != ""):
-			return "", nil, fmt.Errorf("iam.podIdentityAssociations[%d] (%s/%s): roleARN names an existing role; roleName and the permission fields are for a role podid creates: give one or the other", i, a.Namespace, a.ServiceAccountName)
-		case a.RoleARN == "" && a.DisableSessionTags:
-			return "", nil, fmt.Errorf("iam.podIdentityAssociations[%d] (%s/%s): a role podid creates trusts podid server only with the session tags; disableSessionTags would make it unusable", i, a.Namespace, a.ServiceAccountName)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
-		key := a.Namespace + "/" + a.ServiceAccountName
-		if seen[key] {
-			return "", nil, fmt.Errorf("iam.podIdentityAssociations[%d]: %s appears twice", i, key)
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("document %d is not YAML: %w", doc, err)
 		}
-		seen[key] = true
-		out = append(out, a)
+		if string(bytes.TrimSpace(js)) == "null" {
+			continue // an empty document
+		}
+		var cfg eksctlConfig
+		if err := json.Unmarshal(js, &cfg); err != nil {
+			return nil, fmt.Errorf("document %d is not a cluster file: %w", doc, err)
+		}
+		isConfig := cfg.Kind == "ClusterConfig" && (strings.HasPrefix(cfg.APIVersion, "eksctl.io/") || strings.HasPrefix(cfg.APIVersion, "rafay.io/"))
+		if !isConfig {
+			what := cfg.Kind
+			if what == "" {
+				what = "a document without kind"
+			}
+			if cfg.Metadata.Name != "" {
+				what += " " + cfg.Metadata.Name
+			}
+			out.ignored = append(out.ignored, fmt.Sprintf("document %d (%s): not a ClusterConfig", doc, what))
+			continue
+		}
+		configs++
+		if out.cluster != "" && cfg.Metadata.Name != "" && cfg.Metadata.Name != out.cluster {
+			return nil, fmt.Errorf("document %d is for cluster %q, an earlier one for %q: give one cluster's file", doc, cfg.Metadata.Name, out.cluster)
+		}
+		if cfg.Metadata.Name != "" {
+			out.cluster = cfg.Metadata.Name
+		}
+		if rest := otherParts(js); len(rest) > 0 {
+			out.ignored = append(out.ignored, fmt.Sprintf("document %d (%s): %s", doc, cfg.APIVersion, strings.Join(rest, ", ")))
+		}
+		for i, raw := range cfg.IAM.PodIdentityAssociations {
+			a, err := readEntry(raw, i)
+			if err != nil {
+				return nil, err
+			}
+			key := a.Namespace + "/" + a.ServiceAccountName
+			if seen[key] {
+				return nil, fmt.Errorf("iam.podIdentityAssociations[%d]: %s appears twice", i, key)
+			}
+			seen[key] = true
+			out.entries = append(out.entries, a)
+		}
 	}
-	return cfg.Metadata.Name, out, nil
+	switch {
+	case configs == 0:
+		return nil, fmt.Errorf("no ClusterConfig in the file: want eksctl's (eksctl.io/v1alpha5) or Rafay's (rafay.io/v1alpha5)")
+	case len(out.entries) == 0:
+		return nil, fmt.Errorf("the file has no iam.podIdentityAssociations")
+	}
+	return out, nil
+}
+
+// otherParts are a ClusterConfig's parts other than its associations.
+func otherParts(js []byte) []string {
+	var doc map[string]any
+	if json.Unmarshal(js, &doc) != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(doc)) {
+		switch k {
+		case "apiVersion", "kind", "metadata":
+		case "iam":
+			iam, _ := doc[k].(map[string]any)
+			for _, ik := range slices.Sorted(maps.Keys(iam)) {
+				if ik == "serviceAccounts" {
+					out = append(out, "iam.serviceAccounts (IRSA: podid migrate irsa moves such ServiceAccounts)")
+				} else if ik != "podIdentityAssociations" {
+					out = append(out, "iam."+ik)
+				}
+			}
+		default:
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func readEntry(raw json.RawMessage, i int) (eksctlAssociation, error) {
+	var a eksctlAssociation
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return a, fmt.Errorf("iam.podIdentityAssociations[%d]: %w", i, err)
+	}
+	switch {
+	case a.Namespace == "" || a.ServiceAccountName == "":
+		return a, fmt.Errorf("iam.podIdentityAssociations[%d]: namespace and serviceAccountName are required", i)
+	case a.RoleARN != "" && (a.RoleName != "" || len(a.PermissionPolicyARNs) > 0 || len(a.PermissionPolicy) > 0 || len(a.WellKnownPolicies) > 0 || a.PermissionsBoundaryARN != ""):
+		return a, fmt.Errorf("iam.podIdentityAssociations[%d] (%s/%s): roleARN names an existing role; roleName and the permission fields are for a role podid creates: give one or the other", i, a.Namespace, a.ServiceAccountName)
+	case a.RoleARN == "" && a.DisableSessionTags:
+		return a, fmt.Errorf("iam.podIdentityAssociations[%d] (%s/%s): a role podid creates trusts podid server only with the session tags; disableSessionTags would make it unusable", i, a.Namespace, a.ServiceAccountName)
+	}
+	return a, nil
 }
 
 // generatedRoleName is the name of a role made for an entry without
@@ -131,9 +215,11 @@ func newAssociationApplyCommand(f *associationFlags) *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Create or update the associations of an eksctl ClusterConfig (iam.podIdentityAssociations)",
-		Long: `Reads eksctl's ClusterConfig and makes the cluster's associations match its
-iam.podIdentityAssociations: absent ones are created (with their role, when the
+		Short: "Create or update the associations of an eksctl or Rafay cluster file (iam.podIdentityAssociations)",
+		Long: `Reads eksctl's ClusterConfig, or Rafay's cluster file (a multi-document file with
+a rafay.io/v1alpha5 ClusterConfig), and makes the cluster's associations match its
+iam.podIdentityAssociations; every other part (node groups, add-ons, IRSA
+serviceAccounts, Rafay's Cluster document) is named as ignored: absent ones are created (with their role, when the
 entry has no roleARN, as 'create --role-name' does), differing ones updated, equal
 ones left. Running it twice changes nothing. --dry-run prints what would change and
 changes nothing. Associations the file does not name are left alone.`,
@@ -142,7 +228,7 @@ changes nothing. Associations the file does not name are left alone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
-				return fmt.Errorf("-f FILE is required (eksctl's ClusterConfig, or - for standard input)")
+				return fmt.Errorf("-f FILE is required (eksctl's ClusterConfig or Rafay's cluster file, or - for standard input)")
 			}
 			var data []byte
 			var err error
@@ -154,9 +240,13 @@ changes nothing. Associations the file does not name are left alone.`,
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", file, err)
 			}
-			cluster, entries, err := readEksctlConfig(data)
+			parsed, err := readClusterFile(data)
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
+			}
+			cluster, entries := parsed.cluster, parsed.entries
+			for _, part := range parsed.ignored {
+				fmt.Fprintf(f.streams.Err, "ignored (podid applies only iam.podIdentityAssociations): %s\n", part)
 			}
 			c, host, err := f.client()
 			if err != nil {
@@ -170,7 +260,7 @@ changes nothing. Associations the file does not name are left alone.`,
 			return f.apply(ctx, c, host, entries, id, idErr, podidNamespace, dryRun)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "filename", "f", "", "eksctl's ClusterConfig (- reads standard input)")
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "eksctl's ClusterConfig or Rafay's cluster file (- reads standard input)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change, change nothing")
 	f.addScopeFlag(cmd)
 	cmd.Flags().StringVar(&podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")

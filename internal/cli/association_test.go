@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ageOf = func(time.Time) string { return "<age>" }
+	if fuzzing() {
+		return m.Run() // the fuzz targets are parsers: no cluster for each worker
+	}
 	var err error
 	if cluster, err = localcluster.Start(localcluster.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "cli tests:", err)
@@ -70,6 +73,17 @@ func run(m *testing.M) int {
 	}
 	go func() { _ = srv.Start(ctx) }()
 	return m.Run()
+}
+
+// fuzzing reports whether go test runs a fuzz target (-fuzz), in this
+// process or as one of its workers.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // transcript runs podid commands and records what each printed.

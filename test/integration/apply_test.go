@@ -94,7 +94,7 @@ iam:
 func TestApplyRefusesBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	for name, c := range map[string]struct{ body, want string }{
-		"not eksctl":    {"apiVersion: v1\nkind: ConfigMap\n", "want eksctl's ClusterConfig"},
+		"not eksctl":    {"apiVersion: v1\nkind: ConfigMap\n", "no ClusterConfig in the file: want eksctl's"},
 		"misspelt":      {"apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  podIdentityAssociations:\n    - {namespace: a, serviceAccount: b, roleARN: r1}\n", `unknown field "serviceAccount"`},
 		"both":          {"apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  podIdentityAssociations:\n    - {namespace: a, serviceAccountName: b, roleARN: r1, roleName: r2}\n", "give one or the other"},
 		"twice":         {"apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\niam:\n  podIdentityAssociations:\n    - {namespace: a, serviceAccountName: b, roleARN: r1}\n    - {namespace: a, serviceAccountName: b, roleARN: r2}\n", "a/b appears twice"},
@@ -109,5 +109,42 @@ func TestApplyRefusesBadFiles(t *testing.T) {
 				t.Errorf("err = %v %s, want %q", err, errOut, c.want)
 			}
 		})
+	}
+}
+
+// Rafay's RCTL cluster file as its guide prints it, with the cluster's name
+// the one edit (podid speaks for its own cluster): its three associations
+// are planned — two existing roles, one made from a policy ARN — and every
+// part podid does not act on is named as ignored, with nothing changed.
+func TestApplyRafayClusterFile(t *testing.T) {
+	serverIdentity(t)
+	raw, err := os.ReadFile("../../internal/cli/testdata/rafay-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "rafay.yaml")
+	os.WriteFile(file, []byte(strings.ReplaceAll(string(raw), "name: demo-eks-cluster", "name: "+identity.ClusterName)), 0o600)
+	writes := emu.IAMWrites()
+	out, errOut, err := podid(t, "association", "apply", "-f", file, "--dry-run")
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s%s", err, out, errOut)
+	}
+	for _, want := range []string{
+		"(dry run) create rafay-demo/rafay-demo → role arn:aws:iam::679196758854:role/demo-eks-full",
+		"(dry run) create rafay-demo/rafay-demo2 → role arn:aws:iam::679196758854:role/demo-eks-full",
+		"(dry run) create rafay-demo/rafay-demo3 → a new role",
+		"(dry run) 3 to create, 0 to update, 0 unchanged",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the plan does not say %q:\n%s", want, out)
+		}
+	}
+	for _, want := range []string{"document 1 (Cluster " + identity.ClusterName + "): not a ClusterConfig", "addons", "managedNodeGroups", "iam.serviceAccounts"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the ignored parts do not name %q:\n%s", want, errOut)
+		}
+	}
+	if emu.IAMWrites() != writes {
+		t.Error("the dry run wrote to IAM")
 	}
 }
