@@ -210,8 +210,14 @@ var buildWorkload = sync.OnceValues(func() (string, error) {
 
 func (n *nodeWithAgent) runWorkload(t *testing.T, tokenFile string, name string, args ...string) sdkworkload.Identity {
 	t.Helper()
+	return n.runWorkloadEnv(t, tokenFile, nil, name, args...)
+}
+
+// runWorkloadEnv is runWorkload with more of the pod's environment.
+func (n *nodeWithAgent) runWorkloadEnv(t *testing.T, tokenFile string, env []string, name string, args ...string) sdkworkload.Identity {
+	t.Helper()
 	cmd := n.node.Command(t.Context(), name, args...)
-	cmd.Env = n.env(tokenFile)
+	cmd.Env = append(n.env(tokenFile), env...)
 	cmd.Dir = "js"
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -476,4 +482,36 @@ func TestAgentModesAddressesRestartAndDrain(t *testing.T) {
 			t.Fatalf("through a SigV4-signing agent: %d %s", status, body)
 		}
 	})
+}
+
+// Crossplane's path (Upbound's AWS provider, credentials.source: PodIdentity
+// with an assumeRoleChain of two hops, the first with an external ID), run
+// by the real SDK in a process on the node: the default chain reaches the
+// agent, then stscreds assumes each hop with the previous credentials, and
+// the program ends up as the last role. The session tags podid set are
+// transitive, so each hop's trust allows sts:TagSession, as Upbound's guide
+// says.
+func TestCrossplaneAssumeRoleChain(t *testing.T) {
+	n := startNodeWithAgent(t)
+	base := createRole(t, "xp-provider", awsemu.PodidTrust(serverARN))
+	hop1 := createRole(t, "xp-hop1", awsemu.TrustPolicy(base, awsemu.PodidActions, `{"StringEquals":{"sts:ExternalId":"xp-external-id"}}`))
+	hop2 := createRole(t, "xp-hop2", awsemu.TrustPolicy(hop1, awsemu.PodidActions, ""))
+	w := newWorkload(t, base, nil)
+	_, tokenFile := w.podWithToken(t, "provider-aws-0")
+	workloadBin, err := buildWorkload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := sdkworkload.EnvAssumeRoleChain + "=" + hop1 + "|xp-external-id," + hop2
+	got := n.runWorkloadEnv(t, tokenFile, []string{chain}, workloadBin, "once")
+	if !strings.HasPrefix(got.ARN, "arn:aws:sts::"+identity.AccountID+":assumed-role/xp-hop2/") {
+		t.Fatalf("the provider's chain ended as %s, want the second hop's role", got.ARN)
+	}
+	// Without the external ID, the first hop is refused: the condition is
+	// evaluated, not ignored.
+	bad := n.node.Command(t.Context(), workloadBin, "once")
+	bad.Env = append(n.env(tokenFile), sdkworkload.EnvAssumeRoleChain+"="+hop1+","+hop2)
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "AccessDenied") {
+		t.Fatalf("a chain without the external ID: %v\n%s", err, out)
+	}
 }

@@ -452,3 +452,31 @@ func TestJFrogTokenNotes(t *testing.T) {
 		t.Errorf("Warning events seen: %v; want %s and %s", reasons, rotator.ReasonTokenLifetimeDefaulted, rotator.ReasonRefreshTimeShortened)
 	}
 }
+
+// The rotator's own assumeRoleChain, through the controller: its Pod
+// Identity role, then a hop with an external ID; Artifactory maps the hop's
+// role, and the secrets carry its user's token.
+func TestJFrogAssumeRoleChain(t *testing.T) {
+	t.Parallel()
+	hop, err := e.createRole(t.Context(), "/", "registry-chain-hop", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"`+e.podRole+`"},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{"StringEquals":{"sts:ExternalId":"chain-ext"}}}]}`, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.art.MapRole(hop, "chain-puller")
+	namespace(t, "jfrog-chain", nil)
+	caSecret(t, "jfrog-chain", "artifactory-ca", e.artCA)
+	rot := seed(t)
+	rot.Name = "jfrog-chain"
+	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-chain"}
+	rot.Spec.Security.SecretNamespace = "jfrog-chain"
+	rot.Spec.AssumeRoleChain = []v1alpha1.AssumeRoleHop{{RoleARN: hop, ExternalID: "chain-ext"}}
+	create(t, rot)
+	got := waitReady(t, "jfrog-chain", v1alpha1.ReasonRotated)
+	if !strings.Contains(got.Status.Identity, ":assumed-role/registry-chain-hop/") {
+		t.Errorf("status.identity = %q, want the hop's role", got.Status.Identity)
+	}
+	user, _ := dockerLogin(t, waitSecret(t, "jfrog-chain", "token-imagepull-secret", true), e.artHost)
+	if user != "chain-puller" {
+		t.Errorf("docker login user %q, want the hop role's JFrog user", user)
+	}
+}

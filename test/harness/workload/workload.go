@@ -9,11 +9,37 @@ package workload
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
+
+// EnvAssumeRoleChain, when set, makes Ask do what Upbound's AWS provider
+// does for `credentials.source: PodIdentity` with an `assumeRoleChain`:
+// the default chain, then one stscreds AssumeRole per hop, each with the
+// previous hop's credentials. Hops are comma-separated ROLE_ARN or
+// ROLE_ARN|EXTERNAL_ID.
+const EnvAssumeRoleChain = "WORKLOAD_ASSUME_ROLE_CHAIN"
+
+func assumeRoleChain(cfg aws.Config, chain string) aws.CredentialsProvider {
+	provider := cfg.Credentials
+	for _, hop := range strings.Split(chain, ",") {
+		roleARN, externalID, _ := strings.Cut(hop, "|")
+		hopCfg := cfg.Copy()
+		hopCfg.Credentials = provider
+		provider = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(hopCfg), roleARN, func(o *stscreds.AssumeRoleOptions) {
+			if externalID != "" {
+				o.ExternalID = aws.String(externalID)
+			}
+		}))
+	}
+	return provider
+}
 
 // Identity is who the SDK's default chain made the program.
 type Identity struct {
@@ -40,6 +66,9 @@ func Ask(ctx context.Context, started time.Time) Identity {
 	if err != nil {
 		id.Error = err.Error()
 		return id
+	}
+	if chain := os.Getenv(EnvAssumeRoleChain); chain != "" {
+		cfg.Credentials = assumeRoleChain(cfg, chain)
 	}
 	creds, err := cfg.Credentials.Retrieve(ctx)
 	if err != nil {
