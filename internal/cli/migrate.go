@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/migrate"
@@ -54,6 +55,7 @@ func newMigrateCommand(streams Streams) *cobra.Command {
 func newMigrateIRSACommand(f *migrateFlags) *cobra.Command {
 	var opts migrate.Options
 	var unverified []string
+	var exportDir string
 	cmd := &cobra.Command{
 		Use:   "irsa",
 		Short: "Give IRSA ServiceAccounts (eks.amazonaws.com/role-arn) an association with the same role",
@@ -90,10 +92,11 @@ prints the plan and changes nothing.`,
 				}
 				m.Unverified[ref] = true
 			}
-			return runMigration(cmd.Context(), m, cands, f.approve)
+			return runMigration(cmd.Context(), m, cands, f.approve, exportDir)
 		},
 	}
 	fs := cmd.Flags()
+	fs.StringVar(&exportDir, "export", "", "write the associations the migration left into DIR: associations.yaml (the objects), eksctl.yaml (a cluster file snippet) and terraform.tf (resources with import blocks), for GitOps and Terraform owners to adopt")
 	fs.StringArrayVar(&unverified, "allow-unverified", nil, "NAMESPACE/NAME: migrate this ServiceAccount although its role's trust does not admit it through IRSA (repeatable; printed in the plan)")
 	fs.BoolVar(&opts.RemoveOIDCTrust, "remove-oidc-trust", false, "remove the role's OIDC statement that admits only this ServiceAccount")
 	fs.BoolVar(&opts.RemoveAnnotation, "remove-annotation", false, "remove eks.amazonaws.com/role-arn from the ServiceAccount")
@@ -102,7 +105,7 @@ prints the plan and changes nothing.`,
 	return cmd
 }
 
-func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Candidate, approve bool) error {
+func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Candidate, approve bool, exportDir string) error {
 	if !approve {
 		var failed int
 		for _, c := range cands {
@@ -114,6 +117,7 @@ func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Can
 		return nil
 	}
 	skipped := 0
+	var migrated []*v1alpha1.PodIdentityAssociation
 	for i, c := range cands {
 		if err := m.Apply(ctx, c); err != nil {
 			var skip *migrate.SkipError
@@ -124,6 +128,15 @@ func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Can
 			}
 			return fmt.Errorf("%s/%s: %w\n%d of %d ServiceAccounts done; what was done is recorded: run again to resume, or `podid migrate rollback`", c.SA.Namespace, c.SA.Name, err, i, len(cands))
 		}
+		if exportDir != "" {
+			a, err := m.AssociationOf(ctx, c)
+			if err != nil {
+				return err
+			}
+			if a != nil {
+				migrated = append(migrated, a)
+			}
+		}
 		pods, err := m.PodsOnIRSA(ctx, c)
 		if err != nil {
 			return err
@@ -133,6 +146,13 @@ func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Can
 		}
 	}
 	fmt.Fprintf(m.Out, "%d ServiceAccount(s) migrated, %d skipped\n", len(cands)-skipped, skipped)
+	if exportDir != "" {
+		files, err := migrate.Export(exportDir, m.Cluster, migrated)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Out, "exported %d association(s) to %s\n", len(migrated), strings.Join(files, ", "))
+	}
 	if skipped > 0 {
 		return fmt.Errorf("%d ServiceAccount(s) could not be migrated: see above", skipped)
 	}

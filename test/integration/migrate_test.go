@@ -3,6 +3,8 @@ package integration
 import (
 	"maps"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/migrate"
 	"github.com/podid/podid/internal/token"
@@ -167,7 +170,8 @@ func TestMigrateIRSA(t *testing.T) {
 		t.Fatalf("the plan changed something: %d IAM writes", emu.IAMWrites()-writes)
 	}
 
-	out, errOut, err = podid(t, "migrate", "irsa", "-A", "-l", selector, "--approve", "--remove-oidc-trust", "--remove-annotation", "--restart", "--wait", "30s")
+	exportDir := t.TempDir()
+	out, errOut, err = podid(t, "migrate", "irsa", "-A", "-l", selector, "--approve", "--remove-oidc-trust", "--remove-annotation", "--restart", "--wait", "30s", "--export", exportDir)
 	if err == nil || !strings.Contains(err.Error(), "1 ServiceAccount(s) could not be migrated") || !strings.Contains(out, nsCross+"/app: skipped: role "+crossRole+" is in account 444455556666") || !strings.Contains(out, `"Sid":"PodidAssociation`) {
 		t.Fatalf("apply: %v\n%s%s", err, out, errOut)
 	}
@@ -180,6 +184,25 @@ func TestMigrateIRSA(t *testing.T) {
 	var pia v1alpha1.PodIdentityAssociation
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: nsPath, Name: "app"}, &pia); err != nil || pia.Spec.RoleARN != pathRole {
 		t.Fatalf("association: %+v %v", pia.Spec, err)
+	}
+	// What the migration left, exported for the GitOps and Terraform owners.
+	exported := map[string]string{}
+	for _, name := range []string{"associations.yaml", "eksctl.yaml", "terraform.tf"} {
+		data, err := os.ReadFile(filepath.Join(exportDir, name))
+		if err != nil {
+			t.Fatalf("--export: %v\n%s", err, out)
+		}
+		exported[name] = string(data)
+	}
+	if !strings.Contains(exported["associations.yaml"], "namespace: "+nsPath) || !strings.Contains(exported["associations.yaml"], "roleArn: "+pathRole) ||
+		strings.Contains(exported["associations.yaml"], "uid:") || strings.Contains(exported["associations.yaml"], "status:") {
+		t.Errorf("associations.yaml:\n%s", exported["associations.yaml"])
+	}
+	if !strings.Contains(exported["eksctl.yaml"], "serviceAccountName: app\n    roleARN: "+pathRole) {
+		t.Errorf("eksctl.yaml:\n%s", exported["eksctl.yaml"])
+	}
+	if !strings.Contains(exported["terraform.tf"], `id = "`+id.Cluster.ClusterName+","+association.IDFor(pia.UID)+`"`) || !strings.Contains(exported["terraform.tf"], `role_arn        = "`+pathRole+`"`) {
+		t.Errorf("terraform.tf:\n%s", exported["terraform.tf"])
 	}
 	var sa corev1.ServiceAccount
 	k8s.Get(ctx, client.ObjectKey{Namespace: nsPath, Name: "app"}, &sa)
