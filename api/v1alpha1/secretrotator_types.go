@@ -60,7 +60,7 @@ type SecretRotator struct {
 // +kubebuilder:validation:XValidation:rule="has(self.secretName) || (has(self.generatedSecrets) && size(self.generatedSecrets) > 0)",message="set generatedSecrets (or the legacy secretName): the rotator needs at least one secret to write"
 // +kubebuilder:validation:XValidation:rule="(has(self.provider) && self.provider == 'ecr') || has(self.artifactoryUrl)",message="set artifactoryUrl for JFrog Artifactory, or provider: ecr for Amazon ECR"
 // +kubebuilder:validation:XValidation:rule="!has(self.provider) || self.provider != 'ecr' || (has(self.ecr) && has(self.ecr.region)) || has(self.awsRegion)",message="provider ecr needs ecr.region (or awsRegion): the registries' region"
-// +kubebuilder:validation:XValidation:rule="!has(self.serviceAccount) || self.serviceAccount.name == '' || !has(self.authType) || self.authType != 'podIdentity'",message="serviceAccount is for webIdentity (IRSA); with podIdentity the rotator's own association is used: leave serviceAccount out, or its name empty as JFrog's manifest does"
+// +kubebuilder:validation:XValidation:rule="!has(self.serviceAccount) || size(self.serviceAccount.name) == 0 || !has(self.authType) || self.authType != 'podIdentity'",message="serviceAccount is for webIdentity (IRSA); with podIdentity the rotator's own association is used: leave serviceAccount out, or its name empty as JFrog's manifest does"
 type SecretRotatorSpec struct {
 	// authType is how the rotator obtains AWS credentials: auto (Pod
 	// Identity when the pod has it, else IRSA), podIdentity or webIdentity.
