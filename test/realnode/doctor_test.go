@@ -213,7 +213,7 @@ func testDoctorNodeDown(t *testing.T) {
 		restore := setAgentNodeSelector(t, map[string]string{"podid.io/agent": "nowhere"})
 		defer restore()
 		r := diagnose(t)(d.Pod(ctx, ns, healthy.Name))
-		want(t, r, "agent", doctor.Fail, `does not run on node `+healthy.Spec.NodeName+`: its nodeSelector map[podid.io/agent:nowhere] does not match the node`)
+		want(t, r, "agent", doctor.Fail, `does not run on node `+healthy.Spec.NodeName+`: its nodeSelector map[kubernetes.io/os:linux podid.io/agent:nowhere] does not match the node`)
 		want(t, r, "agents", doctor.Warn, "the DaemonSet does not run on "+healthy.Spec.NodeName)
 		wantLive(t, r, doctor.OK, "podid server obtained credentials for this pod")
 	})
@@ -383,8 +383,10 @@ func patchWebhookCABundle(t *testing.T, bundle []byte) func() {
 // for the agent to be ready again.
 func setAgentNodeSelector(t *testing.T, selector map[string]string) func() {
 	t.Helper()
-	set := func(ctx context.Context, sel map[string]string) error {
-		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":%s}}}}`, jsonOrNull(sel))
+	// A merge patch: the chart's kubernetes.io/os stays, and only the keys
+	// added here are taken away again.
+	set := func(ctx context.Context, nodeSelector string) error {
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"nodeSelector":%s}}}}`, nodeSelector)
 		if _, err := cs.AppsV1().DaemonSets(podidNS).Patch(ctx, doctor.AgentDaemonSet, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 			return err
 		}
@@ -402,25 +404,20 @@ func setAgentNodeSelector(t *testing.T, selector map[string]string) func() {
 			return settled && len(pods.Items) == int(st.DesiredNumberScheduled), nil
 		})
 	}
-	if err := set(t.Context(), selector); err != nil {
+	added, _ := json.Marshal(selector)
+	removed := map[string]any{}
+	for k := range selector {
+		removed[k] = nil
+	}
+	undo, _ := json.Marshal(removed)
+	if err := set(t.Context(), string(added)); err != nil {
 		t.Fatalf("moving the agent DaemonSet: %v", err)
 	}
 	return func() {
-		if err := set(context.Background(), nil); err != nil {
+		if err := set(context.Background(), string(undo)); err != nil {
 			t.Errorf("restoring the agent DaemonSet: %v", err)
 		}
 	}
-}
-
-func jsonOrNull(m map[string]string) string {
-	if m == nil {
-		return "null"
-	}
-	var parts []string
-	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%q:%q", k, v))
-	}
-	return "{" + strings.Join(parts, ",") + "}"
 }
 
 // scaleServer scales podid server and waits until that many replicas are
