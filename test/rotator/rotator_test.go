@@ -385,13 +385,8 @@ func TestJFrogGuideManifestVerbatim(t *testing.T) {
 // Artifactory is told which: Artifactory's replay to STS verifies it.
 func TestJFrogRegionalSTS(t *testing.T) {
 	t.Parallel()
-	namespace(t, "jfrog-china", nil)
-	caSecret(t, "jfrog-china", "artifactory-ca", e.artCA)
-	rot := seed(t)
-	rot.Name = "jfrog-china"
+	rot := seedIn(t, "jfrog-china")
 	rot.Spec.AWSRegion = "cn-north-1"
-	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-china"}
-	rot.Spec.Security.SecretNamespace = "jfrog-china"
 	before := e.art.RegionalExchanges("cn-north-1")
 	create(t, rot)
 	waitReady(t, "jfrog-china", v1alpha1.ReasonRotated)
@@ -407,12 +402,7 @@ func TestJFrogRegionalSTS(t *testing.T) {
 // are in the Ready condition and Warning Events. Not parallel: the fault is
 // the emulator's, for whichever GetRole comes next.
 func TestJFrogTokenNotes(t *testing.T) {
-	namespace(t, "jfrog-notes", nil)
-	caSecret(t, "jfrog-notes", "artifactory-ca", e.artCA)
-	rot := seed(t)
-	rot.Name = "jfrog-notes"
-	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-notes"}
-	rot.Spec.Security.SecretNamespace = "jfrog-notes"
+	rot := seedIn(t, "jfrog-notes")
 	rot.Spec.RefreshTime = &metav1.Duration{Duration: 4 * time.Hour}
 	e.emu.InjectFault("GetRole", "AccessDenied", 1)
 	create(t, rot)
@@ -463,12 +453,7 @@ func TestJFrogAssumeRoleChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.art.MapRole(hop, "chain-puller")
-	namespace(t, "jfrog-chain", nil)
-	caSecret(t, "jfrog-chain", "artifactory-ca", e.artCA)
-	rot := seed(t)
-	rot.Name = "jfrog-chain"
-	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "jfrog-chain"}
-	rot.Spec.Security.SecretNamespace = "jfrog-chain"
+	rot := seedIn(t, "jfrog-chain")
 	rot.Spec.AssumeRoleChain = []v1alpha1.AssumeRoleHop{{RoleARN: hop, ExternalID: "chain-ext"}}
 	create(t, rot)
 	got := waitReady(t, "jfrog-chain", v1alpha1.ReasonRotated)
@@ -479,4 +464,17 @@ func TestJFrogAssumeRoleChain(t *testing.T) {
 	if user != "chain-puller" {
 		t.Errorf("docker login user %q, want the hop role's JFrog user", user)
 	}
+}
+
+// seedIn is the seed manifest as a rotator named name, for a namespace of
+// the same name (created, with the Artifactory CA Secret) and only it.
+func seedIn(t *testing.T, name string) *v1alpha1.SecretRotator {
+	t.Helper()
+	namespace(t, name, nil)
+	caSecret(t, name, "artifactory-ca", e.artCA)
+	rot := seed(t)
+	rot.Name = name
+	rot.Spec.NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": name}
+	rot.Spec.Security.SecretNamespace = name
+	return rot
 }
