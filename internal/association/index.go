@@ -77,19 +77,6 @@ func (ix *Index) Lookup(namespace, serviceAccount string) (*Association, bool) {
 	return a, ok
 }
 
-// Superseded reports whether the namespace's own association for the
-// ServiceAccount is out of force because a cluster association names it too.
-func (ix *Index) Superseded(namespace, serviceAccount string) (*Association, bool) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	key := saKey{namespace, serviceAccount}
-	cluster, ok := ix.byClusterSA[key]
-	if _, own := ix.bySA[key]; !own {
-		return nil, false
-	}
-	return cluster, ok
-}
-
 // ByID returns the association with this association ID, if there is one.
 func (ix *Index) ByID(id string) (*Association, bool) {
 	ix.mu.RLock()

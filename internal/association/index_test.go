@@ -152,9 +152,6 @@ func TestIndexClusterAssociationWins(t *testing.T) {
 	if !ok || !a.Cluster || a.RoleARN != cluster.Spec.RoleARN || a.ID != IDFor("cluster") {
 		t.Fatalf("in force: %+v", a)
 	}
-	if sup, ok := ix.Superseded("shop", "billing"); !ok || sup.ID != IDFor("cluster") {
-		t.Fatalf("superseded by %+v %v", sup, ok)
-	}
 	if _, ok := ix.ByID(IDFor("own")); !ok || ix.Len() != 2 {
 		t.Fatalf("the namespace's association is not found by ID, or Len = %d", ix.Len())
 	}

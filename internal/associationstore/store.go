@@ -1,8 +1,9 @@
 // Package associationstore reads and writes Pod Identity associations of both
 // kinds — a namespace's PodIdentityAssociation and a
-// ClusterPodIdentityAssociation — as one thing, for the callers that act for a
-// user (the EKS-compatible API, the CLI). Everything is done with the client
-// it is given, so the user's own RBAC and podid's admission policies decide.
+// ClusterPodIdentityAssociation — as one thing: for the callers that act for a
+// user (the EKS-compatible API, the CLI, doctor, migrate), and the webhook's
+// read past its index. Everything is done with the client it is given, so a
+// user's own RBAC and podid's admission policies decide.
 package associationstore
 
 import (
@@ -67,13 +68,22 @@ func (s Stored) Kind() string {
 // cluster associations sees only the namespace's. The error is the API
 // server's (NotFound when there is neither).
 func Get(ctx context.Context, c client.Reader, namespace, serviceAccount string) (Stored, error) {
-	var cluster v1alpha1.ClusterPodIdentityAssociation
-	err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterAssociationName(namespace, serviceAccount)}, &cluster)
-	if err == nil {
-		return Stored{Cluster: &cluster}, nil
+	stored, err := GetKind(ctx, c, namespace, serviceAccount, true)
+	if err == nil || (!apierrors.IsNotFound(err) && !apierrors.IsForbidden(err)) {
+		return stored, err
 	}
-	if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
-		return Stored{}, err
+	return GetKind(ctx, c, namespace, serviceAccount, false)
+}
+
+// GetKind reads the association of a ServiceAccount of one kind: the
+// cluster one, or the namespace's.
+func GetKind(ctx context.Context, c client.Reader, namespace, serviceAccount string, cluster bool) (Stored, error) {
+	if cluster {
+		var cpia v1alpha1.ClusterPodIdentityAssociation
+		if err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterAssociationName(namespace, serviceAccount)}, &cpia); err != nil {
+			return Stored{}, err
+		}
+		return Stored{Cluster: &cpia}, nil
 	}
 	var pia v1alpha1.PodIdentityAssociation
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: serviceAccount}, &pia); err != nil {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -12,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/associationstore"
 )
 
@@ -212,7 +212,7 @@ of an association never change: delete it and create another instead.`,
 				if changed("policy") {
 					s.Policy = policy
 				}
-				s.Tags = editTags(s.Tags, addTags, removeTags)
+				s.Tags = association.EditTags(s.Tags, addTags, removeTags)
 				return c.Update(cmd.Context(), stored.Object())
 			})
 			if err != nil {
@@ -259,21 +259,4 @@ func newAssociationDeleteCommand(f *associationFlags) *cobra.Command {
 	}
 	f.addTargetFlags(cmd)
 	return cmd
-}
-
-// editTags is tags with add set and remove taken away; nil when none are left,
-// since an association holds no empty tag map.
-func editTags(tags, add map[string]string, remove []string) map[string]string {
-	out := maps.Clone(tags)
-	if out == nil {
-		out = map[string]string{}
-	}
-	maps.Copy(out, add)
-	for _, k := range remove {
-		delete(out, k)
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }

@@ -129,7 +129,7 @@ func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Can
 			return fmt.Errorf("%s/%s: %w\n%d of %d ServiceAccounts done; what was done is recorded: run again to resume, or `podid migrate rollback`", c.SA.Namespace, c.SA.Name, err, i, len(cands))
 		}
 		if exportDir != "" {
-			a, err := m.AssociationOf(ctx, c)
+			a, err := m.AssociationInForce(ctx, c)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/webhook"
 )
@@ -102,10 +103,8 @@ func (d *Doctor) serviceAccountSection(ctx context.Context, namespace, name stri
 // A cluster association, in force over the namespace's own, is looked up
 // first; a user who may not read those is told nothing of them.
 func (d *Doctor) findAssociation(ctx context.Context, namespace, sa string) (*v1alpha1.PodIdentityAssociation, []string, error) {
-	var cluster v1alpha1.ClusterPodIdentityAssociation
-	err := d.Kube.Get(ctx, client.ObjectKey{Name: v1alpha1.ClusterAssociationName(namespace, sa)}, &cluster)
-	if err == nil && cluster.DeletionTimestamp == nil {
-		return cluster.AsAssociation(), nil, nil
+	if cluster, err := associationstore.GetKind(ctx, d.Kube, namespace, sa, true); err == nil && cluster.Cluster.DeletionTimestamp == nil {
+		return cluster.View(), nil, nil
 	}
 	var here v1alpha1.PodIdentityAssociationList
 	if err := d.Kube.List(ctx, &here, client.InNamespace(namespace)); err != nil {

@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/associationstore"
@@ -171,30 +170,21 @@ func (h *Handler) clientFor(keyID, user string, groups []string) (client.Client,
 	return actual.(client.Client), nil
 }
 
-// find locates the association with id: from the index, or, for one so new
-// the index has not seen it, by listing as podid server. The object is then
-// read as the caller, so RBAC applies.
-// find reads the association with that ID as the caller, from whichever
-// kind holds it.
+// find locates the association with id, of either kind, from the index; the
+// object is then read as the caller, so RBAC applies.
 func (h *Handler) find(c *call, id string) (associationstore.Stored, error) {
 	if !association.IsID(id) {
 		return associationstore.Stored{}, fail(InvalidParameter, "associationId %q is not an association ID (a- followed by 17 lower-case letters and digits)", id)
 	}
+	// The watch-backed index knows every association; an ID it does not
+	// know after a moment is not found. Never a LIST of every association
+	// per request: unknown IDs cost a caller nothing but podid a great
+	// deal.
 	a, ok := h.indexed(c.r.Context(), id)
 	if !ok {
 		return associationstore.Stored{}, notFound(id)
 	}
-	var stored associationstore.Stored
-	var err error
-	if a.Cluster {
-		var cpia v1alpha1.ClusterPodIdentityAssociation
-		err = c.kube.Get(c.r.Context(), client.ObjectKey{Name: v1alpha1.ClusterAssociationName(a.Namespace, a.ServiceAccount)}, &cpia)
-		stored.Cluster = &cpia
-	} else {
-		var pia v1alpha1.PodIdentityAssociation
-		err = c.kube.Get(c.r.Context(), client.ObjectKey{Namespace: a.Namespace, Name: a.ServiceAccount}, &pia)
-		stored.Namespaced = &pia
-	}
+	stored, err := associationstore.GetKind(c.r.Context(), c.kube, a.Namespace, a.ServiceAccount, a.Cluster)
 	if err != nil {
 		return associationstore.Stored{}, kubeError(err, "reading association "+id)
 	}
@@ -204,6 +194,9 @@ func (h *Handler) find(c *call, id string) (associationstore.Stored, error) {
 	return stored, nil
 }
 
+// indexed looks id up in the index, giving the watch a moment to deliver
+// an association created an instant ago (a client describing what it just
+// created, maybe through another replica).
 func (h *Handler) indexed(ctx context.Context, id string) (*association.Association, bool) {
 	deadline := time.Now().Add(indexGrace)
 	for {

@@ -46,11 +46,14 @@ func (h *Handler) create(c *call) (any, error) {
 			return nil, fail(InvalidParameter, "policy: %v", err)
 		}
 	}
+	// A retry of the same request (same token) gets the same answer.
+	isRetry := func(existing associationstore.Stored) bool {
+		return req.ClientRequestToken != "" && existing.Object().GetAnnotations()[CreateTokenAnnotation] == req.ClientRequestToken
+	}
 	// One association per ServiceAccount, whichever kind holds it.
 	if a, ok := h.opts.Index.Lookup(req.Namespace, req.ServiceAccount); ok {
-		if existing, err := associationstore.Get(c.r.Context(), c.kube, req.Namespace, req.ServiceAccount); err == nil &&
-			req.ClientRequestToken != "" && existing.Object().GetAnnotations()[CreateTokenAnnotation] == req.ClientRequestToken {
-			return associationResponse{toWire(h.opts.Identity, existing.View())}, nil // a retry of this request
+		if existing, err := associationstore.Get(c.r.Context(), c.kube, req.Namespace, req.ServiceAccount); err == nil && isRetry(existing) {
+			return associationResponse{toWire(h.opts.Identity, existing.View())}, nil
 		}
 		return nil, inUse(a.ID, req.Namespace, req.ServiceAccount)
 	}
@@ -74,7 +77,7 @@ func (h *Handler) create(c *call) (any, error) {
 		if getErr != nil {
 			return nil, kubeError(getErr, "reading the existing association")
 		}
-		if req.ClientRequestToken != "" && existing.Object().GetAnnotations()[CreateTokenAnnotation] == req.ClientRequestToken {
+		if isRetry(existing) {
 			return associationResponse{toWire(h.opts.Identity, existing.View())}, nil
 		}
 		return nil, inUse(existing.ID(), req.Namespace, req.ServiceAccount)

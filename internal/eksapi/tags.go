@@ -45,30 +45,39 @@ type tagsResponse struct {
 	Tags map[string]string `json:"tags"`
 }
 
-// tagged finds the association an ARN names. EKS answers
+// taggedID is the association ID an ARN names. EKS answers
 // BadRequestException for what is not an ARN and NotFoundException for an
 // ARN of nothing it holds.
-func (h *Handler) tagged(c *call) (associationstore.Stored, string, error) {
-	arn := c.r.PathValue("resourceArn")
+func (h *Handler) taggedID(c *call) (arn, id string, err error) {
+	arn = c.r.PathValue("resourceArn")
 	if !strings.HasPrefix(arn, "arn:") || strings.Count(arn, ":") < 5 {
-		return associationstore.Stored{}, "", fail(BadRequest, "%q is not a valid ARN", arn)
+		return arn, "", fail(BadRequest, "%q is not a valid ARN", arn)
 	}
 	prefix := h.opts.Identity.AssociationARN("")
 	id, ok := strings.CutPrefix(arn, prefix)
 	if !ok || !association.IsID(id) {
-		return associationstore.Stored{}, "", fail(NotFound, "resource %s not found: podid serves the tags of this cluster's Pod Identity associations (%s<association ID>) only", arn, prefix)
+		return arn, "", fail(NotFound, "resource %s not found: podid serves the tags of this cluster's Pod Identity associations (%s<association ID>) only", arn, prefix)
 	}
-	stored, err := h.find(c, id)
+	return arn, id, nil
+}
+
+// notTagged gives an association that is not there the tagging operations'
+// NotFoundException.
+func notTagged(err error, arn string) error {
 	if e, isAPI := err.(*apiError); isAPI && e.Code == ResourceNotFound {
-		return associationstore.Stored{}, "", fail(NotFound, "resource %s not found", arn)
+		return fail(NotFound, "resource %s not found", arn)
 	}
-	return stored, id, err
+	return err
 }
 
 func (h *Handler) listTags(c *call) (any, error) {
-	stored, _, err := h.tagged(c)
+	arn, id, err := h.taggedID(c)
 	if err != nil {
 		return nil, err
+	}
+	stored, err := h.find(c, id)
+	if err != nil {
+		return nil, notTagged(err, arn)
 	}
 	tags := stored.Spec().Tags
 	if tags == nil {
@@ -88,17 +97,13 @@ func (h *Handler) tag(c *call) (any, error) {
 	if err := validateTags(req.Tags, BadRequest); err != nil {
 		return nil, err
 	}
-	_, id, err := h.tagged(c)
+	arn, id, err := h.taggedID(c)
 	if err != nil {
 		return nil, err
 	}
 	_, err = h.change(c, id, func(stored associationstore.Stored) (bool, error) {
 		spec := stored.Spec()
-		merged := maps.Clone(spec.Tags)
-		if merged == nil {
-			merged = map[string]string{}
-		}
-		maps.Copy(merged, req.Tags)
+		merged := association.EditTags(spec.Tags, req.Tags, nil)
 		if err := validateTags(merged, BadRequest); err != nil {
 			return false, err
 		}
@@ -109,7 +114,7 @@ func (h *Handler) tag(c *call) (any, error) {
 		return true, nil
 	}, tagKubeError)
 	if err != nil {
-		return nil, err
+		return nil, notTagged(err, arn)
 	}
 	return struct{}{}, nil
 }
@@ -119,23 +124,21 @@ func (h *Handler) untag(c *call) (any, error) {
 	if len(keys) == 0 {
 		return nil, fail(BadRequest, "tagKeys is required: name at least one tag key to remove")
 	}
-	_, id, err := h.tagged(c)
+	arn, id, err := h.taggedID(c)
 	if err != nil {
 		return nil, err
 	}
 	_, err = h.change(c, id, func(stored associationstore.Stored) (bool, error) {
 		spec := stored.Spec()
-		n := len(spec.Tags)
-		for _, k := range keys {
-			delete(spec.Tags, k)
+		left := association.EditTags(spec.Tags, nil, keys)
+		if len(left) == len(spec.Tags) {
+			return false, nil
 		}
-		if len(spec.Tags) == 0 {
-			spec.Tags = nil // the CRD holds no empty map
-		}
-		return len(spec.Tags) != n, nil
+		spec.Tags = left
+		return true, nil
 	}, tagKubeError)
 	if err != nil {
-		return nil, err
+		return nil, notTagged(err, arn)
 	}
 	return struct{}{}, nil
 }

@@ -54,7 +54,7 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 	} else {
 		m.say("  trust: add podid's statement (principal %s, session tags of %s)", m.Principal, c.ref())
 	}
-	pia, err := m.associationInForce(ctx, c)
+	pia, err := m.AssociationInForce(ctx, c)
 	switch {
 	case err != nil:
 		return err
@@ -144,7 +144,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 	var pia *v1alpha1.PodIdentityAssociation
 	if !rec.Has(StepAssociation) {
 		var err error
-		if pia, err = m.associationInForce(ctx, c); err != nil {
+		if pia, err = m.AssociationInForce(ctx, c); err != nil {
 			return err
 		}
 		switch {
@@ -325,7 +325,7 @@ func (m *Migrator) waitReady(ctx context.Context, c *Candidate) error {
 	}
 	var last string
 	err := pollUntil(ctx, wait, func(ctx context.Context) (bool, error) {
-		pia, err := m.associationInForce(ctx, c)
+		pia, err := m.AssociationInForce(ctx, c)
 		if err != nil || pia == nil {
 			return false, err
 		}

@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,12 +12,6 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
 )
-
-// AssociationOf is the association in force for c's ServiceAccount after
-// Apply, or nil.
-func (m *Migrator) AssociationOf(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
-	return m.associationInForce(ctx, c)
-}
 
 // Export writes the associations a migration left into dir, so that their
 // owners can adopt them: associations.yaml (the objects, as kubectl would

@@ -292,10 +292,10 @@ func (m *Migrator) say(format string, args ...any) {
 	fmt.Fprintf(m.Out, format+"\n", args...)
 }
 
-// associationInForce is the association of c's ServiceAccount of either
+// AssociationInForce is the association of c's ServiceAccount of either
 // kind (a cluster one is in force over the namespace's), or nil: the
 // migration creates none where one exists.
-func (m *Migrator) associationInForce(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
+func (m *Migrator) AssociationInForce(ctx context.Context, c *Candidate) (*v1alpha1.PodIdentityAssociation, error) {
 	stored, err := associationstore.Get(ctx, m.Client, c.SA.Namespace, c.SA.Name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil

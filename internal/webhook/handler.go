@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/podidentity"
 )
@@ -190,12 +190,7 @@ func (h *Handler) association(ctx context.Context, namespace, sa string) (bool, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.LiveTimeout)
 	defer cancel()
-	// An association is named after its ServiceAccount, a cluster one
-	// <namespace>.<serviceAccount>.
-	err := h.opts.Live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: sa}, &v1alpha1.PodIdentityAssociation{})
-	if apierrors.IsNotFound(err) {
-		err = h.opts.Live.Get(ctx, types.NamespacedName{Name: v1alpha1.ClusterAssociationName(namespace, sa)}, &v1alpha1.ClusterPodIdentityAssociation{})
-	}
+	_, err := associationstore.Get(ctx, h.opts.Live, namespace, sa)
 	switch {
 	case err == nil:
 		h.opts.Metrics.readThrough("association")
