@@ -241,7 +241,7 @@ func (h *Handler) assume(ctx context.Context, ref podevents.Pod, serviceAccount 
 	if err != nil {
 		var serr *sts.Error
 		if errors.As(err, &serr) && serr.Kind == sts.AccessDenied {
-			event(podevents.ReasonRoleAssumeDenied, "podid server could not assume role "+a.RoleARN+" for this pod (association "+a.ID+"): "+serr.Message+". The role's trust policy must allow podid server's principal (ConfigMap podid-server-identity in podid's namespace) sts:AssumeRole and sts:TagSession, with conditions this pod's session tags meet.")
+			event(podevents.ReasonRoleAssumeDenied, "podid server could not assume role "+a.RoleARN+" for this pod (association "+a.ID+"): "+serr.Message+". The role's trust policy must allow podid server's principal (ConfigMap podid-server-identity in podid's namespace) sts:AssumeRole and sts:TagSession, with conditions this pod's session tags meet: for a role that trusts EKS Pod Identity, run `podid role trust -n "+ref.Namespace+" --service-account "+serviceAccount+" --role-arn "+a.RoleARN+" --approve`; `podid doctor pod` shows what is missing.")
 		}
 		return nil, nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/roletrust"
 	"github.com/podid/podid/internal/serveridentity"
 )
 
@@ -27,7 +28,10 @@ import (
 const (
 	AnnotationCreatedRole           = "podid.io/created-role"
 	AnnotationCreatedServiceAccount = "podid.io/created-service-account"
-	labelManagedBy                  = "app.kubernetes.io/managed-by"
+	// AnnotationTrustedRole is a role whose trust --update-trust gave
+	// podid's statement for the association; delete removes it again.
+	AnnotationTrustedRole = "podid.io/trusted-role"
+	labelManagedBy        = "app.kubernetes.io/managed-by"
 )
 
 // roleFlags are eksctl's options for a role made for the association.
@@ -35,6 +39,7 @@ type roleFlags struct {
 	name, path, permissionPolicy, boundary, podidNamespace string
 	policyARNs, wellKnown                                  []string
 	createServiceAccount                                   bool
+	updateTrust, allowUnverifiedTrust                      bool
 }
 
 func (r *roleFlags) add(cmd *cobra.Command) {
@@ -48,6 +53,8 @@ func (r *roleFlags) add(cmd *cobra.Command) {
 	fs.StringVar(&r.boundary, "permission-boundary-arn", "", "eksctl's spelling of --permissions-boundary-arn")
 	fs.BoolVar(&r.createServiceAccount, "create-service-account", false, "create the ServiceAccount too (delete removes it again)")
 	fs.StringVar(&r.podidNamespace, "podid-namespace", "podid-system", "where podid server runs and publishes its AWS identity")
+	fs.BoolVar(&r.updateTrust, "update-trust", false, "add podid's statement for this ServiceAccount to --role-arn's trust, as 'podid role trust --approve' does (for roles that trust EKS Pod Identity); delete removes it again")
+	fs.BoolVar(&r.allowUnverifiedTrust, "allow-unverified", false, "with --update-trust: add it although the role's trust does not admit EKS Pod Identity for this ServiceAccount")
 }
 
 // makesRole reports whether any option of a created role is given.
@@ -67,6 +74,12 @@ func (r *roleFlags) check(spec *specFlags) error {
 		return errors.New("--role-arn is required, or --role-name to create the role")
 	case r.name != "" && spec.disableSessionTags:
 		return errors.New("a role podid creates trusts podid server only with this association's session tags; --disable-session-tags would make it unusable: drop one of them")
+	case r.updateTrust && spec.roleARN == "":
+		return errors.New("--update-trust changes the trust of an existing role: give it with --role-arn")
+	case r.updateTrust && spec.disableSessionTags:
+		return errors.New("podid's trust statement admits podid server only with this association's session tags; --disable-session-tags would make it unusable: drop one of them")
+	case r.allowUnverifiedTrust && !r.updateTrust:
+		return errors.New("--allow-unverified goes with --update-trust")
 	}
 	if r.permissionPolicy != "" {
 		doc := r.permissionPolicy
@@ -128,6 +141,57 @@ func (r *roleFlags) createRole(ctx context.Context, c client.Client, ns, sa stri
 	return arn, a.Cluster, err
 }
 
+// trust adds podid's statement for pia to its role's trust (--update-trust),
+// recording on pia that it did so that delete removes it again; a role
+// whose trust has it already is left as it is, and not recorded.
+func (r *roleFlags) trust(ctx context.Context, c client.Client, pia *v1alpha1.PodIdentityAssociation) (string, error) {
+	target, iamc, err := roleTarget(ctx, c, r.podidNamespace, pia.Spec.RoleARN, pia.Namespace, pia.Spec.ServiceAccount)
+	if err != nil {
+		return "", err
+	}
+	plan, err := planTrust(ctx, c, iamc, target, r.allowUnverifiedTrust)
+	if err != nil {
+		return "", fmt.Errorf("--update-trust: %w", err)
+	}
+	if !plan.Changes() {
+		return fmt.Sprintf("role %s already trusts podid server for %s", target.RoleARN, target.Association), nil
+	}
+	if err := roletrust.Write(ctx, iamc, plan); err != nil {
+		return "", err
+	}
+	pia.Annotations[AnnotationTrustedRole] = target.RoleARN
+	pia.Annotations[annotationTrustedRoleCluster] = target.Association.Cluster
+	return fmt.Sprintf("added podid's statement for %s in cluster %s to role %s's trust:\n  %s", target.Association, target.Association.Cluster, target.RoleARN, strings.Join(plan.Lines, "\n  ")), nil
+}
+
+// annotationTrustedRoleCluster records the cluster podid's statement
+// names, which delete needs to find it.
+const annotationTrustedRoleCluster = "podid.io/trusted-role-cluster"
+
+// untrust removes the statement --update-trust added for pia. The
+// annotations are writable by the namespace's editors, but the statement
+// removed is only ever podid's for pia's own ServiceAccount.
+func untrust(ctx context.Context, pia *v1alpha1.PodIdentityAssociation) (string, error) {
+	arn := pia.Annotations[AnnotationTrustedRole]
+	iamc, err := awsIAM(ctx, "us-east-1")
+	if err != nil {
+		return "", err
+	}
+	target := roletrust.Target{RoleARN: arn, Association: iamrole.Association{Cluster: pia.Annotations[annotationTrustedRoleCluster], Namespace: pia.Namespace, ServiceAccount: pia.Spec.ServiceAccount}}
+	plan, err := roletrust.PlanUntrust(ctx, iamc, target)
+	if err == nil {
+		err = roletrust.Write(ctx, iamc, plan)
+	}
+	if err != nil {
+		return "", fmt.Errorf("podid's statement for %s is still in role %s's trust: %w; remove it with `podid role untrust -n %s --service-account %s --role-arn %s --approve`",
+			target.Association, arn, err, pia.Namespace, pia.Spec.ServiceAccount, arn)
+	}
+	if !plan.Changes() {
+		return "role " + arn + " had no podid statement for " + target.Association.String() + " left", nil
+	}
+	return "removed podid's statement for " + target.Association.String() + " from role " + arn + "'s trust", nil
+}
+
 // createServiceAccount creates the ServiceAccount unless it exists; it
 // reports whether it did.
 func createServiceAccount(ctx context.Context, c client.Client, ns, name string) (bool, error) {
@@ -167,6 +231,14 @@ func deleteCreated(ctx context.Context, c client.Client, pia *v1alpha1.PodIdenti
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("the association is deleted, but its IAM role %s is not: %w; run `podid association delete` again or delete the role yourself", arn, err))
+		}
+	}
+	if pia.Annotations[AnnotationTrustedRole] != "" {
+		line, err := untrust(ctx, pia)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			said = append(said, line)
 		}
 	}
 	if pia.Annotations[AnnotationCreatedServiceAccount] == "true" {
@@ -238,6 +310,14 @@ func (f *associationFlags) createWith(ctx context.Context, c client.Client, host
 		pia.Annotations[AnnotationCreatedRole] = arn
 		pia.Annotations[annotationCreatedRoleCluster] = cluster
 		made = append(made, fmt.Sprintf("created IAM role %s, trusting podid server for %s/%s in cluster %s only", arn, ns, sa, cluster))
+	}
+	if role.updateTrust {
+		line, err := role.trust(ctx, c, pia)
+		if err != nil {
+			undoCreated(ctx, c, pia, f)
+			return associationstore.Stored{}, err
+		}
+		made = append(made, line)
 	}
 	if len(pia.Annotations) == 0 {
 		pia.Annotations = nil

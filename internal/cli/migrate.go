@@ -77,7 +77,8 @@ what was created). A run stops at the first failure: run it again to resume, or
 prints the plan and changes nothing.`,
 		Example: `  podid migrate irsa -n shop
   podid migrate irsa -n shop --approve --restart
-  podid migrate irsa -A -l team=web --approve --remove-oidc-trust --remove-annotation`,
+  podid migrate irsa -A -l team=web --approve --remove-oidc-trust --remove-annotation
+  podid migrate irsa -A --approve --remove-oidc-trust --remove-oidc-provider`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, cands, err := f.setUp(cmd.Context(), opts)
@@ -100,6 +101,7 @@ prints the plan and changes nothing.`,
 	fs.StringArrayVar(&unverified, "allow-unverified", nil, "NAMESPACE/NAME: migrate this ServiceAccount although its role's trust does not admit it through IRSA (repeatable; printed in the plan)")
 	fs.BoolVar(&opts.RemoveOIDCTrust, "remove-oidc-trust", false, "remove the role's OIDC statement that admits only this ServiceAccount")
 	fs.BoolVar(&opts.RemoveAnnotation, "remove-annotation", false, "remove eks.amazonaws.com/role-arn from the ServiceAccount")
+	fs.BoolVar(&opts.RemoveOIDCProvider, "remove-oidc-provider", false, "after the run, delete the cluster's IAM OIDC provider if no role of the account trusts it any more (the plan lists those that do)")
 	fs.BoolVar(&opts.Restart, "restart", false, "restart the ServiceAccount's workloads once its association is Ready")
 	fs.DurationVar(&opts.Wait, "wait", 2*time.Minute, "how long to wait for an association to be Ready before restarting")
 	return cmd
@@ -107,13 +109,18 @@ prints the plan and changes nothing.`,
 
 func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Candidate, approve bool, exportDir string) error {
 	if !approve {
-		var failed int
+		var planned []*migrate.Candidate
 		for _, c := range cands {
-			if m.Plan(ctx, c) != nil {
-				failed++
+			if m.Plan(ctx, c) == nil {
+				planned = append(planned, c)
 			}
 		}
-		fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s), %d cannot be migrated; nothing was changed: run again with --approve\n", len(cands), failed)
+		if m.Options.RemoveOIDCProvider {
+			if _, err := m.RemoveOIDCProvider(ctx, false, planned); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(m.Out, "plan: %d ServiceAccount(s), %d cannot be migrated; nothing was changed: run again with --approve\n", len(cands), len(cands)-len(planned))
 		return nil
 	}
 	skipped := 0
@@ -155,6 +162,15 @@ func runMigration(ctx context.Context, m *migrate.Migrator, cands []*migrate.Can
 	}
 	if skipped > 0 {
 		return fmt.Errorf("%d ServiceAccount(s) could not be migrated: see above", skipped)
+	}
+	if m.Options.RemoveOIDCProvider {
+		gone, err := m.RemoveOIDCProvider(ctx, true, nil)
+		if err != nil {
+			return err
+		}
+		if !gone {
+			return fmt.Errorf("the OIDC provider %s is kept: roles still trust it (listed above)", m.ProviderARN())
+		}
 	}
 	return nil
 }

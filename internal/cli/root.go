@@ -52,6 +52,8 @@ Pod Identity.`,
 	mig.GroupID = "operate"
 	doc := newDoctorCommand(streams)
 	doc.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, assoc, newAccessKeyCommand(streams), mig, doc, newVersionCommand(streams))
+	role := newRoleCommand(streams)
+	role.GroupID = "operate"
+	root.AddCommand(server, agentCmd, rot, assoc, newAccessKeyCommand(streams), role, mig, doc, newVersionCommand(streams))
 	return root
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/iampolicy"
 	"github.com/podid/podid/internal/iamrole"
+	"github.com/podid/podid/internal/podidentity"
+	"github.com/podid/podid/internal/roletrust"
 	"github.com/podid/podid/internal/sts"
 )
 
@@ -108,7 +110,7 @@ func (d *Doctor) roleTrust(ctx context.Context, roles *roleCache, cluster associ
 	assume := r.trust.Evaluate(iampolicy.Request{Principal: principal, Action: "sts:AssumeRole", Context: reqCtx, Complete: isRequestKey})
 	if !assume.Allowed {
 		return failed(name, fmt.Sprintf("role %s does not let podid server (%s) assume it for this pod: %s", a.Spec.RoleARN, principal, assume.Refusal),
-			"add this statement to the role's trust policy: "+string(statement))
+			trustFix(r.trust, pod, a.Spec.RoleARN, statement))
 	}
 	actions := "sts:AssumeRole"
 	unevaluated := assume.Unevaluated
@@ -149,4 +151,18 @@ func (d *Doctor) targetRoleTrust(ctx context.Context, roles *roleCache, cluster 
 // podid exchange (session tags and external ID are all the request has).
 func isRequestKey(key string) bool {
 	return strings.HasPrefix(key, "aws:requesttag/") || key == "sts:externalid" || key == "aws:principalarn" || key == "aws:tagkeys"
+}
+
+// trustFix is the fix of a role that does not trust podid server for a
+// pod: `podid role trust` for a role made for EKS Pod Identity (it trusts
+// pods.eks.amazonaws.com, as every guide has its readers write), else the
+// statement to add.
+func trustFix(trust *iampolicy.Trust, pod *corev1.Pod, roleARN string, statement []byte) string {
+	eks := trust.Evaluate(iampolicy.Request{Principal: roletrust.EKSPrincipal, Service: true, Action: "sts:AssumeRole", Context: map[string][]string{
+		"aws:requesttag/" + podidentity.TagNamespace: {pod.Namespace}, "aws:requesttag/" + podidentity.TagServiceAccount: {serviceAccountOf(pod)}}})
+	if eks.Allowed {
+		return fmt.Sprintf("the role trusts EKS Pod Identity (statement %s): run `podid role trust -n %s --service-account %s --role-arn %s --approve` to add podid's statement for this ServiceAccount (without --approve it prints the plan)",
+			eks.Sid, pod.Namespace, serviceAccountOf(pod), roleARN)
+	}
+	return "add this statement to the role's trust policy: " + string(statement)
 }

@@ -17,7 +17,10 @@ type Request struct {
 	// Federated says Principal is a web identity provider, which trust
 	// policies name under Principal.Federated rather than Principal.AWS.
 	Federated bool
-	Action    string
+	// Service says Principal is an AWS service (pods.eks.amazonaws.com),
+	// which trust policies name under Principal.Service.
+	Service bool
+	Action  string
 	// Context holds condition keys the request carries, lower-cased
 	// (aws:requesttag/kubernetes-namespace, sts:externalid, aws:principalarn,
 	// <issuer>:sub).
@@ -133,8 +136,11 @@ func (s Statement) namesPrincipal(r Request) bool {
 	if err := json.Unmarshal(s.Principal, &m); err != nil {
 		return false
 	}
-	if r.Federated {
+	switch {
+	case r.Federated:
 		return slices.Contains(m["Federated"], principal)
+	case r.Service:
+		return slices.Contains(m["Service"], principal)
 	}
 	account := AccountOf(principal)
 	for _, p := range m["AWS"] {

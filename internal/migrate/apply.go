@@ -49,7 +49,7 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 		return fail(err)
 	}
 	m.say("  %s", note)
-	if d.hasSid(iamrole.StatementID(m.association(c))) {
+	if d.HasSid(iamrole.StatementID(m.association(c))) {
 		m.say("  trust: podid's statement for %s is there", c.ref())
 	} else {
 		m.say("  trust: add podid's statement (principal %s, session tags of %s)", m.Principal, c.ref())
@@ -69,7 +69,7 @@ func (m *Migrator) Plan(ctx context.Context, c *Candidate) error {
 		return fail(otherRole(c, pia))
 	}
 	if m.Options.RemoveOIDCTrust {
-		only, shared := d.oidcStatementsFor(m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
+		only, shared := oidcStatementsFor(d, m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
 		m.say("  OIDC trust: remove %d statement(s) for %s%s", len(only), subject(c.SA.Namespace, c.SA.Name), sharedNote(shared))
 	}
 	if m.Options.RemoveAnnotation && c.SA.Annotations[podidentity.AnnotationRoleARN] != "" {
@@ -165,7 +165,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		if _, err := m.verify(c, doc, d); err != nil {
 			return err
 		}
-		if d.hasSid(iamrole.StatementID(a)) {
+		if d.HasSid(iamrole.StatementID(a)) {
 			// There already, or written by a run that stopped before
 			// recording it.
 			if rec.Pending == StepTrust {
@@ -230,7 +230,7 @@ func (m *Migrator) Apply(ctx context.Context, c *Candidate) error {
 		if _, err := m.verify(c, doc, d); err != nil {
 			return err
 		}
-		only, shared := d.oidcStatementsFor(m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
+		only, shared := oidcStatementsFor(d, m.Issuer, c.RoleARN, c.SA.Namespace, c.SA.Name)
 		if len(only) == 0 && rec.Pending == StepRemoveOIDCTrust {
 			// Removed by a run that stopped before recording it.
 			rec.TrustAfter = doc

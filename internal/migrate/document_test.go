@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/podid/podid/internal/iampolicy"
 )
 
 const (
@@ -27,11 +29,11 @@ func TestOIDCStatementsFor(t *testing.T) {
 		oidc("arn:aws:iam::111122223333:oidc-provider/another", "StringEquals", `"system:serviceaccount:shop:billing"`), // another cluster: not ours
 		`{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/admin"},"Action":"sts:AssumeRole"}`,
 	}, ",") + `]}`
-	d, err := parseDocument(doc)
+	d, err := iampolicy.ParseDocument(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	only, shared := d.oidcStatementsFor(issuer, roleARN, "shop", "billing")
+	only, shared := oidcStatementsFor(d, issuer, roleARN, "shop", "billing")
 	if len(only) != 1 || only[0] != 0 || shared != 2 {
 		t.Errorf("only %v, shared %d; want [0], 2", only, shared)
 	}
@@ -100,11 +102,11 @@ func TestIssuerFromURL(t *testing.T) {
 
 func TestParseDocument(t *testing.T) {
 	// A single statement object, as IAM accepts.
-	d, err := parseDocument(`{"Version":"2012-10-17","Statement":{"Sid":"One","Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}}`)
-	if err != nil || len(d.Statement) != 1 || !d.hasSid("One") || d.hasSid("Two") {
+	d, err := iampolicy.ParseDocument(`{"Version":"2012-10-17","Statement":{"Sid":"One","Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}}`)
+	if err != nil || len(d.Statement) != 1 || !d.HasSid("One") || d.HasSid("Two") {
 		t.Fatalf("single statement: %+v %v", d, err)
 	}
-	if _, err := parseDocument("{"); err == nil {
+	if _, err := iampolicy.ParseDocument("{"); err == nil {
 		t.Error("a broken document parsed")
 	}
 }

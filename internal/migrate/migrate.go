@@ -34,6 +34,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/associationstore"
+	"github.com/podid/podid/internal/iampolicy"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podidentity"
 )
@@ -43,6 +44,9 @@ type Options struct {
 	RemoveOIDCTrust  bool
 	RemoveAnnotation bool
 	Restart          bool
+	// RemoveOIDCProvider deletes the cluster's IAM OIDC provider after
+	// the run, when no role trusts it any more (RemoveOIDCProvider).
+	RemoveOIDCProvider bool
 	// Wait is how long to wait for an association to be Ready before
 	// restarting its workloads.
 	Wait time.Duration
@@ -52,7 +56,7 @@ type Options struct {
 // credentials (PassRole applies), IAM with the user's AWS credentials.
 type Migrator struct {
 	Client client.Client
-	IAM    iamrole.IAM
+	IAM    IAM
 	// Account is the AWS account of the user's credentials: roles of other
 	// accounts are refused with the statement to add by hand.
 	Account string
@@ -179,12 +183,12 @@ func (m *Migrator) trust(ctx context.Context, c *Candidate, name string) (string
 
 // trustParsed is trust, and the document parsed; read afresh before each
 // change, so that a change made meanwhile is not written over.
-func (m *Migrator) trustParsed(ctx context.Context, c *Candidate, name string) (string, *document, error) {
+func (m *Migrator) trustParsed(ctx context.Context, c *Candidate, name string) (string, *iampolicy.Document, error) {
 	doc, err := m.trust(ctx, c, name)
 	if err != nil {
 		return "", nil, err
 	}
-	d, err := parseDocument(doc)
+	d, err := iampolicy.ParseDocument(doc)
 	if err != nil {
 		return "", nil, fmt.Errorf("role %s: %w", c.RoleARN, err)
 	}
@@ -197,51 +201,10 @@ func otherRole(c *Candidate, pia *v1alpha1.PodIdentityAssociation) error {
 	return skipf("%s already has an association with another role, %s: leave it, or delete it and migrate again", c.ref(), pia.Spec.RoleARN)
 }
 
-// document is a trust policy kept as raw statements, so statements podid
-// does not touch are written back as they were.
-type document struct {
-	Version   string            `json:"Version,omitempty"`
-	ID        string            `json:"Id,omitempty"`
-	Statement []json.RawMessage `json:"Statement"`
-}
-
-func parseDocument(doc string) (*document, error) {
-	var d document
-	if err := json.Unmarshal([]byte(doc), &d); err != nil {
-		// A single statement object instead of a list.
-		var single struct {
-			Version   string          `json:"Version,omitempty"`
-			ID        string          `json:"Id,omitempty"`
-			Statement json.RawMessage `json:"Statement"`
-		}
-		if err2 := json.Unmarshal([]byte(doc), &single); err2 != nil {
-			return nil, fmt.Errorf("trust policy is not JSON: %w", err)
-		}
-		d = document{Version: single.Version, ID: single.ID, Statement: []json.RawMessage{single.Statement}}
-	}
-	return &d, nil
-}
-
-func (d *document) String() string {
-	b, _ := json.Marshal(d)
-	return string(b)
-}
-
-// hasSid reports whether a statement with sid is in d.
-func (d *document) hasSid(sid string) bool {
-	for _, raw := range d.Statement {
-		var s struct{ Sid string }
-		if json.Unmarshal(raw, &s) == nil && s.Sid == sid {
-			return true
-		}
-	}
-	return false
-}
-
 // oidcStatementsFor are the indexes of the statements that let only ns/sa
 // in through the cluster's OIDC provider, and how many others admit it
 // among others (kept, and reported).
-func (d *document) oidcStatementsFor(issuer Issuer, roleARN, ns, sa string) (only []int, shared int) {
+func oidcStatementsFor(d *iampolicy.Document, issuer Issuer, roleARN, ns, sa string) (only []int, shared int) {
 	for i, raw := range d.Statement {
 		switch {
 		case issuer.isOIDCStatementFor(raw, roleARN, ns, sa):

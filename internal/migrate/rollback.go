@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podid/podid/internal/iampolicy"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podidentity"
 )
@@ -96,28 +97,28 @@ func (m *Migrator) undoTrust(ctx context.Context, c *Candidate) (*trustUndo, err
 	}
 	u := &trustUndo{name: name}
 	sid := iamrole.StatementID(m.association(c))
-	marked := d.hasSid(sid)
+	marked := d.HasSid(sid)
 	if rec.TrustBefore == "" {
 		// Recorded as pending and interrupted before the document was
 		// read: nothing was written.
 		return u, nil
 	}
-	before, err := parseDocument(rec.TrustBefore)
+	before, err := iampolicy.ParseDocument(rec.TrustBefore)
 	if err != nil {
 		u.refused = append(u.refused, fmt.Sprintf("the record's trustBefore is not a policy document (%v)", err))
 		return u, nil
 	}
-	if marked && !before.hasSid(sid) {
+	if marked && !before.HasSid(sid) {
 		u.removeSid = sid // the migration added it
 	}
 	now := map[string]bool{}
 	for _, raw := range d.Statement {
-		now[canonical(raw)] = true
+		now[iampolicy.Canonical(raw)] = true
 	}
 	var out []json.RawMessage
 	kept := map[string]bool{}
 	for i, raw := range before.Statement {
-		key := canonical(raw)
+		key := iampolicy.Canonical(raw)
 		switch {
 		case now[key]:
 			// Still there: kept, in the order it had.
@@ -136,20 +137,20 @@ func (m *Migrator) undoTrust(ctx context.Context, c *Candidate) (*trustUndo, err
 	// Statements added since the migration stay, after the others; podid's
 	// statement goes if the migration added it.
 	for _, raw := range d.Statement {
-		key := canonical(raw)
-		if kept[key] || (u.removeSid != "" && statementSid(raw) == sid) {
+		key := iampolicy.Canonical(raw)
+		if kept[key] || (u.removeSid != "" && iampolicy.StatementSid(raw) == sid) {
 			continue
 		}
 		out = append(out, raw)
 	}
-	after := &document{Version: d.Version, ID: d.ID, Statement: out}
+	after := &iampolicy.Document{Version: d.Version, ID: d.ID, Statement: out}
 	switch {
-	case canonical(json.RawMessage(after.String())) == canonical(json.RawMessage(rec.TrustBefore)):
+	case iampolicy.Canonical(json.RawMessage(after.String())) == iampolicy.Canonical(json.RawMessage(rec.TrustBefore)):
 		u.after, u.exact = rec.TrustBefore, true
-	case canonical(json.RawMessage(after.String())) != canonical(json.RawMessage(cur)):
+	case iampolicy.Canonical(json.RawMessage(after.String())) != iampolicy.Canonical(json.RawMessage(cur)):
 		u.after = after.String()
 	}
-	if u.after != "" && canonical(json.RawMessage(u.after)) == canonical(json.RawMessage(cur)) {
+	if u.after != "" && iampolicy.Canonical(json.RawMessage(u.after)) == iampolicy.Canonical(json.RawMessage(cur)) {
 		u.after, u.exact = "", false // already as it should be
 	}
 	return u, nil
@@ -310,17 +311,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// canonical is a JSON value with its whitespace and key order normalised,
-// to compare statements and documents.
-func canonical(raw json.RawMessage) string {
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return string(bytes.TrimSpace(raw))
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
 // compact is raw as written, without its whitespace.
 func compact(raw json.RawMessage) string {
 	var b bytes.Buffer
@@ -328,12 +318,6 @@ func compact(raw json.RawMessage) string {
 		return string(raw)
 	}
 	return b.String()
-}
-
-func statementSid(raw json.RawMessage) string {
-	var s struct{ Sid string }
-	_ = json.Unmarshal(raw, &s)
-	return s.Sid
 }
 
 func clip(s string) string {

@@ -5,10 +5,10 @@ import (
 	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podid/podid/internal/iampolicy"
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/podidentity"
@@ -22,11 +22,11 @@ import (
 // first write for c, whatever c's record says was done: the record is on
 // the ServiceAccount, where any editor of the namespace may change it.
 // note is what the plan prints besides.
-func (m *Migrator) verify(c *Candidate, doc string, d *document) (note string, err error) {
+func (m *Migrator) verify(c *Candidate, doc string, d *iampolicy.Document) (note string, err error) {
 	if c.verified {
 		return "", nil
 	}
-	if d.hasSid(iamrole.StatementID(m.association(c))) {
+	if d.HasSid(iamrole.StatementID(m.association(c))) {
 		c.verified = true
 		return fmt.Sprintf("role %s already trusts podid server for %s", c.RoleARN, c.ref()), nil
 	}
@@ -72,15 +72,9 @@ func (m *Migrator) passRoleRefusal(ctx context.Context, c *Candidate) (string, e
 	if !*m.passRoleOn {
 		return "", nil
 	}
-	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: c.SA.Namespace, Group: passrole.Group, Resource: passrole.Resource, Verb: passrole.Verb, Name: c.RoleARN},
-	}}
-	if err := m.Client.Create(ctx, review); err != nil {
-		return "", fmt.Errorf("asking the API server whether you may use role %s in namespace %s: %w", c.RoleARN, c.SA.Namespace, err)
+	refusal, err := passrole.MayUse(ctx, m.Client, c.SA.Namespace, c.RoleARN)
+	if refusal != "" {
+		refusal += ", or run the migration as someone who may"
 	}
-	if review.Status.Allowed {
-		return "", nil
-	}
-	return fmt.Sprintf("you may not use IAM role %s in namespace %s (podid's PassRole): grant RBAC verb %q on resource %q of API group %s with resourceNames [%q], or run the migration as someone who may",
-		c.RoleARN, c.SA.Namespace, passrole.Verb, passrole.Resource, passrole.Group, c.RoleARN), nil
+	return refusal, err
 }

@@ -136,6 +136,11 @@ func TestDoctor(t *testing.T) {
 			fx.associate(t, ns, "app", role, nil)
 			return fx.pod(t, ns, "app", "node-a", injected)
 		}, []string{"role-trust", "live-exchange"}, nil},
+		{"role-trusts-eks", func(t *testing.T, ns string) *corev1.Pod {
+			role := createRole(t, "doctor-eks-guide", guideTrust(t, "000-jfrog-trust-pod-identity.json"))
+			fx.associate(t, ns, "app", role, nil)
+			return fx.pod(t, ns, "app", "node-a", injected)
+		}, []string{"role-trust", "live-exchange"}, nil},
 		{"target-role-external-id", func(t *testing.T, ns string) *corev1.Pod {
 			role := fx.trustedRole(t, "doctor-source", ns, "app")
 			target := createRole(t, "doctor-target", awsemu.TrustPolicy(role, `["sts:AssumeRole","sts:TagSession"]`, `{"StringEquals":{"sts:ExternalId":"not-this-one"}}`))

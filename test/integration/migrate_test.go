@@ -32,7 +32,11 @@ func irsaTrust(t *testing.T, ns, sa string) string {
 }
 
 func irsaTrustIn(t *testing.T, account, ns, sa string) string {
-	issuer := clusterIssuer(t)
+	return irsaTrustOf(clusterIssuer(t), account, ns, sa)
+}
+
+// irsaTrustOf is irsaTrust through issuer's provider.
+func irsaTrustOf(issuer, account, ns, sa string) string {
 	return `{
   "Version": "2012-10-17",
   "Statement": [

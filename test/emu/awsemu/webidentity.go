@@ -1,7 +1,9 @@
 package awsemu
 
 import (
+	"encoding/xml"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -107,4 +109,44 @@ func (e *Emulator) webIdentityCaller(raw string) (principal, *apiError) {
 		c.claims[host+":aud"] = claims.Audience[0]
 	}
 	return c, nil
+}
+
+// listOpenIDConnectProviders lists the caller's account's providers.
+func (e *Emulator) listOpenIDConnectProviders(caller principal, _ formValues) (any, *apiError) {
+	e.mu.Lock()
+	var arns []string
+	for _, p := range e.oidc {
+		if p.Account == caller.account {
+			arns = append(arns, p.ARN(e.opts.Partition))
+		}
+	}
+	e.mu.Unlock()
+	sort.Strings(arns)
+	type entry struct {
+		Arn string `xml:"Arn"`
+	}
+	out := struct {
+		List []entry `xml:"OpenIDConnectProviderList>member"`
+	}{}
+	for _, a := range arns {
+		out.List = append(out.List, entry{a})
+	}
+	return out, nil
+}
+
+// deleteOpenIDConnectProvider deletes a provider, as IAM does, whether
+// roles still trust it or not: their web identity callers are refused
+// from then on.
+func (e *Emulator) deleteOpenIDConnectProvider(caller principal, f formValues) (any, *apiError) {
+	arn := f.Get("OpenIDConnectProviderArn")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.iamWrites++
+	for issuer, p := range e.oidc {
+		if p.Account == caller.account && p.ARN(e.opts.Partition) == arn {
+			delete(e.oidc, issuer)
+			return struct{ XMLName xml.Name }{}, nil
+		}
+	}
+	return nil, errorf("NoSuchEntity", "OpenIDConnect provider not found for arn %s", arn)
 }
