@@ -25,10 +25,10 @@ import (
 	"github.com/podid/podid/internal/serveridentity"
 )
 
-// guideTrust is a trust policy as a guide prints it (testdata/guides).
+// guideTrust is a trust policy as a guide prints it (test/guides).
 func guideTrust(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "guides", name))
+	b, err := os.ReadFile(filepath.Join("..", "guides", name))
 	if err != nil {
 		t.Fatal(err)
 	}
