@@ -46,11 +46,8 @@ Secret; podid server reads it again within a minute of a change.`,
 }
 
 func (f *accessKeyFlags) client() (client.Client, error) {
-	cfg, err := f.conn.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	return client.New(cfg, client.Options{Scheme: kube.NewScheme()})
+	c, _, err := connect(f.conn)
+	return c, err
 }
 
 // edit applies change to the entries of the Secret (created when absent),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
@@ -72,15 +73,25 @@ func (f *associationFlags) addWaitFlag(cmd *cobra.Command) {
 }
 
 func (f *associationFlags) client() (client.Client, string, error) {
-	cfg, err := f.conn.RESTConfig()
+	c, cfg, err := connect(f.conn)
 	if err != nil {
 		return nil, "", err
 	}
+	return c, cfg.Host, nil
+}
+
+// connect is a client of the cluster conn names, as the user, and the
+// configuration it was made from (whose Host errors name).
+func connect(conn *kube.ConnectionFlags) (client.Client, *rest.Config, error) {
+	cfg, err := conn.RESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
 	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
 	if err != nil {
-		return nil, "", explain(err, cfg.Host, "")
+		return nil, nil, explain(err, cfg.Host, "")
 	}
-	return c, cfg.Host, nil
+	return c, cfg, nil
 }
 
 func (f *associationFlags) checkOutput() error {

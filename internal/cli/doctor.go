@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/doctor"
 	"github.com/podid/podid/internal/kube"
@@ -88,13 +87,9 @@ func (f *doctorFlags) run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	cfg, err := f.conn.RESTConfig()
+	c, cfg, err := connect(f.conn)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		return explain(err, cfg.Host, "")
 	}
 	d := &doctor.Doctor{Kube: c, Namespace: f.podidNamespace, Live: !f.noLive, LiveTimeout: f.liveTimeout}
 	var report *doctor.Report

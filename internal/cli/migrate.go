@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/iamrole"
@@ -246,13 +245,9 @@ func (f *migrateFlags) setUp(ctx context.Context, opts migrate.Options) (*migrat
 			return nil, nil, fmt.Errorf("--selector: %w", err)
 		}
 	}
-	cfg, err := f.conn.RESTConfig()
+	c, cfg, err := connect(f.conn)
 	if err != nil {
 		return nil, nil, err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		return nil, nil, explain(err, cfg.Host, "")
 	}
 	id, err := serveridentity.Read(ctx, c, f.podidNamespace)
 	if err != nil {

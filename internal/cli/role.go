@@ -94,13 +94,9 @@ func (f *roleTrustFlags) run(ctx context.Context, add bool) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := f.conn.RESTConfig()
+	c, _, err := connect(f.conn)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: kube.NewScheme()})
-	if err != nil {
-		return explain(err, cfg.Host, "")
 	}
 	target, iamc, err := roleTarget(ctx, c, f.podidNamespace, f.roleARN, ns, f.serviceAccount)
 	if err != nil {

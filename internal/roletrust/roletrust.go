@@ -189,7 +189,10 @@ func read(ctx context.Context, c IAM, t Target) (*Plan, *iampolicy.Document, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading role %s: %w", t.RoleARN, err)
 	}
-	if got := aws.ToString(out.Role.Arn); got != t.RoleARN {
+	switch got := aws.ToString(out.Role.Arn); {
+	case iampolicy.AccountOf(got) != iampolicy.AccountOf(t.RoleARN):
+		return nil, nil, &Refusal{fmt.Sprintf("role %s is in account %s, and your AWS credentials are account %s's: run this with credentials of account %s", t.RoleARN, iampolicy.AccountOf(t.RoleARN), iampolicy.AccountOf(got), iampolicy.AccountOf(t.RoleARN))}
+	case got != t.RoleARN:
 		return nil, nil, &Refusal{fmt.Sprintf("the account's role %s is %s, not %s: name it by its ARN with its path", name, got, t.RoleARN)}
 	}
 	doc, err := iamrole.TrustDocument(aws.ToString(out.Role.AssumeRolePolicyDocument))

@@ -163,6 +163,10 @@ func TestUntrustUndoesTrustExactly(t *testing.T) {
 	if _, err := PlanTrust(ctx, c, target("arn:aws:iam::111122223333:role/shared"), false); !IsRefusal(err) || !strings.Contains(err.Error(), "/apps/shared") {
 		t.Errorf("role without its path: %v", err)
 	}
+	// Nor is another account's role of the same name.
+	if _, err := PlanTrust(ctx, c, target("arn:aws:iam::444455556666:role/apps/shared"), false); !IsRefusal(err) || !strings.Contains(err.Error(), "run this with credentials of account 444455556666") {
+		t.Errorf("another account's role: %v", err)
+	}
 }
 
 // A change made to the role between the plan and the write is not written
