@@ -249,3 +249,34 @@ func TestRenewalUsesOnlyThePodsOwnTokenFromDisk(t *testing.T) {
 		t.Fatalf("renewed %d; want the pod's own token", n)
 	}
 }
+
+// The upstream calls one pod costs a day, with a pod asking every minute
+// and the background renewal running every 10 s of the simulated clock:
+// EKS's six-hour sessions cost five (the first, then one every 5 h 40 min:
+// EKS's agent, 4), hourly ones 36 (one every 40 min). The figure is printed
+// with -v.
+func TestUpstreamCallsPerPodPerDay(t *testing.T) {
+	for _, c := range []struct {
+		lifetime time.Duration
+		max      int32
+	}{
+		{6 * time.Hour, 5},
+		{time.Hour, 37},
+	} {
+		cache, up, clk := setup(0)
+		up.lifetime = c.lifetime
+		for elapsed := time.Duration(0); elapsed < 24*time.Hour; elapsed += 10 * time.Second {
+			if elapsed%time.Minute == 0 {
+				if _, err := cache.Get(t.Context(), pod, "t"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cache.RefreshDue(t.Context())
+			clk.Add(10 * time.Second)
+		}
+		t.Logf("figure: sessions of %s cost one pod %d upstream calls a day", c.lifetime, up.calls.Load())
+		if n := up.calls.Load(); n > c.max {
+			t.Errorf("sessions of %s: %d upstream calls a day, want at most %d", c.lifetime, n, c.max)
+		}
+	}
+}

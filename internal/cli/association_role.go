@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -21,6 +22,7 @@ import (
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/roletrust"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/internal/sts"
 )
 
 // What podid records on an association about what it created for it, so
@@ -137,6 +139,8 @@ func (r *roleFlags) createRole(ctx context.Context, c client.Client, ns, sa stri
 	arn, err = iamrole.Create(ctx, iamc, id.Cluster.Partition, principal, a, iamrole.Spec{
 		RoleName: r.name, Path: r.path, PermissionPolicyARNs: r.policyARNs, WellKnownPolicies: r.wellKnown,
 		PermissionPolicy: r.permissionPolicy, PermissionsBoundaryARN: r.boundary,
+		// Long enough for the sessions EKS gives, which podid server asks for.
+		MaxSessionDuration: int32(sts.DefaultDuration / time.Second),
 	})
 	return arn, a.Cluster, err
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -13,6 +12,7 @@ import (
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/server"
+	"github.com/podid/podid/internal/sts"
 )
 
 func newServerCommand() *cobra.Command {
@@ -70,7 +70,7 @@ sts:TagSession.`,
 	fs.StringVar(&opts.API.STSEndpoint, "sts-endpoint", "", "STS endpoint URL (default: the SDK's regional endpoint)")
 	fs.StringVar(&opts.API.STSRegion, "sts-region", "", "region to call STS in (default --region)")
 	fs.IntVar(&opts.API.AssociationLimit, "association-limit", eksapi.DefaultLimit, "most associations the EKS-compatible API lets exist in the cluster")
-	fs.DurationVar(&opts.API.SessionDuration, "session-duration", time.Hour, "lifetime of issued credentials: 15m to the roles' MaxSessionDuration; 1h at most with targetRoleArn")
+	fs.DurationVar(&opts.API.SessionDuration, "session-duration", sts.DefaultDuration, "lifetime of issued credentials (15m to 12h), as EKS: bounded by each role's MaxSessionDuration (read with iam:GetRole), and 59m at most with targetRoleArn")
 	fs.StringVar(&opts.Webhook.Addr, "webhook-bind-address", ":9443", `address of the mutating webhook's HTTPS server; "0" turns the webhook off`)
 	fs.StringVar(&opts.Webhook.CertDir, "webhook-cert-dir", "", "directory with the webhook's tls.crt and tls.key issued by someone else, e.g. cert-manager (default: podid keeps its own CA and certificate in --webhook-secret)")
 	fs.StringVar(&opts.Webhook.Secret.Name, "webhook-secret", server.DefaultWebhookSecret, "Secret holding the webhook's self-managed CA and certificate")

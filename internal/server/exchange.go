@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -64,11 +65,16 @@ type APIOptions struct {
 	// cluster's. STS, when set, is used instead (tests).
 	STSEndpoint, STSRegion string
 	STS                    sts.API
+	// IAM reads roles' MaxSessionDuration (iam:GetRole), so sessions are
+	// as long as each role allows; nil with STS set: none is read (tests),
+	// nil otherwise: a client of podid server's own AWS identity.
+	IAM sts.RoleReader
 	// IdentityNamespace is where the server publishes its AWS identity
 	// (package serveridentity); default the namespace podid runs in, and
 	// none outside a cluster.
 	IdentityNamespace string
-	// SessionDuration of issued credentials (default 1 h).
+	// SessionDuration of issued credentials (default EKS's six hours,
+	// bounded by each role's MaxSessionDuration).
 	SessionDuration time.Duration
 	// Now is the clock tokens and signatures are checked against; nil
 	// means time.Now.
@@ -105,12 +111,22 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		return nil, err
 	}
 	slog.Default().Info("verifying ServiceAccount tokens", "issuer", verifier.Issuer())
-	stsClient := opts.STS
+	stsClient, iamClient := opts.STS, opts.IAM
 	if stsClient == nil {
-		if stsClient, err = newSTSClient(ctx, identity, opts); err != nil {
+		awsCfg, err := serverAWSConfig(ctx, identity, opts)
+		if err != nil {
 			return nil, err
 		}
+		stsClient = awssts.NewFromConfig(awsCfg, func(o *awssts.Options) {
+			if opts.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(opts.STSEndpoint)
+			}
+		})
+		if iamClient == nil {
+			iamClient = iam.NewFromConfig(awsCfg)
+		}
 	}
+	limits := &sts.RoleLimits{IAM: iamClient, Now: opts.Now}
 	// The identity publisher and the PodIdentityChecks without a pod call
 	// sts:GetCallerIdentity, which test doubles of STS may not have.
 	ci, _ := stsClient.(serveridentity.CallerIdentityAPI)
@@ -160,7 +176,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		AccessKeys:           keyStore,
 		Pods:                 &auth.KubePods{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
 		Events:               podevents.New(mgr.GetClient(), slog.Default().With("logger", "pod-events"), 10, opts.Now),
-		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration},
+		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration, Limits: limits},
 		Log:                  log,
 		Audit:                slog.Default().With("logger", "audit"),
 		Registerer:           ctrlmetrics.Registry,
@@ -225,20 +241,19 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 }
 
 // newSTSClient uses the standard credential chain.
-func newSTSClient(ctx context.Context, identity association.Identity, opts APIOptions) (*awssts.Client, error) {
+// serverAWSConfig is podid server's own AWS configuration (the SDK's
+// chain), in the region STS is called in. IAM is global; the SDK's
+// AWS_ENDPOINT_URL_IAM (or AWS_ENDPOINT_URL) reaches a private one.
+func serverAWSConfig(ctx context.Context, identity association.Identity, opts APIOptions) (aws.Config, error) {
 	region := opts.STSRegion
 	if region == "" {
 		region = identity.Region
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
 	if err != nil {
-		return nil, fmt.Errorf("loading podid server's AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("loading podid server's AWS configuration: %w", err)
 	}
-	return awssts.NewFromConfig(cfg, func(o *awssts.Options) {
-		if opts.STSEndpoint != "" {
-			o.BaseEndpoint = aws.String(opts.STSEndpoint)
-		}
-	}), nil
+	return cfg, nil
 }
 
 // clusterTokenVerifier verifies the cluster's ServiceAccount tokens with the

@@ -60,22 +60,38 @@ type Assumer struct {
 	Client API
 	// Identity is this cluster's.
 	Identity association.Identity
-	// Duration of the credentials; zero means one hour, which every role
-	// allows and role chaining cannot exceed.
+	// Duration of the credentials; zero means EKS's DefaultDuration. Each
+	// role's MaxSessionDuration bounds it (Limits), and a target role's
+	// session lasts at most ChainedDuration, as on EKS.
 	Duration time.Duration
+	// Limits knows roles' MaxSessionDuration; nil: a refusal for the
+	// duration is retried within IAM's default every time.
+	Limits *RoleLimits
+}
+
+func (as *Assumer) duration() time.Duration {
+	if as.Duration > 0 {
+		return as.Duration
+	}
+	return DefaultDuration
 }
 
 // Assume returns credentials for a's role (and target role) for pod.
 func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod Pod) (*Result, error) {
-	duration := as.Duration
-	if duration == 0 {
-		duration = time.Hour
-	}
 	sessionName := SessionName(as.Identity.ClusterName, pod.Name)
 	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(a.RoleARN),
 		RoleSessionName: aws.String(sessionName),
-		DurationSeconds: aws.Int32(int32(duration / time.Second)),
+	}
+	duration := as.duration()
+	if a.TargetRoleARN != "" {
+		// Used at once, only to assume the target role.
+		duration = chainSourceDuration
+	} else if duration > iamDefaultMaxSession {
+		// Every role allows IAM's default: only longer asks read the role.
+		if max := as.Limits.Max(ctx, a.RoleARN); max > 0 {
+			duration = min(duration, max)
+		}
 	}
 	if !a.DisableSessionTags {
 		in.Tags, in.TransitiveTagKeys = sessionTags(as.Identity, pod)
@@ -83,7 +99,7 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 	if a.TargetRoleARN == "" && a.Policy != "" {
 		in.Policy = aws.String(a.Policy)
 	}
-	out, err := as.Client.AssumeRole(ctx, in)
+	out, err := as.assumeWithin(ctx, in, duration)
 	if err != nil {
 		return nil, classify(err, a.RoleARN)
 	}
@@ -94,11 +110,11 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 
 	// Chain into the target role with the first session's credentials. Its
 	// transitive tags carry over by themselves; role chaining caps the
-	// session at one hour.
+	// session at one hour, and EKS asks for 59 minutes.
 	target := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(a.TargetRoleARN),
 		RoleSessionName: aws.String(sessionName),
-		DurationSeconds: aws.Int32(int32(min(duration, time.Hour) / time.Second)),
+		DurationSeconds: aws.Int32(int32(min(as.duration(), ChainedDuration) / time.Second)),
 		ExternalId:      aws.String(ExternalID(as.Identity, a)),
 	}
 	if a.Policy != "" {
@@ -112,6 +128,21 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 		return nil, classify(err, a.TargetRoleARN)
 	}
 	return result(out, sessionName, a.TargetRoleARN), nil
+}
+
+// assumeWithin asks for a session of duration. A role that allows less
+// than asked and could not be read (no iam:GetRole for podid server, a
+// role of another account) refuses it once: the role is then known to
+// allow IAM's default, which every role does, and asked again for that.
+func (as *Assumer) assumeWithin(ctx context.Context, in *sts.AssumeRoleInput, duration time.Duration) (*sts.AssumeRoleOutput, error) {
+	in.DurationSeconds = aws.Int32(int32(duration / time.Second))
+	out, err := as.Client.AssumeRole(ctx, in)
+	if err != nil && duration > iamDefaultMaxSession && exceedsMaxSession(err) {
+		as.Limits.Learn(aws.ToString(in.RoleArn), iamDefaultMaxSession)
+		in.DurationSeconds = aws.Int32(int32(iamDefaultMaxSession / time.Second))
+		out, err = as.Client.AssumeRole(ctx, in)
+	}
+	return out, err
 }
 
 // ExternalID is what the target role's trust policy sees as sts:ExternalId:

@@ -117,6 +117,7 @@ func apiOptions() server.APIOptions {
 		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey, passRoleKey, clusterPassRoleKey},
 		AssociationLimit:     associationLimit,
 		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
+		IAM:                  iam.NewFromConfig(awsConfig(serverUser)),
 		IdentityNamespace:    agentNamespace,
 		Now:                  apiClock.Now,
 	}

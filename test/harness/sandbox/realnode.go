@@ -318,7 +318,8 @@ func (s *Sandbox) writeChartValues() (string, error) {
 	server := map[string]any{
 		"stsEndpoint":      s.aws.endpoint,
 		"accessKeysSecret": "podid-access-keys",
-		"extraEnv":         []any{fromSecret("AWS_ACCESS_KEY_ID"), fromSecret("AWS_SECRET_ACCESS_KEY")},
+		// IAM (roles' MaxSessionDuration) at the emulator too.
+		"extraEnv": []any{fromSecret("AWS_ACCESS_KEY_ID"), fromSecret("AWS_SECRET_ACCESS_KEY"), map[string]any{"name": "AWS_ENDPOINT_URL_IAM", "value": s.aws.endpoint}},
 	}
 	if d := s.opts.RealNode.SessionDuration; d != "" {
 		server["sessionDuration"] = d
