@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -72,16 +73,16 @@ func New(opts Options) *Agent {
 func (a *Agent) Run(ctx context.Context) error {
 	listeners := append([]net.Listener(nil), a.opts.Listeners...)
 	for _, addr := range a.opts.Listen {
-		l, err := net.Listen("tcp", addr)
+		l, err := listen("credentials", addr, "chart value agent.listen, flag --listen")
 		if err != nil {
 			var opErr *net.OpError
-			if errors.As(err, &opErr) && isIPv6(addr) {
+			if errors.As(err, &opErr) && isIPv6(addr) && !errors.Is(err, syscall.EADDRINUSE) {
 				// A node without IPv6 serves IPv4 only.
 				a.opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
 				continue
 			}
 			closeAll(listeners)
-			return fmt.Errorf("listening on %s: %w", addr, err)
+			return err
 		}
 		listeners = append(listeners, l)
 	}
@@ -120,20 +121,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		serve("credentials", l, a.handler)
 	}
 	if a.opts.ProbeAddr != "" {
-		l, err := net.Listen("tcp", a.opts.ProbeAddr)
+		l, err := listen("probes", a.opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address")
 		if err != nil {
 			cancel()
 			wg.Wait()
-			return fmt.Errorf("listening for probes on %s: %w", a.opts.ProbeAddr, err)
+			return err
 		}
 		serve("probes", l, a.probes())
 	}
 	if a.opts.MetricsAddr != "" {
-		l, err := net.Listen("tcp", a.opts.MetricsAddr)
+		l, err := listen("metrics", a.opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address")
 		if err != nil {
 			cancel()
 			wg.Wait()
-			return fmt.Errorf("listening for metrics on %s: %w", a.opts.MetricsAddr, err)
+			return err
 		}
 		serve("metrics", l, a.metricsHandler())
 	}

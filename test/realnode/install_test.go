@@ -38,6 +38,7 @@ func TestRealNode(t *testing.T) {
 		{"workload identity through the SDK chain", testWorkloadIdentity},
 		{"EKS API from the host, and an association outliving its namespace", testEKSAPIFromTheHost},
 		{"Crossplane's guide: a role trusting EKS, --update-trust, a two-hop chain in a pod", testCrossplaneChain},
+		{"a hostNetwork pod gets credentials", testHostNetworkPod},
 		{"pod deleted is forgotten", testPodForgotten},
 		{"rotator's pull secret pulls a pod's image", testRotatorPullSecret},
 		{"kubelet credential provider pulls with the pod's role", testCredentialProvider},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -129,10 +130,15 @@ func (s *Sandbox) PodIdentity(ctx context.Context, pod *corev1.Pod) (*workload.I
 	return &id, nil
 }
 
-// PodGet GETs path from a workload pod and decodes its JSON answer, retrying
-// while the pod's server is not listening yet.
+// PodGet GETs path from a workload pod (on its first container port) and
+// decodes its JSON answer, retrying while the pod's server is not
+// listening yet.
 func (s *Sandbox) PodGet(ctx context.Context, pod *corev1.Pod, path string, into any) error {
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, "8080") + path
+	port := "8080"
+	if ports := pod.Spec.Containers[0].Ports; len(ports) > 0 {
+		port = strconv.Itoa(int(ports[0].ContainerPort))
+	}
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, port) + path
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
