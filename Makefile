@@ -33,8 +33,9 @@ generate: check-tools ## Regenerate deep-copy code, CRD and RBAC manifests from 
 	cp config/crd/*.yaml charts/podid/crds/
 	go run ./hack/admission passrole > charts/podid/templates/passrole.yaml
 	go run ./hack/admission check-requester > charts/podid/templates/podidentitycheck-requester.yaml
+	go run ./hack/admission agent-node > charts/podid/templates/agent-node-policy.yaml
 
-GENERATED := api config charts/podid/crds charts/podid/templates/passrole.yaml charts/podid/templates/podidentitycheck-requester.yaml
+GENERATED := api config charts/podid/crds charts/podid/templates/passrole.yaml charts/podid/templates/podidentitycheck-requester.yaml charts/podid/templates/agent-node-policy.yaml
 
 check: generate ## Fast checks, no cluster: gofmt, vet, stale generated files, helm lint.
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -4,6 +4,7 @@
 //
 //	go run ./hack/admission passrole         > charts/podid/templates/passrole.yaml
 //	go run ./hack/admission check-requester  > charts/podid/templates/podidentitycheck-requester.yaml
+//	go run ./hack/admission agent-node       > charts/podid/templates/agent-node-policy.yaml
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/podid/podid/internal/agentpolicy"
 	"github.com/podid/podid/internal/passrole"
 	"github.com/podid/podid/internal/podcheck"
 )
@@ -35,11 +37,13 @@ var templates = map[string]template{
 	// server is told with --check-requester-bound under the same
 	// condition: see server.yaml).
 	"check-requester": {`include "podid.checkRequesterBound" .`, []any{podcheck.RequesterPolicy(), podcheck.RequesterBinding()}},
+	// What the agent may do to nodes: remove its startup taint from its own.
+	"agent-node": {`include "podid.startupTaint" .`, []any{agentpolicy.Policy(releaseNamespace), agentpolicy.Binding()}},
 }
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: admission passrole|check-requester")
+		fmt.Fprintln(os.Stderr, "usage: admission passrole|check-requester|agent-node")
 		os.Exit(2)
 	}
 	t, ok := templates[os.Args[1]]

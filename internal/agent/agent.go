@@ -35,6 +35,9 @@ type Options struct {
 	Log       *slog.Logger
 	// ShutdownGrace bounds the drain of in-flight requests; default 5 s.
 	ShutdownGrace time.Duration
+	// StartupTaint, when set, is the taint key the agent removes from its
+	// node once ready (see StartupTaintKey); it needs APIServer.
+	StartupTaint string
 }
 
 // Agent is a running `podid agent`.
@@ -141,6 +144,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.opts.Cache.Run(ctx, time.Second) })
 	if a.opts.APIServer != nil {
 		wg.Go(func() { a.watchPods(ctx) })
+		if a.opts.StartupTaint != "" {
+			wg.Go(func() { a.removeStartupTaint(ctx, a.opts.StartupTaint) })
+		}
 	} else {
 		a.synced.Store(true)
 	}

@@ -30,6 +30,7 @@ type agentFlags struct {
 	upstreamAuth, agentToken string
 	listen                   []string
 	probeAddr, metricsAddr   string
+	startupTaint             string
 	audience, kubeletPods    string
 	kubeAPI, kubeToken       string
 	kubeCA                   string
@@ -67,6 +68,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
 	fs.StringSliceVar(&f.listen, "listen", []string{net.JoinHostPort(podidentity.AgentIPv4, "80"), net.JoinHostPort(podidentity.AgentIPv6, "80")}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
+	fs.StringVar(&f.startupTaint, "startup-taint", "", `a taint key (e.g. `+agent.StartupTaintKey+`) to remove from the node once the agent serves, for nodes registered with it so that no pod is scheduled before; needs get and patch on nodes`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
@@ -151,6 +153,8 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 		Handler:     agent.HandlerOptions{Tokens: verifier, Audience: f.audience},
 		APIServer:   api,
 		Log:         log,
+		// Removed once ready; the watch above needs the API server anyway.
+		StartupTaint: f.startupTaint,
 	})
 	log.Info("starting podid agent", "node", f.node, "cluster", f.cluster, "server", f.upstream)
 	return a.Run(cmd.Context())

@@ -33,6 +33,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/podid/podid/internal/agentcmd"
+	"github.com/podid/podid/internal/agentpolicy"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/credprovider"
 	"github.com/podid/podid/internal/passrole"
@@ -376,7 +377,7 @@ func TestCredentialProviderConfig(t *testing.T) {
 func TestAdmissionPolicies(t *testing.T) {
 	want := map[string]any{}
 	for _, obj := range []client.Object{passrole.Policy(), passrole.Binding(), passrole.RotatorPolicy(namespace), passrole.RotatorBinding(),
-		podcheck.RequesterPolicy(), podcheck.RequesterBinding()} {
+		podcheck.RequesterPolicy(), podcheck.RequesterBinding(), agentpolicy.Policy(namespace), agentpolicy.Binding()} {
 		want[obj.GetObjectKind().GroupVersionKind().Kind+"/"+obj.GetName()] = obj
 	}
 	found := 0
@@ -408,15 +409,20 @@ func TestAdmissionPolicies(t *testing.T) {
 }
 
 // The chart renders for its declared floor (Chart.yaml's kubeVersion, 1.27)
-// once podid's PassRole policy, which needs ValidatingAdmissionPolicy v1
-// (1.30), is turned off, and refuses to render without saying so below 1.30;
+// once podid's PassRole policy and the agent's startup taint, which need
+// ValidatingAdmissionPolicy v1 (1.30), are turned off, and refuses to
+// render without saying so below 1.30;
 // nothing it renders on the floor is an API the floor does not serve.
 func TestKubeVersionFloor(t *testing.T) {
-	_, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.29.4", "-f", "testdata/default.values.yaml")
+	_, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.29.4", "-f", "testdata/default.values.yaml", "--set", "agent.startupTaint.enabled=false")
 	if err == nil || !strings.Contains(err.Error(), "passRole.enabled needs Kubernetes 1.30 or later") || !strings.Contains(err.Error(), "passRole.enabled=false") {
 		t.Fatalf("rendering for 1.29 with PassRole on: %v", err)
 	}
-	out, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.27.0", "-f", "testdata/default.values.yaml", "--set", "passRole.enabled=false")
+	_, err = helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.29.4", "-f", "testdata/default.values.yaml", "--set", "passRole.enabled=false")
+	if err == nil || !strings.Contains(err.Error(), "agent.startupTaint.enabled=false") {
+		t.Fatalf("rendering for 1.29 with the startup taint on: %v", err)
+	}
+	out, err := helm(t, "template", "podid", "../../charts/podid", "--kube-version", "1.27.0", "-f", "testdata/default.values.yaml", "--set", "passRole.enabled=false", "--set", "agent.startupTaint.enabled=false")
 	if err != nil {
 		t.Fatalf("rendering for the floor: %v", err)
 	}

@@ -108,5 +108,17 @@ true
 {{- end -}}
 {{- end -}}
 
+{{- /* The agent removes its startup taint (agent.startupTaint): "true" when on. The
+       RBAC it needs (patch on nodes) is bounded by a ValidatingAdmissionPolicy,
+       so it needs 1.30 too. */ -}}
+{{- define "podid.startupTaint" -}}
+{{- if and .Values.agent.enabled .Values.agent.startupTaint.enabled -}}
+{{- if not (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "agent.startupTaint.enabled needs Kubernetes 1.30 or later (the ValidatingAdmissionPolicy that keeps each agent to its own node), and this cluster is %s. Upgrade it, or set agent.startupTaint.enabled=false" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- /* The rotator's ServiceAccount: rotator.serviceAccount.name, as JFrog's chart names its operator's. */ -}}
 {{- define "podid.rotatorServiceAccount" -}}{{ .Values.rotator.serviceAccount.name | default "podid-rotator" }}{{- end -}}

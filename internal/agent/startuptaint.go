@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// StartupTaintKey is the taint a node can be registered with so that no
+// pod is scheduled on it before its agent serves (the kubelet's
+// --register-with-taints, Karpenter's startupTaints): the agent removes it
+// from its own node once it is ready, as CNI plugins do with theirs.
+// DaemonSets that tolerate it (the agent's tolerates every taint) still
+// start.
+const StartupTaintKey = "podid.io/agent-not-ready"
+
+// nodeTaints is the part of a Node the agent reads: its taints as the API
+// server has them, so that a patch's test compares them whole.
+type nodeTaints struct {
+	Spec struct {
+		Taints []json.RawMessage `json:"taints"`
+	} `json:"spec"`
+}
+
+// removeStartupTaint removes the taints with key from the agent's node,
+// once the agent is ready (its listeners bound and its pod watch synced),
+// retrying until it has or ctx ends.
+func (a *Agent) removeStartupTaint(ctx context.Context, key string) {
+	for !a.synced.Load() {
+		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
+			return
+		}
+	}
+	for failures := 0; ; failures++ {
+		removed, err := a.opts.APIServer.RemoveTaints(ctx, a.opts.Node, key)
+		if err == nil {
+			if removed > 0 {
+				a.opts.Log.Info("serving: removed the startup taint from the node, pods may be scheduled here", "node", a.opts.Node, "taint", key)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.opts.Log.Warn("removing the startup taint from the node failed; retrying (pods stay off this node until it is removed)", "node", a.opts.Node, "taint", key, "error", err.Error())
+		wait := min(time.Second<<min(failures, 5), 30*time.Second)
+		sleep(ctx, wait/2+rand.N(wait/2+1))
+	}
+}
+
+// RemoveTaints removes every taint with key from node, with a JSON patch
+// that first tests each taint it removes, so that a node changed meanwhile
+// is read again rather than written over. It reports how many it removed.
+func (s *APIServer) RemoveTaints(ctx context.Context, node, key string) (int, error) {
+	for attempt := 0; ; attempt++ {
+		var n nodeTaints
+		u := s.Host + "/api/v1/nodes/" + url.PathEscape(node)
+		if err := s.do(ctx, http.MethodGet, u, "", nil, &n); err != nil {
+			return 0, fmt.Errorf("reading node %s: %w", node, err)
+		}
+		var patch []map[string]any
+		for i := len(n.Spec.Taints) - 1; i >= 0; i-- { // from the end, so indexes hold
+			var t struct{ Key string }
+			if json.Unmarshal(n.Spec.Taints[i], &t) == nil && t.Key == key {
+				path := fmt.Sprintf("/spec/taints/%d", i)
+				patch = append(patch, map[string]any{"op": "test", "path": path, "value": n.Spec.Taints[i]}, map[string]any{"op": "remove", "path": path})
+			}
+		}
+		if len(patch) == 0 {
+			return 0, nil
+		}
+		body, _ := json.Marshal(patch)
+		err := s.do(ctx, http.MethodPatch, u, "application/json-patch+json", body, nil)
+		if err == nil {
+			return len(patch) / 2, nil
+		}
+		var se *apiError
+		if !errors.As(err, &se) || (se.code != http.StatusConflict && se.code != http.StatusUnprocessableEntity) || attempt >= 5 {
+			return 0, fmt.Errorf("removing taint %s from node %s: %w", key, node, err)
+		}
+		// Changed meanwhile (a failed test): read it again.
+	}
+}
+
+// apiError is an API server's answer other than 2xx.
+type apiError struct {
+	code    int
+	message string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.message) }
+
+// do sends one request, decoding a 2xx answer into into (when not nil).
+func (s *APIServer) do(ctx context.Context, method, u, contentType string, body []byte, into any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var status struct{ Message string }
+		if json.Unmarshal(data, &status) != nil || status.Message == "" {
+			status.Message = string(bytes.TrimSpace(data[:min(len(data), 200)]))
+		}
+		return &apiError{code: resp.StatusCode, message: status.Message}
+	}
+	if into == nil {
+		return nil
+	}
+	return json.Unmarshal(data, into)
+}
