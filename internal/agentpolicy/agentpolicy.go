@@ -60,8 +60,8 @@ func Policy(namespace string) *admissionregistrationv1.ValidatingAdmissionPolicy
 				},
 				{
 					Expression: taints + ` && ` + same("metadata.labels") + ` && ` + same("metadata.annotations") + ` && ` + same("spec.unschedulable"),
-					Message: "podid-agent may only remove the taint " + key + " from its node",
-					Reason:  ptr.To(metav1.StatusReasonForbidden),
+					Message:    "podid-agent may only remove the taint " + key + " from its node",
+					Reason:     ptr.To(metav1.StatusReasonForbidden),
 				},
 			},
 		},
