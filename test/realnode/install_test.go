@@ -49,6 +49,7 @@ func TestRealNode(t *testing.T) {
 		// They restart the agent and podid server, so they run once the
 		// background checks, which watch the agent's cache, are done.
 		{"doctor names an agent or a server down", testDoctorNodeDown},
+		{"pods wait for the node's agent (startup taint)", testStartupTaint},
 		{"faults under load", testFaultsUnderLoad},
 	} {
 		if !t.Run(step.name, step.fn) && step.name == "chart installed as shipped" {

@@ -1,0 +1,142 @@
+package realnode
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podid/podid/internal/agent"
+)
+
+// testStartupTaint: a node registered with podid's startup taint and pods
+// already waiting for it. None of them is scheduled while the node has no
+// agent; once the agent serves it removes the taint itself (through the
+// chart's RBAC and admission policy), and every pod then runs and gets
+// credentials.
+func testStartupTaint(t *testing.T) {
+	ctx := t.Context()
+	const ns = "startup-taint"
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	associate(t, ns, "app")
+	node := sb.RealNode().Name
+
+	// The node as it comes up: no agent yet, the taint it was registered
+	// with (--register-with-taints, Karpenter's startupTaints).
+	restore := setAgentNodeSelector(t, map[string]string{"podid.io/agent": "not-yet"})
+	taint := corev1.Taint{Key: agent.StartupTaintKey, Effect: corev1.TaintEffectNoSchedule}
+	patchTaints(t, node, append(taintsOn(t, node), taint))
+	t.Cleanup(func() { // whatever happens, the node is left schedulable
+		kept := slices.DeleteFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey })
+		patchTaints(t, node, kept)
+	})
+
+	const replicas = 3
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, sb.WorkloadDeployment(ns, "waiting", "app", replicas), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// They wait: unschedulable, for as long as the node has no agent.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return len(podsOf(t, ns, func(p corev1.Pod) bool { return unschedulable(p) })) == replicas, nil
+	}); err != nil {
+		t.Fatalf("the pods were not held back by the taint: %v", err)
+	}
+	time.Sleep(3 * time.Second) // the scheduler's retry
+	if scheduled := podsOf(t, ns, func(p corev1.Pod) bool { return p.Spec.NodeName != "" }); len(scheduled) != 0 {
+		t.Fatalf("%d pods were scheduled on a node without an agent", len(scheduled))
+	}
+
+	restore() // the agent starts on the node, and is ready when this returns
+	agentStarted := agentStartedAt(t)
+	var running []corev1.Pod
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		running = podsOf(t, ns, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" })
+		return len(running) == replicas, nil
+	}); err != nil {
+		t.Fatalf("the waiting pods did not run once the agent served: %v (taints %v)", err, taintsOn(t, node))
+	}
+	if slices.ContainsFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey }) {
+		t.Error("the startup taint is still on the node")
+	}
+	for _, p := range running {
+		if started := p.Status.StartTime; started == nil || started.Time.Before(agentStarted) {
+			t.Errorf("pod %s started at %v, before the agent at %v", p.Name, started, agentStarted)
+		}
+		id, err := sb.PodIdentity(ctx, &p)
+		if err != nil {
+			t.Errorf("pod %s: %v", p.Name, err)
+			continue
+		}
+		if id.Source != "CredentialsEndpointProvider" {
+			t.Errorf("pod %s got credentials from %s", p.Name, id.Source)
+		}
+	}
+	t.Logf("figure: %d pods waiting on a node without its agent were all started %s after the agent's container", replicas, lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
+}
+
+func unschedulable(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return true
+		}
+	}
+	return false
+}
+
+func podsOf(t *testing.T, ns string, keep func(corev1.Pod) bool) []corev1.Pod {
+	t.Helper()
+	list, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return !keep(p) })
+}
+
+func taintsOn(t *testing.T, node string) []corev1.Taint {
+	t.Helper()
+	n, err := cs.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Spec.Taints
+}
+
+func patchTaints(t *testing.T, node string, taints []corev1.Taint) {
+	t.Helper()
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"taints": taints}})
+	if _, err := cs.CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// agentStartedAt is when the node's agent container started.
+func agentStartedAt(t *testing.T) time.Time {
+	t.Helper()
+	pods, err := cs.CoreV1().Pods(podidNS).List(t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("agent pods: %v (%d)", err, len(pods.Items))
+	}
+	for _, c := range pods.Items[0].Status.ContainerStatuses {
+		if c.Name == "agent" && c.State.Running != nil {
+			return c.State.Running.StartedAt.Time
+		}
+	}
+	t.Fatal("the agent is not running")
+	return time.Time{}
+}
+
+func lastStart(pods []corev1.Pod) time.Time {
+	var last time.Time
+	for _, p := range pods {
+		if p.Status.StartTime != nil && p.Status.StartTime.After(last) {
+			last = p.Status.StartTime.Time
+		}
+	}
+	return last
+}
