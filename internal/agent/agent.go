@@ -38,6 +38,9 @@ type Options struct {
 	// StartupTaint, when set, is the taint key the agent removes from its
 	// node once ready (see StartupTaintKey); it needs APIServer.
 	StartupTaint string
+	// ReadyFile, when set, is written once the agent is ready and removed
+	// when it stops (see markReady).
+	ReadyFile string
 }
 
 // Agent is a running `podid agent`.
@@ -46,6 +49,8 @@ type Agent struct {
 	handler *Handler
 	metrics *metrics
 	synced  atomic.Bool
+	// serving: the credential addresses are bound and served.
+	serving atomic.Bool
 }
 
 // New assembles an agent.
@@ -76,8 +81,12 @@ func New(opts Options) *Agent {
 func (a *Agent) Run(ctx context.Context) error {
 	listeners := append([]net.Listener(nil), a.opts.Listeners...)
 	for _, addr := range a.opts.Listen {
-		l, err := listen("credentials", addr, "chart value agent.listen, flag --listen")
+		l, err := a.bind(ctx, "credentials", addr, "chart value agent.listen, flag --listen")
 		if err != nil {
+			if ctx.Err() != nil {
+				closeAll(listeners)
+				return nil // stopped while waiting for an address
+			}
 			var opErr *net.OpError
 			if errors.As(err, &opErr) && isIPv6(addr) && !errors.Is(err, syscall.EADDRINUSE) {
 				// A node without IPv6 serves IPv4 only.
@@ -123,8 +132,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, l := range listeners {
 		serve("credentials", l, a.handler)
 	}
+	a.serving.Store(true)
+	wg.Go(func() { a.markReady(ctx) })
 	if a.opts.ProbeAddr != "" {
-		l, err := listen("probes", a.opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address")
+		l, err := a.bind(ctx, "probes", a.opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address")
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -133,7 +144,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		serve("probes", l, a.probes())
 	}
 	if a.opts.MetricsAddr != "" {
-		l, err := listen("metrics", a.opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address")
+		l, err := a.bind(ctx, "metrics", a.opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address")
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -160,8 +171,8 @@ func (a *Agent) probes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.synced.Load() {
-			http.Error(w, "the pod watch has not synced yet", http.StatusServiceUnavailable)
+		if !a.ready() {
+			http.Error(w, "not serving yet: the credential addresses are not bound, or the pod watch has not synced", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok"))

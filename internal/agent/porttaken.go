@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,23 +11,45 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// listen is net.Listen, with an address already taken turned into an
-// error that names who holds it, as far as this process can see, and what
-// to change: on a node, the agent shares the host's ports with every
+// listen listens on addr with SO_REUSEPORT, so that the agent replacing
+// this one on the node (the DaemonSet rolls out with a surge) binds the same
+// addresses while this one still serves, and takes over without a refused
+// connection. An address already taken by a process without it is an
+// *addrTakenError naming who holds it, as far as this process can see, and
+// what to change: on a node, the agent shares the host's ports with every
 // host-network pod and system service.
-func listen(what, addr, setting string) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
+func listen(ctx context.Context, what, addr, setting string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	l, err := lc.Listen(ctx, "tcp", addr)
 	if err == nil {
 		return l, nil
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return nil, fmt.Errorf("listening for %s on %s: %w", what, addr, err)
 	}
-	return nil, fmt.Errorf("listening for %s on %s: the address is taken on this node by %s; free it, or move the agent's %s (%s)",
-		what, addr, portHolder(procRoot, addr), what, setting)
+	return nil, &addrTakenError{what: what, addr: addr, holder: portHolder(procRoot, addr), setting: setting}
 }
+
+// addrTakenError is an address another process holds.
+type addrTakenError struct{ what, addr, holder, setting string }
+
+func (e *addrTakenError) Error() string {
+	return fmt.Sprintf("listening for %s on %s: the address is taken on this node by %s; free it, or move the agent's %s (%s)", e.what, e.addr, e.holder, e.what, e.setting)
+}
+
+func (e *addrTakenError) Unwrap() error { return syscall.EADDRINUSE }
 
 // procRoot is where /proc is; tests point it elsewhere.
 var procRoot = "/proc"

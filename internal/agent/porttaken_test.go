@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A port taken on the node is an error that names the process holding it
@@ -18,7 +19,7 @@ func TestPortTakenNamesItsHolder(t *testing.T) {
 	}
 	defer held.Close()
 	comm, _ := os.ReadFile("/proc/self/comm")
-	_, err = listen("probes", held.Addr().String(), "chart value agent.healthPort")
+	_, err = listen(t.Context(), "probes", held.Addr().String(), "chart value agent.healthPort")
 	want := "the address is taken on this node by process " + strings.TrimSpace(string(comm)) + " (pid " + strconv.Itoa(os.Getpid()) + "); free it, or move the agent's probes (chart value agent.healthPort)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v\nwant it to say %q", err, want)
@@ -40,5 +41,49 @@ func TestPortHolderOutOfSight(t *testing.T) {
 	}
 	if got := listeningInodes(proc, 80); !got["424242"] || len(got) != 1 {
 		t.Errorf("inodes = %v", got)
+	}
+}
+
+// Two agents on one node (the old and the new pod of a surge rollout) bind
+// the same address; a holder without SO_REUSEPORT is waited for, and the
+// address is taken as soon as it lets go.
+func TestHandoverBinds(t *testing.T) {
+	old, err := listen(t.Context(), "credentials", "127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	replacement, err := listen(t.Context(), "credentials", old.Addr().String(), "")
+	if err != nil {
+		t.Fatalf("the replacement agent could not bind beside the old one: %v", err)
+	}
+	replacement.Close()
+
+	held, err := net.Listen("tcp", "127.0.0.1:0") // no SO_REUSEPORT: an earlier agent
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{Cache: NewCache(nil, CacheOptions{})})
+	got := make(chan error, 1)
+	go func() {
+		l, err := a.bind(t.Context(), "credentials", held.Addr().String(), "")
+		if err == nil {
+			l.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("bound while the address was held: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held.Close()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the holder let go")
 	}
 }

@@ -33,7 +33,7 @@ type nodeTaints struct {
 // once the agent is ready (its listeners bound and its pod watch synced),
 // retrying until it has or ctx ends.
 func (a *Agent) removeStartupTaint(ctx context.Context, key string) {
-	for !a.synced.Load() {
+	for !a.ready() {
 		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
 			return
 		}

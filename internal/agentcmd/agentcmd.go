@@ -30,7 +30,7 @@ type agentFlags struct {
 	upstreamAuth, agentToken string
 	listen                   []string
 	probeAddr, metricsAddr   string
-	startupTaint             string
+	startupTaint, readyFile  string
 	audience, kubeletPods    string
 	kubeAPI, kubeToken       string
 	kubeCA                   string
@@ -68,6 +68,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
 	fs.StringSliceVar(&f.listen, "listen", []string{net.JoinHostPort(podidentity.AgentIPv4, "80"), net.JoinHostPort(podidentity.AgentIPv6, "80")}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
+	fs.StringVar(&f.readyFile, "ready-file", "", "a file written once the agent serves and removed when it stops, for an exec readiness probe (`podid-agent ready --file`): during a surge rollout two agents answer the node's probe port")
 	fs.StringVar(&f.startupTaint, "startup-taint", "", `a taint key (e.g. `+agent.StartupTaintKey+`) to remove from the node once the agent serves, for nodes registered with it so that no pod is scheduled before; needs get and patch on nodes`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
@@ -78,7 +79,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.kubeAPI, "kube-api-server", "", "the API server's URL (default: in-cluster, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	fs.StringVar(&f.kubeToken, "kube-token-file", "", "the agent's ServiceAccount token for the API server (default: the in-cluster token)")
 	fs.StringVar(&f.kubeCA, "kube-ca-file", "", "CA bundle of the API server (default: the in-cluster ca.crt)")
-	cmd.AddCommand(newAgentInitCommand())
+	cmd.AddCommand(newAgentInitCommand(), newAgentReadyCommand())
 	return cmd
 }
 
@@ -155,6 +156,7 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 		Log:         log,
 		// Removed once ready; the watch above needs the API server anyway.
 		StartupTaint: f.startupTaint,
+		ReadyFile:    f.readyFile,
 	})
 	log.Info("starting podid agent", "node", f.node, "cluster", f.cluster, "server", f.upstream)
 	return a.Run(cmd.Context())
@@ -193,5 +195,26 @@ address only. Where the dummy kernel module is missing, use --link lo.`,
 	}
 	cmd.Flags().StringVar(&link, "link", "podid0", "the link to hold the addresses; created as a dummy link unless it exists")
 	cmd.Flags().StringSliceVar(&addrs, "address", []string{podidentity.AgentIPv4, podidentity.AgentIPv6}, "addresses to put on the link (repeatable)")
+	return cmd
+}
+
+// newAgentReadyCommand is the kubelet's readiness probe of one agent pod:
+// the ready file in the pod's own volume, which only that pod's agent
+// writes (its HTTP /readyz port is the node's, shared with the agent it
+// replaces during a rollout).
+func newAgentReadyCommand() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "ready",
+		Short: "Exit 0 if this pod's agent serves (its --ready-file exists)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(file); err != nil {
+				return fmt.Errorf("not ready: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "/run/podid-agent/ready", "the agent's --ready-file")
 	return cmd
 }

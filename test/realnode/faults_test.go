@@ -3,7 +3,11 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,8 +28,11 @@ type loadStats struct {
 
 // testFaultsUnderLoad keeps three pods fetching credentials through fresh
 // SDK chains every 100 ms while podid's leader server pod is deleted, the
-// agent DaemonSet is restarted and the API server is restarted, and counts
-// the fetches that failed after the SDK's own retries.
+// agent DaemonSet is restarted, the chart is upgraded with a change to the
+// agent, the agent is killed with SIGKILL and the API server is restarted,
+// and counts the fetches that failed after the SDK's own retries. The
+// agent's rollouts must lose none: the new agent shares the node's
+// addresses with the old one and is ready before the old one stops.
 func testFaultsUnderLoad(t *testing.T) {
 	ctx := t.Context()
 	associate(t, "load", "load")
@@ -64,12 +71,15 @@ func testFaultsUnderLoad(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second) // every pod's first fetch is done
 	for _, fault := range []struct {
-		name string
-		do   func(context.Context) error
+		name         string
+		do           func(context.Context) error
+		zeroFailures bool // the target: the agent hands over without a refused connection
 	}{
-		{"the leader podid server pod deleted", deleteLeader},
-		{"the agent DaemonSet restarted (kubectl rollout restart)", restartAgent},
-		{"the API server restarted", sb.RealNode().RestartAPIServer},
+		{"the leader podid server pod deleted", deleteLeader, false},
+		{"the agent DaemonSet restarted (kubectl rollout restart)", restartAgent, true},
+		{"a chart upgrade that changes the agent (helm upgrade --set agent.logLevel=debug)", upgradeAgent, true},
+		{"the agent killed with SIGKILL", killAgent, false},
+		{"the API server restarted", sb.RealNode().RestartAPIServer, false},
 	} {
 		before := stats()
 		began := time.Now()
@@ -89,6 +99,9 @@ func testFaultsUnderLoad(t *testing.T) {
 		}
 		if fetches == 0 {
 			t.Errorf("%s: the pods made no fetches", fault.name)
+		}
+		if fault.zeroFailures && failed > 0 {
+			t.Errorf("%s: %d SDK fetches failed; the agent's handover should lose none", fault.name, failed)
 		}
 		if after.Failures != during.Failures || after.Fetches == during.Fetches {
 			t.Errorf("%s: fetches still fail %s after podid is whole again: %d more failures in 3s", fault.name, 5*time.Second, after.Failures-during.Failures)
@@ -143,13 +156,88 @@ func restartAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gen := ds.Generation
+	return waitAgentRollout(ctx, ds.Generation)
+}
+
+// waitAgentRollout waits until the agent DaemonSet of generation gen is
+// rolled out: every node's agent updated and available, no other left.
+func waitAgentRollout(ctx context.Context, gen int64) error {
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		ds, err := cs.AppsV1().DaemonSets("podid-system").Get(ctx, "podid-agent", metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
 		s := ds.Status
-		return s.ObservedGeneration >= gen && s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled && s.NumberUnavailable == 0, nil
+		if s.ObservedGeneration < gen || s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled || s.NumberUnavailable != 0 {
+			return false, nil
+		}
+		pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+		return err == nil && len(pods.Items) == int(s.DesiredNumberScheduled), nil
 	})
+}
+
+// upgradeAgent upgrades the release with a value that changes the agent's
+// pods, as an operator does, and waits for the rollout.
+func upgradeAgent(ctx context.Context) error {
+	if err := sb.UpgradeChart(ctx, "agent.logLevel=debug"); err != nil {
+		return err
+	}
+	ds, err := cs.AppsV1().DaemonSets("podid-system").Get(ctx, "podid-agent", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	return waitAgentRollout(ctx, ds.Generation)
+}
+
+// killAgent kills the node's agent process with SIGKILL, as the OOM killer
+// would, and waits until the kubelet has it serving again.
+func killAgent(ctx context.Context) error {
+	pid, err := agentPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing the agent (pid %d): %w", pid, err)
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		now, err := agentPID()
+		if err != nil || now == pid {
+			return false, nil
+		}
+		pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+		if err != nil || len(pods.Items) != 1 {
+			return false, nil
+		}
+		for _, c := range pods.Items[0].Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// agentPID finds the agent's process on this host (the node's containers
+// are processes of the host).
+func agentPID() (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		// The serving agent, not `podid-agent ready` or `init`.
+		if filepath.Base(args[0]) == "podid-agent" && len(args) > 1 && strings.HasPrefix(args[1], "--") {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no podid-agent process on this host")
 }

@@ -369,13 +369,29 @@ func (s *Sandbox) writeChartValues() (string, error) {
 // helmInstall installs the chart as shipped with values, waiting for every
 // pod to be Ready.
 func (s *Sandbox) helmInstall(ctx context.Context, kubeconfig, values string) error {
-	helm := filepath.Join(localnode.DefaultBinDir(), "helm")
-	cmd := exec.CommandContext(ctx, helm, "install", releaseName, s.real.chartDir, "--namespace", systemNamespace,
+	return s.helm(ctx, "install", releaseName, s.real.chartDir, "--namespace", systemNamespace,
 		"--kubeconfig", kubeconfig, "-f", values, "--wait", "--timeout", "5m")
+}
+
+// UpgradeChart runs `helm upgrade` of the installed release with its
+// values and set (KEY=VALUE, as --set), as an operator changing a value
+// does, waiting as helm waits.
+func (s *Sandbox) UpgradeChart(ctx context.Context, set ...string) error {
+	args := []string{"upgrade", releaseName, s.real.chartDir, "--namespace", systemNamespace,
+		"--kubeconfig", s.real.node.Kubeconfig, "-f", filepath.Join(s.opts.Dir, "values.yaml"), "--wait", "--timeout", "5m"}
+	for _, kv := range set {
+		args = append(args, "--set", kv)
+	}
+	return s.helm(ctx, args...)
+}
+
+func (s *Sandbox) helm(ctx context.Context, args ...string) error {
+	helm := filepath.Join(localnode.DefaultBinDir(), "helm")
+	cmd := exec.CommandContext(ctx, helm, args...)
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(s.opts.Dir, "helm", "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(s.opts.Dir, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(s.opts.Dir, "helm", "data"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("helm install: %w: %s\n%s", err, strings.TrimSpace(string(out)), s.PodsReport(ctx))
+		return fmt.Errorf("helm %s: %w: %s\n%s", args[0], err, strings.TrimSpace(string(out)), s.PodsReport(ctx))
 	}
 	return nil
 }
