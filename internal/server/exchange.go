@@ -25,6 +25,7 @@ import (
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/podevents"
+	"github.com/podid/podid/internal/promutil"
 	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
@@ -117,6 +118,8 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		if err != nil {
 			return nil, err
 		}
+		// Throttling in a burst of new pods is retried with backoff, and counted.
+		awsCfg.Retryer = sts.NewRetryer(promutil.Register(ctrlmetrics.Registry, sts.ThrottledCounter()))
 		stsClient = awssts.NewFromConfig(awsCfg, func(o *awssts.Options) {
 			if opts.STSEndpoint != "" {
 				o.BaseEndpoint = aws.String(opts.STSEndpoint)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podid/podid/internal/association"
 	"github.com/podid/podid/internal/sts"
@@ -103,5 +105,24 @@ func TestLifetimeLearnedFromSTS(t *testing.T) {
 	}
 	if n := refusals(emu); n != 1 {
 		t.Errorf("STS refused %d calls, want the first one only", n)
+	}
+}
+
+// STS's throttling is absorbed: retried with backoff, counted, and the
+// exchange succeeds.
+func TestThrottlingIsRetriedAndCounted(t *testing.T) {
+	emu, assumer, createRole := setup(t)
+	throttled := sts.ThrottledCounter()
+	cfg := emu.Config(server.AccessKeyID, server.SecretAccessKey, "")
+	cfg.RetryMaxAttempts = 0
+	cfg.Retryer = sts.NewRetryer(throttled)
+	assumer.Client = awssts.NewFromConfig(cfg)
+	role := createRole("throttled", awsemu.PodidTrust(serverARN))
+	emu.InjectFault("AssumeRole", "Throttling", 2)
+	if _, err := assumer.Assume(t.Context(), &association.Association{Namespace: "demo", ServiceAccount: "app", RoleARN: role}, pod); err != nil {
+		t.Fatalf("throttled twice, then: %v", err)
+	}
+	if got := testutil.ToFloat64(throttled); got != 2 {
+		t.Errorf("podid_sts_throttled_total = %v, want 2", got)
 	}
 }
