@@ -118,16 +118,17 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		if err != nil {
 			return nil, err
 		}
+		if iamClient == nil {
+			iamClient = iam.NewFromConfig(awsCfg)
+		}
 		// Throttling in a burst of new pods is retried with backoff, and counted.
-		awsCfg.Retryer = sts.NewRetryer(promutil.Register(ctrlmetrics.Registry, sts.ThrottledCounter()))
+		throttled := promutil.Register(ctrlmetrics.Registry, sts.ThrottledCounter())
 		stsClient = awssts.NewFromConfig(awsCfg, func(o *awssts.Options) {
+			o.Retryer = sts.NewRetryer(throttled)()
 			if opts.STSEndpoint != "" {
 				o.BaseEndpoint = aws.String(opts.STSEndpoint)
 			}
 		})
-		if iamClient == nil {
-			iamClient = iam.NewFromConfig(awsCfg)
-		}
 	}
 	limits := &sts.RoleLimits{IAM: iamClient, Now: opts.Now}
 	// The identity publisher and the PodIdentityChecks without a pod call
