@@ -15,7 +15,7 @@ build: ## Build bin/podid, bin/podid-agent, bin/podid-credential-provider and bi
 	go build -trimpath -o $(BIN)/podid-credential-provider ./cmd/podid-credential-provider
 	go build -trimpath -o $(BIN)/podid-sandbox ./cmd/podid-sandbox
 
-tools: ## Build the pinned kube-apiserver, etcd, kubectl, the node's kubelet, controllers, kube-proxy, containerd and CoreDNS, controller-gen, MinIO and Helm into bin/ (cached by pin).
+tools: ## Build the pinned kube-apiserver, etcd, kubectl, the node's kubelet, controllers, kube-proxy, containerd and CoreDNS, controller-gen, MinIO, Helm and promtool into bin/ (cached by pin).
 	hack/tools.sh
 
 check-tools: ## Build only what `make check` needs: controller-gen and Helm.

@@ -6,7 +6,7 @@
 #
 #   hack/tools.sh            build or copy every tool
 #   hack/tools.sh NAME...    only these (kube, kubectl, node, containerd, coredns,
-#                            controller-gen, minio, helm)
+#                            controller-gen, minio, helm, promtool)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +21,8 @@ CONTROLLER_TOOLS_VERSION=v0.23.0
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # Helm, for `helm lint` and rendering the chart in its golden tests.
 HELM_VERSION=v3.22.0
+# promtool, for the unit tests of the chart's alerting rules.
+PROMETHEUS_VERSION=v0.316.0
 
 gover=$(go env GOVERSION)
 
@@ -131,12 +133,13 @@ go_install() {
 tool_controller-gen() { go_install controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen "$CONTROLLER_TOOLS_VERSION"; }
 tool_minio() { go_install minio github.com/minio/minio "$MINIO_VERSION"; }
 tool_helm() { go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"; }
+tool_promtool() { go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION"; }
 
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(kube kubectl node containerd coredns controller-gen minio helm)
+[ ${#tools[@]} -gt 0 ] || tools=(kube kubectl node containerd coredns controller-gen minio helm promtool)
 for t in "${tools[@]}"; do
 	if ! declare -F "tool_$t" >/dev/null; then
-		echo "tools: unknown tool '$t' (known: kube kubectl node containerd coredns controller-gen minio helm)" >&2
+		echo "tools: unknown tool '$t' (known: kube kubectl node containerd coredns controller-gen minio helm promtool)" >&2
 		exit 2
 	fi
 	"tool_$t"

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -221,6 +223,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			getCertificate = watcher.GetCertificate
 		}
 		l = tls.NewListener(l, &tls.Config{GetCertificate: getCertificate, MinVersion: tls.VersionTLS12})
+		promutil.Register(ctrlmetrics.Registry, certificateExpiry(getCertificate))
 		url = "https://" + strings.TrimPrefix(url, "http://")
 	}
 	shutdown := 10 * time.Second
@@ -271,4 +274,24 @@ func clusterTokenVerifier(ctx context.Context, cfg *rest.Config, opts APIOptions
 		return nil, fmt.Errorf("building a client for the API server: %w", err)
 	}
 	return token.ForAPIServer(ctx, client, cfg.Host, opts.Now)
+}
+
+// certificateExpiry is when the certificate the API serves expires (podid's
+// own, the webhook's too, or the files'), read at each scrape, so that an
+// alert sees a renewal that did not happen; 0 when there is none.
+func certificateExpiry(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "podid_serving_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate podid server's API serves expires (Unix time); 0 when it has none.",
+	}, func() float64 {
+		c, err := get(nil)
+		if err != nil || c == nil || len(c.Certificate) == 0 {
+			return 0
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			return 0
+		}
+		return float64(leaf.NotAfter.Unix())
+	})
 }
