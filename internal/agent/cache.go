@@ -63,6 +63,11 @@ type CacheOptions struct {
 	TokenOwner func(ctx context.Context, token string) (podUID string, err error)
 	// Log tells of renewals refused for that reason; nil discards.
 	Log *slog.Logger
+	// MaxUpstream bounds the upstream calls in flight (first requests and
+	// refreshes of all pods together; default 16): a burst of new pods on
+	// the node (a CronJob of hundreds) queues here instead of arriving at
+	// podid server all at once, where it would time out together.
+	MaxUpstream int
 	// Backoff after a failed refresh starts here and doubles to MaxBackoff,
 	// with jitter; defaults 1 s and 1 min.
 	Backoff, MaxBackoff time.Duration
@@ -88,6 +93,8 @@ type Cache struct {
 	opts     CacheOptions
 	upstream Upstream
 	group    singleflight.Group
+	// slots holds a token per upstream call in flight (MaxUpstream).
+	slots chan struct{}
 
 	// observe, when set, learns each upstream call's outcome (the agent's
 	// metrics); set before the cache is used.
@@ -129,6 +136,9 @@ func NewCache(upstream Upstream, opts CacheOptions) *Cache {
 	if opts.PodRate == 0 {
 		opts.PodRate, opts.PodBurst = 1, 5
 	}
+	if opts.MaxUpstream == 0 {
+		opts.MaxUpstream = 16
+	}
 	if opts.Backoff == 0 {
 		opts.Backoff = time.Second
 	}
@@ -141,7 +151,7 @@ func NewCache(upstream Upstream, opts CacheOptions) *Cache {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Cache{opts: opts, upstream: upstream, entries: map[string]*entry{}}
+	return &Cache{opts: opts, upstream: upstream, entries: map[string]*entry{}, slots: make(chan struct{}, opts.MaxUpstream)}
 }
 
 // ErrRateLimited is returned when a pod asks upstream more often than its
@@ -203,7 +213,13 @@ func (c *Cache) fetch(ctx context.Context, pod Pod, token string) (Served, error
 	if !allowed {
 		return Served{}, ErrRateLimited
 	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return Served{}, ctx.Err()
+	}
 	creds, err := c.upstream.Fetch(ctx, token)
+	<-c.slots
 	if c.observe != nil {
 		c.observe(err)
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -279,4 +280,44 @@ func TestUpstreamCallsPerPodPerDay(t *testing.T) {
 			t.Errorf("sessions of %s: %d upstream calls a day, want at most %d", c.lifetime, n, c.max)
 		}
 	}
+}
+
+// A burst of new pods queues at the agent: no more than MaxUpstream calls
+// are in flight at once, and every pod is served.
+func TestUpstreamCallsInFlightAreBounded(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	up := &concurrencyUpstream{fakeUpstream: fakeUpstream{delay: 20 * time.Millisecond, lifetime: time.Hour, now: c.Now}}
+	cache := NewCache(up, CacheOptions{Now: c.Now, MaxUpstream: 4})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Go(func() {
+			_, err := cache.Get(t.Context(), Pod{UID: fmt.Sprintf("uid-%d", i)}, fmt.Sprintf("t%d", i))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if up.calls.Load() != 64 || up.max.Load() > 4 {
+		t.Errorf("%d calls, at most %d in flight; want 64 and at most 4", up.calls.Load(), up.max.Load())
+	}
+}
+
+// concurrencyUpstream records the most calls in flight at once.
+type concurrencyUpstream struct {
+	fakeUpstream
+	inFlight, max atomic.Int32
+}
+
+func (c *concurrencyUpstream) Fetch(ctx context.Context, token string) (Credentials, error) {
+	n := c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	for m := c.max.Load(); n > m && !c.max.CompareAndSwap(m, n); m = c.max.Load() {
+	}
+	return c.fakeUpstream.Fetch(ctx, token)
 }

@@ -31,6 +31,7 @@ type agentFlags struct {
 	listen                   []string
 	probeAddr, metricsAddr   string
 	startupTaint, readyFile  string
+	maxUpstream              int
 	audience, kubeletPods    string
 	kubeAPI, kubeToken       string
 	kubeCA                   string
@@ -68,6 +69,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.agentToken, "agent-token-file", "/var/run/secrets/podid.io/agent/token", "the agent's own projected token (audience podid.io/agent), for --server-auth agent-token")
 	fs.StringSliceVar(&f.listen, "listen", []string{net.JoinHostPort(podidentity.AgentIPv4, "80"), net.JoinHostPort(podidentity.AgentIPv6, "80")}, "addresses of the credential endpoint (repeatable); an IPv6 address the node cannot bind is skipped")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":2703", `address of /healthz and /readyz; "" turns them off`)
+	fs.IntVar(&f.maxUpstream, "max-upstream-requests", 16, "credential exchanges in flight to podid server at once; a burst of new pods queues beyond it")
 	fs.StringVar(&f.readyFile, "ready-file", "", "a file written once the agent serves and removed when it stops, for an exec readiness probe (`podid-agent ready --file`): during a surge rollout two agents answer the node's probe port")
 	fs.StringVar(&f.startupTaint, "startup-taint", "", `a taint key (e.g. `+agent.StartupTaintKey+`) to remove from the node once the agent serves, for nodes registered with it so that no pod is scheduled before; needs get and patch on nodes`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
@@ -123,7 +125,7 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("--server-auth %q: use agent-token or sigv4", f.upstreamAuth)
 	}
-	cacheOpts := agent.CacheOptions{Log: log}
+	cacheOpts := agent.CacheOptions{Log: log, MaxUpstream: f.maxUpstream}
 	if f.kubeletPods != "" {
 		// Renewals read tokens from disk: each must be the pod's own.
 		cacheOpts.TokenOwner = func(ctx context.Context, tok string) (string, error) {
