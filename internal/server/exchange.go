@@ -126,7 +126,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		// Throttling in a burst of new pods is retried with backoff, and counted.
 		throttled := promutil.Register(ctrlmetrics.Registry, sts.ThrottledCounter())
 		stsClient = awssts.NewFromConfig(awsCfg, func(o *awssts.Options) {
-			o.Retryer = sts.NewRetryer(throttled)()
+			o.Retryer = sts.NewRetryer(throttled, 0)()
 			if opts.STSEndpoint != "" {
 				o.BaseEndpoint = aws.String(opts.STSEndpoint)
 			}

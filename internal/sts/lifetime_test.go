@@ -115,7 +115,7 @@ func TestThrottlingIsRetriedAndCounted(t *testing.T) {
 	throttled := sts.ThrottledCounter()
 	cfg := emu.Config(server.AccessKeyID, server.SecretAccessKey, "")
 	cfg.RetryMaxAttempts = 0
-	cfg.Retryer = sts.NewRetryer(throttled)
+	cfg.Retryer = sts.NewRetryer(throttled, 50*time.Millisecond)
 	assumer.Client = awssts.NewFromConfig(cfg)
 	role := createRole("throttled", awsemu.PodidTrust(serverARN))
 	emu.InjectFault("AssumeRole", "Throttling", 2)

@@ -23,13 +23,17 @@ const (
 )
 
 // NewRetryer is the retryer of podid server's STS client; each throttled
-// attempt (retried or not) counts in throttled.
-func NewRetryer(throttled prometheus.Counter) func() aws.Retryer {
+// attempt (retried or not) counts in throttled. maxBackoff caps the backoff
+// (0: MaxBackoff; tests shorten it).
+func NewRetryer(throttled prometheus.Counter, maxBackoff time.Duration) func() aws.Retryer {
+	if maxBackoff == 0 {
+		maxBackoff = MaxBackoff
+	}
 	return func() aws.Retryer {
 		return &countThrottles{
 			RetryerV2: retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = MaxAttempts
-				o.MaxBackoff = MaxBackoff
+				o.MaxBackoff = maxBackoff
 				o.RateLimiter = ratelimit.None
 			}),
 			throttled: throttled,

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/podid/podid/test/emu/awsemu"
 )
 
@@ -22,9 +24,10 @@ import (
 var burstPods = map[bool]int{false: 500, true: 150}[raceEnabled]
 
 // A burst of new pods on one node, each with two containers asking for
-// credentials at the same moment: every one gets credentials, the agent
-// makes exactly one upstream call per pod (not one per request), and so
-// podid server one AssumeRole. The p99 to first credentials is a figure
+// credentials at the same moment, while STS throttles: every one gets
+// credentials, the agent makes exactly one upstream call per pod (not one
+// per request), podid server one AssumeRole per pod plus one retry per
+// throttle, which it counts. The p99 to first credentials is a figure
 // (-v), not a target.
 func TestBurstOfNewPods(t *testing.T) {
 	n := startNodeWithAgent(t)
@@ -50,6 +53,11 @@ func TestBurstOfNewPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// STS throttles the start of the burst: podid server retries those
+	// calls with backoff, and no pod notices.
+	const throttles = 40
+	throttledBefore := testutil.ToFloat64(stsThrottled)
+	emu.InjectFault("AssumeRole", "Throttling", throttles)
 	upstreamBefore, assumeBefore := n.upstream.calls.Load(), len(emu.AssumeRoleCalls())
 	latencies := make([]time.Duration, 2*burstPods)
 	failures := make([]string, 0)
@@ -80,12 +88,15 @@ func TestBurstOfNewPods(t *testing.T) {
 	if got := int(n.upstream.calls.Load() - upstreamBefore); got != burstPods {
 		t.Errorf("the agent made %d upstream calls for %d new pods; want one each", got, burstPods)
 	}
-	if got := len(emu.AssumeRoleCalls()) - assumeBefore; got != burstPods {
-		t.Errorf("podid server made %d AssumeRole calls for %d new pods; want one each", got, burstPods)
+	if got := len(emu.AssumeRoleCalls()) - assumeBefore; got != burstPods+throttles {
+		t.Errorf("podid server made %d AssumeRole calls for %d new pods, %d of them throttled; want one each and a retry per throttle", got, burstPods, throttles)
+	}
+	if got := testutil.ToFloat64(stsThrottled) - throttledBefore; got != throttles {
+		t.Errorf("podid_sts_throttled_total grew by %v; want %d", got, throttles)
 	}
 	slices.Sort(latencies)
-	t.Logf("figure: a burst of %d new pods (2 requests each, at once) on one node: all served in %s, p50 %s, p99 %s to first credentials; %d upstream calls, %d AssumeRole",
-		burstPods, elapsed.Round(time.Millisecond), latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)*99/100].Round(time.Millisecond),
+	t.Logf("figure: a burst of %d new pods (2 requests each, at once) on one node, STS throttling %d calls: all served in %s, p50 %s, p99 %s to first credentials; %d upstream calls, %d AssumeRole",
+		burstPods, throttles, elapsed.Round(time.Millisecond), latencies[len(latencies)/2].Round(time.Millisecond), latencies[len(latencies)*99/100].Round(time.Millisecond),
 		n.upstream.calls.Load()-upstreamBefore, len(emu.AssumeRoleCalls())-assumeBefore)
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podidentity"
 	"github.com/podid/podid/internal/serveridentity"
+	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/test/emu/awsemu"
 )
 
@@ -216,7 +217,7 @@ func TestDoctor(t *testing.T) {
 			return func() { cm.ResourceVersion = ""; fx.create(t, &cm) }
 		}, []string{"aws-identity"}},
 		{"cluster-sts-unreachable", func(*testing.T) func() {
-			emu.InjectFault("GetCallerIdentity", "ServiceUnavailable", 1)
+			emu.InjectFault("GetCallerIdentity", "ServiceUnavailable", sts.MaxAttempts) // every attempt of podid server's retries
 			return func() {}
 		}, []string{"sts"}},
 	}

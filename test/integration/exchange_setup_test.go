@@ -34,6 +34,7 @@ import (
 	"github.com/podid/podid/internal/accesskey"
 	"github.com/podid/podid/internal/server"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/test/emu/awsemu"
 )
 
@@ -46,6 +47,8 @@ var (
 	otherAccountAdmin = awsemu.User{Account: "444455556666", Name: "admin", AccessKeyID: "AKIAINTEGRATIONOTHER", SecretAccessKey: "integration-other-secret"}
 	serverUser        = awsemu.User{Name: "podid-server", AccessKeyID: "AKIAINTEGRATIONPODID", SecretAccessKey: "integration-podid-secret"}
 	serverARN         = "arn:aws:iam::" + identity.AccountID + ":user/podid-server"
+	// stsThrottled counts the throttling podid server's STS client met.
+	stsThrottled = sts.ThrottledCounter()
 
 	stockKey = sigv4.Key{AccessKeyID: "AKIASTOCKAGENT000001", SecretAccessKey: "stock-agent-secret-0123456789", Principal: accesskey.Entry{Name: "stock-agent"}}
 	// eksAdminKey acts in Kubernetes as a cluster administrator; nobodyKey as
@@ -116,10 +119,14 @@ func apiOptions() server.APIOptions {
 		AgentServiceAccounts: []string{agentNamespace + "/podid-agent"},
 		AccessKeys:           []sigv4.Key{stockKey, nodeBoundKey, eksAdminKey, nobodyKey, passRoleKey, clusterPassRoleKey},
 		AssociationLimit:     associationLimit,
-		STS:                  awssts.NewFromConfig(awsConfig(serverUser)),
-		IAM:                  iam.NewFromConfig(awsConfig(serverUser)),
-		IdentityNamespace:    agentNamespace,
-		Now:                  apiClock.Now,
+		// podid server's own retry policy, with short backoffs.
+		STS: awssts.NewFromConfig(awsConfig(serverUser), func(o *awssts.Options) {
+			o.RetryMaxAttempts = 0
+			o.Retryer = sts.NewRetryer(stsThrottled, 20*time.Millisecond)()
+		}),
+		IAM:               iam.NewFromConfig(awsConfig(serverUser)),
+		IdentityNamespace: agentNamespace,
+		Now:               apiClock.Now,
 	}
 }
 

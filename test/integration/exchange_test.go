@@ -28,6 +28,7 @@ import (
 
 	"github.com/podid/podid/api/v1alpha1"
 	"github.com/podid/podid/internal/sigv4"
+	"github.com/podid/podid/internal/sts"
 	"github.com/podid/podid/test/emu/awsemu"
 )
 
@@ -358,8 +359,8 @@ func TestExchangeRefusals(t *testing.T) {
 		{name: "wrong secret key", client: keyClient(sigv4.Key{AccessKeyID: stockKey.AccessKeyID, SecretAccessKey: "wrong"}), token: good, code: "InvalidSignatureException", status: 403},
 		{name: "unknown access key", client: keyClient(sigv4.Key{AccessKeyID: "AKIAUNKNOWNKEY000001", SecretAccessKey: "x"}), token: good, code: "UnrecognizedClientException", status: 403},
 		{name: "role does not trust podid", token: untrusted.token(t, untrusted.pod), code: "AccessDeniedException", status: 400},
-		{name: "STS throttles", token: good, before: func(*testing.T) { emu.InjectFault("AssumeRole", "Throttling", 1) }, code: "ThrottlingException", status: 429},
-		{name: "STS fails", token: good, before: func(*testing.T) { emu.InjectFault("AssumeRole", "InternalFailure", 1) }, code: "ServiceUnavailableException", status: 503},
+		{name: "STS throttles", token: good, before: func(*testing.T) { emu.InjectFault("AssumeRole", "Throttling", sts.MaxAttempts) }, code: "ThrottlingException", status: 429},
+		{name: "STS fails", token: good, before: func(*testing.T) { emu.InjectFault("AssumeRole", "InternalFailure", sts.MaxAttempts) }, code: "ServiceUnavailableException", status: 503},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
