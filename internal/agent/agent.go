@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -88,7 +87,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil // stopped while waiting for an address
 			}
 			var opErr *net.OpError
-			if errors.As(err, &opErr) && isIPv6(addr) && !errors.Is(err, syscall.EADDRINUSE) {
+			if errors.As(err, &opErr) && isIPv6(addr) {
 				// A node without IPv6 serves IPv4 only.
 				a.opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
 				continue

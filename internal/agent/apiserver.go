@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -65,4 +69,46 @@ func InCluster(host, tokenFile, caFile string) (*APIServer, error) {
 		ForceAttemptHTTP2:   true,
 	}
 	return &APIServer{Host: host, Client: &http.Client{Transport: &bearer{file: tokenFile, next: transport}}}, nil
+}
+
+// do sends one request to the API server, decoding a 2xx answer into into
+// (when not nil); any other answer is an *apiError.
+func (s *APIServer) do(ctx context.Context, method, u, accept, contentType string, body []byte, into any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", accept)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return readAPIError(resp)
+	}
+	if into == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(into)
+}
+
+// apiError is an API server's answer other than 2xx.
+type apiError struct {
+	code   int
+	status string
+	body   []byte
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("the API server answered %s: %s", e.status, e.body)
+}
+
+// readAPIError reads the start of a refusal's body.
+func readAPIError(resp *http.Response) *apiError {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	return &apiError{code: resp.StatusCode, status: resp.Status, body: bytes.TrimSpace(body)}
 }

@@ -36,13 +36,8 @@ func (a *Agent) bind(ctx context.Context, what, addr, setting string) (l net.Lis
 // probe port, so only a file in the pod's own volume says which one is
 // ready. It is removed as soon as the agent starts shutting down.
 func (a *Agent) markReady(ctx context.Context) {
-	if a.opts.ReadyFile == "" {
+	if a.opts.ReadyFile == "" || !a.waitReady(ctx) {
 		return
-	}
-	for !a.ready() {
-		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
-			return
-		}
 	}
 	if err := os.WriteFile(a.opts.ReadyFile, []byte("ready\n"), 0o644); err != nil {
 		a.opts.Log.Error("writing the ready file failed; the kubelet will not see this agent ready", "file", a.opts.ReadyFile, "error", err.Error())
@@ -56,3 +51,13 @@ func (a *Agent) markReady(ctx context.Context) {
 
 // ready: serving credentials and the pod watch synced.
 func (a *Agent) ready() bool { return a.serving.Load() && a.synced.Load() }
+
+// waitReady waits until the agent is ready; false if ctx ended first.
+func (a *Agent) waitReady(ctx context.Context) bool {
+	for !a.ready() {
+		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
+			return false
+		}
+	}
+	return true
+}

@@ -133,29 +133,16 @@ func (a *Agent) relist(ctx context.Context) (string, error) {
 func (a *Agent) getJSON(ctx context.Context, u, accept string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", accept)
-	resp, err := a.opts.APIServer.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return statusError(resp)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
+	return podsHint(a.opts.APIServer.do(ctx, http.MethodGet, u, accept, "", nil, into))
 }
 
-func statusError(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	hint := ""
-	if resp.StatusCode == http.StatusForbidden {
-		hint = " (the agent's ServiceAccount needs list and watch on pods)"
+// podsHint says what a refusal of the pod list or watch means.
+func podsHint(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.code == http.StatusForbidden {
+		return fmt.Errorf("%w (the agent's ServiceAccount needs list and watch on pods)", err)
 	}
-	return fmt.Errorf("the API server answered %s%s: %s", resp.Status, hint, body)
+	return err
 }
 
 // watchOnce follows one watch from rv until the server ends it (after a few
@@ -180,7 +167,7 @@ func (a *Agent) watchOnce(ctx context.Context, rv string) (string, error) {
 		return rv, errExpired
 	}
 	if resp.StatusCode != http.StatusOK {
-		return rv, fmt.Errorf("watching the node's pods: %w", statusError(resp))
+		return rv, fmt.Errorf("watching the node's pods: %w", podsHint(readAPIError(resp)))
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {

@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -33,10 +31,8 @@ type nodeTaints struct {
 // once the agent is ready (its listeners bound and its pod watch synced),
 // retrying until it has or ctx ends.
 func (a *Agent) removeStartupTaint(ctx context.Context, key string) {
-	for !a.ready() {
-		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
-			return
-		}
+	if !a.waitReady(ctx) {
+		return
 	}
 	for failures := 0; ; failures++ {
 		removed, err := a.opts.APIServer.RemoveTaints(ctx, a.opts.Node, key)
@@ -59,10 +55,12 @@ func (a *Agent) removeStartupTaint(ctx context.Context, key string) {
 // that first tests each taint it removes, so that a node changed meanwhile
 // is read again rather than written over. It reports how many it removed.
 func (s *APIServer) RemoveTaints(ctx context.Context, node, key string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
 		var n nodeTaints
 		u := s.Host + "/api/v1/nodes/" + url.PathEscape(node)
-		if err := s.do(ctx, http.MethodGet, u, "", nil, &n); err != nil {
+		if err := s.do(ctx, http.MethodGet, u, "application/json", "", nil, &n); err != nil {
 			return 0, fmt.Errorf("reading node %s: %w", node, err)
 		}
 		var patch []map[string]any
@@ -77,7 +75,7 @@ func (s *APIServer) RemoveTaints(ctx context.Context, node, key string) (int, er
 			return 0, nil
 		}
 		body, _ := json.Marshal(patch)
-		err := s.do(ctx, http.MethodPatch, u, "application/json-patch+json", body, nil)
+		err := s.do(ctx, http.MethodPatch, u, "application/json", "application/json-patch+json", body, nil)
 		if err == nil {
 			return len(patch) / 2, nil
 		}
@@ -87,46 +85,4 @@ func (s *APIServer) RemoveTaints(ctx context.Context, node, key string) (int, er
 		}
 		// Changed meanwhile (a failed test): read it again.
 	}
-}
-
-// apiError is an API server's answer other than 2xx.
-type apiError struct {
-	code    int
-	message string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.code, e.message) }
-
-// do sends one request, decoding a 2xx answer into into (when not nil).
-func (s *APIServer) do(ctx context.Context, method, u, contentType string, body []byte, into any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := s.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var status struct{ Message string }
-		if json.Unmarshal(data, &status) != nil || status.Message == "" {
-			status.Message = string(bytes.TrimSpace(data[:min(len(data), 200)]))
-		}
-		return &apiError{code: resp.StatusCode, message: status.Message}
-	}
-	if into == nil {
-		return nil
-	}
-	return json.Unmarshal(data, into)
 }
