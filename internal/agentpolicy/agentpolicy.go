@@ -36,37 +36,26 @@ func Policy(namespace string) *admissionregistrationv1.ValidatingAdmissionPolicy
 	// each an old one that is not it.
 	taints := `(has(oldObject.spec.taints) ? oldObject.spec.taints.filter(t, t.key != '` + key + `').size() : 0) == (has(object.spec.taints) ? object.spec.taints.size() : 0)` +
 		` && (!has(object.spec.taints) || object.spec.taints.all(t, t.key != '` + key + `' && has(oldObject.spec.taints) && t in oldObject.spec.taints))`
-	return &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"nodes"}},
-					},
-				}},
-			},
-			MatchConditions: []admissionregistrationv1.MatchCondition{{
-				Name:       "podid-agent",
-				Expression: `request.userInfo.username == 'system:serviceaccount:` + namespace + `:podid-agent'`,
-			}},
-			Validations: []admissionregistrationv1.Validation{
-				{
-					Expression: `'` + nodeNameExtra + `' in request.userInfo.extra && request.userInfo.extra['` + nodeNameExtra + `'].exists(n, n == object.metadata.name)`,
-					Message:    "podid-agent may change only the node it runs on",
-					Reason:     ptr.To(metav1.StatusReasonForbidden),
-				},
-				{
-					Expression: taints + ` && ` + same("metadata.labels") + ` && ` + same("metadata.annotations") + ` && ` + same("spec.unschedulable"),
-					Message:    "podid-agent may only remove the taint " + key + " from its node",
-					Reason:     ptr.To(metav1.StatusReasonForbidden),
-				},
-			},
+	p := admissionpolicy.New(Name, admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+		Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"nodes"}},
+	},
+		admissionregistrationv1.Validation{
+			Expression: `'` + nodeNameExtra + `' in request.userInfo.extra && request.userInfo.extra['` + nodeNameExtra + `'].exists(n, n == object.metadata.name)`,
+			Message:    "podid-agent may change only the node it runs on",
+			Reason:     ptr.To(metav1.StatusReasonForbidden),
 		},
-	}
+		admissionregistrationv1.Validation{
+			Expression: taints + ` && ` + same("metadata.labels") + ` && ` + same("metadata.annotations") + ` && ` + same("spec.unschedulable"),
+			Message:    "podid-agent may only remove the taint " + key + " from its node",
+			Reason:     ptr.To(metav1.StatusReasonForbidden),
+		},
+	)
+	p.Spec.MatchConditions = []admissionregistrationv1.MatchCondition{{
+		Name:       "podid-agent",
+		Expression: `request.userInfo.username == 'system:serviceaccount:` + namespace + `:podid-agent'`,
+	}}
+	return p
 }
 
 // Binding enforces the policy everywhere.
