@@ -152,9 +152,10 @@ func PlanUntrust(ctx context.Context, c IAM, t Target) (*Plan, error) {
 	case !isPodidStatement(d.Statement[i], t.Association):
 		return nil, &Refusal{fmt.Sprintf("role %s has a statement %s, podid's name for %s, that is not podid's statement: it is left alone", t.RoleARN, sid, t.Association)}
 	}
+	principal := principalOf(d.Statement[i])
 	d.Statement = append(d.Statement[:i], d.Statement[i+1:]...)
 	p.After = d.String()
-	p.say("- statement %s: podid server %s for %s", sid, principalOf(p.statementOf(sid)), t.Association)
+	p.say("- statement %s: podid server %s for %s", sid, principal, t.Association)
 	p.say("  the other %d statement(s) are kept as they are", len(d.Statement))
 	return p, nil
 }
@@ -208,15 +209,6 @@ func read(ctx context.Context, c IAM, t Target) (*Plan, *iampolicy.Document, err
 
 func (p *Plan) say(format string, args ...any) {
 	p.Lines = append(p.Lines, fmt.Sprintf(format, args...))
-}
-
-// statementOf is the statement with sid in the trust as read.
-func (p *Plan) statementOf(sid string) json.RawMessage {
-	d, _ := iampolicy.ParseDocument(p.Before)
-	if i := d.IndexOfSid(sid); i >= 0 {
-		return d.Statement[i]
-	}
-	return nil
 }
 
 // verify says which statement admits EKS Pod Identity for t, or why none

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/podid/podid/internal/iamrole"
 )
 
 // EKS's session lifetimes: six hours, and 59 minutes for the target role
@@ -97,7 +99,11 @@ func (l *RoleLimits) Max(ctx context.Context, roleARN string) time.Duration {
 // without iam:GetRole does not ask again for every exchange.
 func (l *RoleLimits) read(ctx context.Context, roleARN string) time.Duration {
 	var max time.Duration
-	name := roleARN[strings.LastIndex(roleARN, "/")+1:]
+	name, err := iamrole.RoleName(roleARN)
+	if err != nil {
+		l.remember(roleARN, 0)
+		return 0
+	}
 	out, err := l.IAM.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(name)})
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):

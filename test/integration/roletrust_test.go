@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -20,7 +18,6 @@ import (
 	"github.com/podid/podid/internal/associationstore"
 	"github.com/podid/podid/internal/cli"
 	"github.com/podid/podid/internal/iampolicy"
-	"github.com/podid/podid/internal/iamrole"
 	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/serveridentity"
 )
@@ -38,15 +35,7 @@ func guideTrust(t *testing.T, name string) string {
 // roleTrust is the role's trust policy as IAM has it now, canonical.
 func roleTrust(t *testing.T, name string) string {
 	t.Helper()
-	out, err := iam.NewFromConfig(awsConfig(emuAdmin)).GetRole(t.Context(), &iam.GetRoleInput{RoleName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := iamrole.TrustDocument(aws.ToString(out.Role.AssumeRolePolicyDocument))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return canonicalDoc(t, doc)
+	return canonicalDoc(t, trustOf(t, name))
 }
 
 func canonicalDoc(t *testing.T, doc string) string {

@@ -46,10 +46,7 @@ func testCrossplaneChain(t *testing.T) {
 	hop2 := role("crossplane-bucket-admin", awsemu.TrustPolicy(hop1, awsemu.PodidActions, ""))
 	createNamespaceSA(t, ns, sa)
 
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": sb.Env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": sb.Env["AWS_SECRET_ACCESS_KEY"],
-		"AWS_ENDPOINT_URL": sb.Env["PODID_STS_ENDPOINT"], "AWS_REGION": identity.Region, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull} {
-		t.Setenv(k, v)
-	}
+	asAdminInAWS(t)
 	var out, errOut bytes.Buffer
 	cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
 	cmd.SetArgs([]string{"association", "create", "--kubeconfig", sb.RealNode().Kubeconfig, "-n", ns, "--service-account", sa, "--role-arn", provider, "--update-trust", "--wait", "60s"})

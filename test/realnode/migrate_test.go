@@ -52,10 +52,7 @@ func testMigrateRestart(t *testing.T) {
 		t.Fatalf("the IRSA pod's variables: %s", env)
 	}
 
-	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": sb.Env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": sb.Env["AWS_SECRET_ACCESS_KEY"],
-		"AWS_ENDPOINT_URL": sb.Env["PODID_STS_ENDPOINT"], "AWS_REGION": identity.Region, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull} {
-		t.Setenv(k, v)
-	}
+	asAdminInAWS(t)
 	var out, errOut bytes.Buffer
 	cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errOut})
 	cmd.SetArgs([]string{"migrate", "irsa", "--kubeconfig", sb.RealNode().Kubeconfig, "-n", ns, "--approve", "--restart", "--remove-annotation", "--remove-oidc-trust",
@@ -103,4 +100,13 @@ func envNames(p *corev1.Pod) string {
 		names = append(names, e.Name)
 	}
 	return strings.Join(names, ",")
+}
+
+// asAdminInAWS gives the CLI run by the test the sandbox administrator's AWS
+// credentials and endpoint, through the SDK's standard chain.
+func asAdminInAWS(t *testing.T) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": sb.Env["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": sb.Env["AWS_SECRET_ACCESS_KEY"],
+		"AWS_ENDPOINT_URL": sb.Env["PODID_STS_ENDPOINT"], "AWS_REGION": identity.Region, "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull} {
+		t.Setenv(k, v)
+	}
 }
