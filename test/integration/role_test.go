@@ -136,8 +136,7 @@ func TestRoleMadeForAnAssociation(t *testing.T) {
 	// by STS, so the exchange answers AccessDenied.
 	other := newWorkload(t, roleARN, nil)
 	_, err = exchange(t, agentClient("node-a"), other.token(t, other.pod))
-	var api smithy.APIError
-	if !errors.As(err, &api) || api.ErrorCode() != "AccessDeniedException" && api.ErrorCode() != "AccessDenied" {
+	if !isAccessDenied(err) {
 		t.Fatalf("another association's pod: %v, want AccessDenied", err)
 	}
 
@@ -148,6 +147,7 @@ func TestRoleMadeForAnAssociation(t *testing.T) {
 	if !strings.Contains(errOut, "deleted IAM role "+roleARN) || !strings.Contains(errOut, "deleted ServiceAccount "+ns+"/app") {
 		t.Errorf("delete did not say what it removed:\n%s", errOut)
 	}
+	var api smithy.APIError
 	if _, err := admin.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(roleName)}); !errors.As(err, &api) || api.ErrorCode() != "NoSuchEntity" {
 		t.Errorf("the created role is still there: %v", err)
 	}
