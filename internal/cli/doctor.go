@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/rolesanywhere"
+
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/spf13/cobra"
 
@@ -153,4 +155,5 @@ func (f *doctorFlags) useAWS(ctx context.Context, d *doctor.Doctor) {
 		return
 	}
 	d.IAM = iam.NewFromConfig(cfg)
+	d.RolesAnywhere = rolesanywhere.NewFromConfig(cfg)
 }

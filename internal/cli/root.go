@@ -54,6 +54,8 @@ Pod Identity.`,
 	doc.GroupID = "operate"
 	role := newRoleCommand(streams)
 	role.GroupID = "operate"
-	root.AddCommand(server, agentCmd, rot, assoc, newAccessKeyCommand(streams), role, mig, doc, newVersionCommand(streams))
+	ranywhere := newRolesAnywhereCommand(streams)
+	ranywhere.GroupID = "operate"
+	root.AddCommand(server, agentCmd, rot, assoc, newAccessKeyCommand(streams), role, ranywhere, mig, doc, newVersionCommand(streams))
 	return root
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/podid/podid/internal/auth"
 	"github.com/podid/podid/internal/eksapi"
+	"github.com/podid/podid/internal/identitycert"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/podidentity"
@@ -17,6 +18,8 @@ import (
 
 func newServerCommand() *cobra.Command {
 	opts := server.Options{}
+	ra := &server.RolesAnywhereOptions{}
+	opts.API.RolesAnywhere = ra
 	logOpts := logging.Options{}
 	conn := kube.NewConnectionFlags()
 	cmd := &cobra.Command{
@@ -28,10 +31,12 @@ the EKS Auth-compatible credential exchange (POST
 SigV4 callers with configured access keys, and, on the elected leader, keeps
 association status up to date. Run two or more replicas.
 
-Its own AWS identity comes from the standard SDK credential chain
-(environment, web identity, instance profile, credential_process); every role
-an association names must trust that identity with sts:AssumeRole and
-sts:TagSession.`,
+Its own AWS identity is an IAM Roles Anywhere session when
+--roles-anywhere-trust-anchor-arn is set (a short-lived certificate, from
+podid's own CA or cert-manager, instead of any long-lived key; see
+docs/on-premises.md), else the standard SDK credential chain (web identity,
+instance profile, environment); every role an association names must trust
+that identity with sts:AssumeRole and sts:TagSession.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := setupLogging(os.Stderr, logOpts); err != nil {
@@ -71,6 +76,16 @@ sts:TagSession.`,
 	fs.StringVar(&opts.API.STSRegion, "sts-region", "", "region to call STS in (default --region)")
 	fs.IntVar(&opts.API.AssociationLimit, "association-limit", eksapi.DefaultLimit, "most associations the EKS-compatible API lets exist in the cluster")
 	fs.DurationVar(&opts.API.SessionDuration, "session-duration", sts.DefaultDuration, "lifetime of issued credentials (15m to 12h), as EKS: bounded by each role's MaxSessionDuration (read with iam:GetRole), and 59m at most with targetRoleArn")
+	fs.StringVar(&ra.TrustAnchorARN, "roles-anywhere-trust-anchor-arn", "", "IAM Roles Anywhere trust anchor: podid server's own AWS identity is then a Roles Anywhere session (podid roles-anywhere setup makes the anchor, profile and role)")
+	fs.StringVar(&ra.ProfileARN, "roles-anywhere-profile-arn", "", "IAM Roles Anywhere profile listing --roles-anywhere-role-arn")
+	fs.StringVar(&ra.RoleARN, "roles-anywhere-role-arn", "", "the role podid server acts as through Roles Anywhere")
+	fs.DurationVar(&ra.SessionDuration, "roles-anywhere-session-duration", 0, "lifetime of podid's own Roles Anywhere session (15m to 12h; default the profile's, one hour)")
+	fs.StringVar(&ra.Secret, "roles-anywhere-certificate-secret", identitycert.SecretName, "kubernetes.io/tls Secret in podid's namespace holding the certificate (tls.crt with intermediates) and key (tls.key): podid's own with --roles-anywhere-own-ca, else cert-manager's")
+	fs.BoolVar(&ra.OwnCA, "roles-anywhere-own-ca", false, "keep the certificate from podid's own CA (Secret "+identitycert.CASecretName+", its certificate in ConfigMap "+identitycert.CAConfigMap+")")
+	fs.DurationVar(&ra.CertificateLifetime, "roles-anywhere-certificate-lifetime", identitycert.DefaultLifetime, "lifetime of certificates from podid's own CA, renewed with a third left")
+	fs.StringVar(&ra.CertificateFile, "roles-anywhere-certificate-file", "", "PEM certificate (and intermediates) to read instead of the Secret, e.g. from a CSI driver")
+	fs.StringVar(&ra.KeyFile, "roles-anywhere-key-file", "", "PEM private key of --roles-anywhere-certificate-file")
+	fs.StringVar(&ra.Endpoint, "roles-anywhere-endpoint", "", "Roles Anywhere endpoint URL (default $AWS_ENDPOINT_URL_ROLESANYWHERE, else the region's public one)")
 	fs.StringVar(&opts.Webhook.Addr, "webhook-bind-address", ":9443", `address of the mutating webhook's HTTPS server; "0" turns the webhook off`)
 	fs.StringVar(&opts.Webhook.CertDir, "webhook-cert-dir", "", "directory with the webhook's tls.crt and tls.key issued by someone else, e.g. cert-manager (default: podid keeps its own CA and certificate in --webhook-secret)")
 	fs.StringVar(&opts.Webhook.Secret.Name, "webhook-secret", server.DefaultWebhookSecret, "Secret holding the webhook's self-managed CA and certificate")

@@ -38,22 +38,24 @@ const (
 // clusterState is what doctor reads of podid's own objects, each with the
 // error reading it gave.
 type clusterState struct {
-	server       *appsv1.Deployment
-	serverErr    error
-	lease        *coordinationv1.Lease
-	leaseErr     error
-	webhook      *admissionregistrationv1.MutatingWebhookConfiguration
-	webhookErr   error
-	tls          *corev1.Secret
-	tlsErr       error
-	agents       *appsv1.DaemonSet
-	agentsErr    error
-	agentPods    []corev1.Pod
-	nodes        []corev1.Node
-	nodesErr     error
-	identity     *serveridentity.Identity
-	identityErr  error
-	agentPodsErr error
+	server      *appsv1.Deployment
+	serverErr   error
+	lease       *coordinationv1.Lease
+	leaseErr    error
+	webhook     *admissionregistrationv1.MutatingWebhookConfiguration
+	webhookErr  error
+	tls         *corev1.Secret
+	tlsErr      error
+	agents      *appsv1.DaemonSet
+	agentsErr   error
+	agentPods   []corev1.Pod
+	nodes       []corev1.Node
+	nodesErr    error
+	identity    *serveridentity.Identity
+	identityErr error
+	// rolesAnywhere is read when podid server's identity is Roles Anywhere.
+	rolesAnywhere *rolesAnywhereState
+	agentPodsErr  error
 }
 
 // readCluster reads podid's objects, all at once.
@@ -84,12 +86,19 @@ func (d *Doctor) readCluster(ctx context.Context) *clusterState {
 		},
 		func() { s.identity, s.identityErr = serveridentity.Read(ctx, d.Kube, ns) },
 	)
+	if s.identityErr == nil && s.identity.Source == serveridentity.SourceRolesAnywhere {
+		s.rolesAnywhere = d.readRolesAnywhere(ctx, s.identity)
+	}
 	return s
 }
 
 // clusterChecks are the checks of podid itself.
 func (d *Doctor) clusterChecks(s *clusterState) []Check {
-	return []Check{d.checkServer(s), d.checkWebhook(s), d.checkAgents(s), d.checkIdentity(s)}
+	checks := []Check{d.checkServer(s), d.checkWebhook(s), d.checkAgents(s), d.checkIdentity(s)}
+	if s.rolesAnywhere != nil {
+		checks = append(checks, d.checkRolesAnywhere(s))
+	}
+	return checks
 }
 
 func (d *Doctor) checkServer(s *clusterState) Check {
@@ -320,7 +329,15 @@ func (d *Doctor) checkIdentity(s *clusterState) Check {
 		return failed(name, s.identityErr.Error(), fmt.Sprintf("kubectl -n %s logs deployment/%s | grep server-identity", d.Namespace, ServerDeployment))
 	}
 	id := s.identity
-	return ok(name, fmt.Sprintf("podid server is %s: roles trust %s; cluster %s", id.CallerARN, id.PrincipalARN, id.Cluster.ClusterName))
+	if id.Error != "" {
+		return failed(name, fmt.Sprintf("podid server was %s, but its AWS identity now fails: %s", id.CallerARN, id.Error),
+			fmt.Sprintf("kubectl -n %s logs deployment/%s | grep -e server-identity -e roles-anywhere", d.Namespace, ServerDeployment))
+	}
+	via := ""
+	if id.Source == serveridentity.SourceRolesAnywhere {
+		via = " through IAM Roles Anywhere"
+	}
+	return ok(name, fmt.Sprintf("podid server is %s%s: roles trust %s; cluster %s", id.CallerARN, via, id.PrincipalARN, id.Cluster.ClusterName))
 }
 
 func podReady(p *corev1.Pod) bool {

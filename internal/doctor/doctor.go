@@ -42,6 +42,9 @@ type Doctor struct {
 	// policies as not checked, saying NoIAM.
 	IAM   RoleReader
 	NoIAM string
+	// RolesAnywhere reads the trust anchor of podid server's Roles Anywhere
+	// identity with the user's credentials; nil: not checked (NoIAM says why).
+	RolesAnywhere TrustAnchorReader
 	// Live asks podid server to perform exchanges (PodIdentityChecks).
 	Live bool
 	// LiveTimeout bounds the wait for podid server's answer (default 10 s).

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +27,7 @@ import (
 	"github.com/podid/podid/internal/eksapi"
 	"github.com/podid/podid/internal/podevents"
 	"github.com/podid/podid/internal/promutil"
+	"github.com/podid/podid/internal/rolesanywhere"
 	"github.com/podid/podid/internal/serveridentity"
 	"github.com/podid/podid/internal/sigv4"
 	"github.com/podid/podid/internal/sts"
@@ -68,6 +68,9 @@ type APIOptions struct {
 	// cluster's. STS, when set, is used instead (tests).
 	STSEndpoint, STSRegion string
 	STS                    sts.API
+	// RolesAnywhere, when enabled, is podid server's own AWS identity
+	// instead of the SDK's chain.
+	RolesAnywhere *RolesAnywhereOptions
 	// IAM reads roles' MaxSessionDuration (iam:GetRole), so sessions are
 	// as long as each role allows; nil with STS set: none is read (tests),
 	// nil otherwise: a client of podid server's own AWS identity.
@@ -115,11 +118,13 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 	}
 	slog.Default().Info("verifying ServiceAccount tokens", "issuer", verifier.Issuer())
 	stsClient, iamClient := opts.STS, opts.IAM
+	var rolesAnywhere *rolesanywhere.Provider
 	if stsClient == nil {
-		awsCfg, err := serverAWSConfig(ctx, identity, opts)
+		awsCfg, provider, err := serverAWSConfig(ctx, mgr, cfg, identity, opts)
 		if err != nil {
 			return nil, err
 		}
+		rolesAnywhere = provider
 		if iamClient == nil {
 			iamClient = iam.NewFromConfig(awsCfg)
 		}
@@ -142,8 +147,13 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			ns = ownNamespace()
 		}
 		if ns != "" {
-			if err := mgr.Add(&serveridentity.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, STS: ci,
-				Cluster: identity, Log: slog.Default().With("logger", "server-identity")}); err != nil {
+			publisher := &serveridentity.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, STS: ci,
+				Cluster: identity, Log: slog.Default().With("logger", "server-identity")}
+			if rolesAnywhere != nil {
+				// Often, so that doctor sees a failing renewal within a minute.
+				publisher.Source, publisher.Refresh = rolesAnywhereStatus(rolesAnywhere, opts.RolesAnywhere), time.Minute
+			}
+			if err := mgr.Add(publisher); err != nil {
 				return nil, err
 			}
 		}
@@ -182,7 +192,7 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		AccessKeys:           keyStore,
 		Pods:                 &auth.KubePods{Cache: mgr.GetClient(), Live: mgr.GetAPIReader()},
 		Events:               podevents.New(mgr.GetClient(), slog.Default().With("logger", "pod-events"), 10, opts.Now),
-		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration, Limits: limits},
+		Assumer:              &sts.Assumer{Client: stsClient, Identity: identity, Duration: opts.SessionDuration, Limits: limits, Chained: rolesAnywhere != nil},
 		Log:                  log,
 		Audit:                slog.Default().With("logger", "audit"),
 		Registerer:           ctrlmetrics.Registry,
@@ -245,22 +255,6 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 		return nil, err
 	}
 	return &api{url: url, exchange: handler, callerIdentity: ci}, nil
-}
-
-// newSTSClient uses the standard credential chain.
-// serverAWSConfig is podid server's own AWS configuration (the SDK's
-// chain), in the region STS is called in. IAM is global; the SDK's
-// AWS_ENDPOINT_URL_IAM (or AWS_ENDPOINT_URL) reaches a private one.
-func serverAWSConfig(ctx context.Context, identity association.Identity, opts APIOptions) (aws.Config, error) {
-	region := opts.STSRegion
-	if region == "" {
-		region = identity.Region
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("loading podid server's AWS configuration: %w", err)
-	}
-	return cfg, nil
 }
 
 // clusterTokenVerifier verifies the cluster's ServiceAccount tokens with the

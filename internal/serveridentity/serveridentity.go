@@ -39,6 +39,26 @@ const (
 	KeyClusterAccount = "clusterAccount"
 	KeyPartition      = "partition"
 	KeyRegion         = "region"
+
+	// How podid server obtains its own AWS identity, and what went wrong
+	// last (empty once it works again).
+	KeyIdentitySource = "identitySource"
+	KeyIdentityError  = "identityError"
+	// IAM Roles Anywhere's, when it is the source.
+	KeyTrustAnchorARN      = "rolesAnywhereTrustAnchorArn"
+	KeyProfileARN          = "rolesAnywhereProfileArn"
+	KeyRoleARN             = "rolesAnywhereRoleArn"
+	KeyCertificateSecret   = "rolesAnywhereCertificateSecret"
+	KeyCertificateSubject  = "rolesAnywhereCertificateSubject"
+	KeyCertificateSerial   = "rolesAnywhereCertificateSerial"
+	KeyCertificateNotAfter = "rolesAnywhereCertificateNotAfter"
+	KeySessionExpires      = "rolesAnywhereSessionExpires"
+)
+
+// Source names of KeyIdentitySource.
+const (
+	SourceSDK           = "sdk"
+	SourceRolesAnywhere = "rolesAnywhere"
 )
 
 // Identity is what the ConfigMap says.
@@ -55,6 +75,12 @@ type Identity struct {
 	Account         string
 	// Cluster is the cluster podid names in IDs, ARNs and session tags.
 	Cluster association.Identity
+	// Source is how podid server obtains its AWS identity (SourceSDK,
+	// SourceRolesAnywhere), and Error its last failure ("" when none);
+	// Details are the source's own keys (KeyTrustAnchorARN, …).
+	Source  string
+	Error   string
+	Details map[string]string
 }
 
 // CallerIdentityAPI is the STS call the publisher needs.
@@ -91,6 +117,9 @@ type Publisher struct {
 	Cluster   association.Identity
 	Refresh   time.Duration
 	Log       *slog.Logger
+	// Source, when set, adds how the identity is obtained (KeyIdentitySource
+	// and the source's keys) to what is published, and its last error.
+	Source func() (details map[string]string, err error)
 }
 
 // Start implements manager.Runnable; it runs on the leader only.
@@ -124,45 +153,72 @@ func (p *Publisher) Start(ctx context.Context) error {
 func (p *Publisher) NeedLeaderElection() bool { return true }
 
 func (p *Publisher) publish(ctx context.Context) error {
+	var cm corev1.ConfigMap
+	err := p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ConfigMapName}, &cm)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
+	}
+	data, callErr := p.identity(ctx)
+	if callErr != nil {
+		// Keep the principal last published: roles trust it still. Say
+		// what fails, for doctor.
+		data = maps.Clone(cm.Data)
+		if data == nil {
+			data = map[string]string{}
+		}
+		data[KeyIdentityError] = callErr.Error()
+	}
+	data[KeyIdentitySource] = SourceSDK
+	if p.Source != nil {
+		details, sourceErr := p.Source()
+		maps.Copy(data, details)
+		data[KeyIdentitySource] = SourceRolesAnywhere
+		if sourceErr != nil && callErr == nil {
+			// A renewal failed while the session still serves.
+			data[KeyIdentityError] = sourceErr.Error()
+		}
+	}
+	if exists && maps.Equal(cm.Data, data) {
+		return callErr
+	}
+	if exists {
+		cm.Data = data
+		err = p.Client.Update(ctx, &cm)
+	} else {
+		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: ConfigMapName,
+			Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}}, Data: data}
+		err = p.Client.Create(ctx, &cm)
+	}
+	if err != nil {
+		return fmt.Errorf("writing ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
+	}
+	if callErr == nil {
+		p.Log.Info("published podid server's AWS identity", "caller", data[KeyCallerARN], "principal", data[KeyPrincipalARN], "source", data[KeyIdentitySource], "configmap", p.Namespace+"/"+ConfigMapName)
+	}
+	return callErr
+}
+
+// identity asks STS who podid server is.
+func (p *Publisher) identity(ctx context.Context) (map[string]string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	out, err := p.STS.GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return fmt.Errorf("sts:GetCallerIdentity: %w", err)
+		return nil, fmt.Errorf("sts:GetCallerIdentity: %w", err)
 	}
 	if out.Arn == nil || out.Account == nil {
-		return errors.New("sts:GetCallerIdentity answered without an ARN")
+		return nil, errors.New("sts:GetCallerIdentity answered without an ARN")
 	}
 	principal, _, err := PrincipalFor(*out.Arn)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data := map[string]string{
+	return map[string]string{
 		KeyCallerARN: *out.Arn, KeyPrincipalARN: principal, KeyAccount: *out.Account,
 		KeyClusterName: p.Cluster.ClusterName, KeyClusterARN: p.Cluster.ClusterARN(),
 		KeyPartition: p.Cluster.Partition, KeyRegion: p.Cluster.Region, KeyClusterAccount: p.Cluster.AccountID,
-	}
-	var cm corev1.ConfigMap
-	err = p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ConfigMapName}, &cm)
-	switch {
-	case apierrors.IsNotFound(err):
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: ConfigMapName,
-			Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}}, Data: data}
-		if err := p.Client.Create(ctx, &cm); err != nil {
-			return fmt.Errorf("creating ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
-		}
-	case err != nil:
-		return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
-	case !maps.Equal(cm.Data, data):
-		cm.Data = data
-		if err := p.Client.Update(ctx, &cm); err != nil {
-			return fmt.Errorf("updating ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
-		}
-	default:
-		return nil
-	}
-	p.Log.Info("published podid server's AWS identity", "caller", *out.Arn, "principal", principal, "configmap", p.Namespace+"/"+ConfigMapName)
-	return nil
+	}, nil
 }
 
 // Read returns the identity podid server published in namespace, or an
@@ -177,8 +233,12 @@ func Read(ctx context.Context, c client.Reader, namespace string) (*Identity, er
 	}
 	d := cm.Data
 	id := &Identity{CallerARN: d[KeyCallerARN], PrincipalARN: d[KeyPrincipalARN], Account: d[KeyAccount],
-		Cluster: association.Identity{ClusterName: d[KeyClusterName], Partition: d[KeyPartition], Region: d[KeyRegion], AccountID: d[KeyClusterAccount]}}
+		Cluster: association.Identity{ClusterName: d[KeyClusterName], Partition: d[KeyPartition], Region: d[KeyRegion], AccountID: d[KeyClusterAccount]},
+		Source:  d[KeyIdentitySource], Error: d[KeyIdentityError], Details: d}
 	if id.PrincipalARN == "" || id.Cluster.ClusterName == "" {
+		if id.Error != "" {
+			return nil, fmt.Errorf("podid server has no AWS identity yet: %s", id.Error)
+		}
 		return nil, fmt.Errorf("ConfigMap %s/%s lacks %s or %s: it is podid server's to write; delete it and podid server writes it again", namespace, ConfigMapName, KeyPrincipalARN, KeyClusterName)
 	}
 	_, id.RolePathUnknown, _ = PrincipalFor(id.CallerARN)

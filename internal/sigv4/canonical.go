@@ -36,20 +36,24 @@ func (a *authorization) hasHeader(name string) bool {
 }
 
 // parseAuthorization parses
-// "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/eks/aws4_request, SignedHeaders=host;x-amz-date, Signature=hex".
-func parseAuthorization(header string) (*authorization, error) {
+// "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/eks/aws4_request, SignedHeaders=host;x-amz-date, Signature=hex",
+// whose algorithm must be one of algorithms. X.509 signatures name the
+// certificate's serial number where SigV4 names an access key.
+func parseAuthorization(header string, algorithms ...string) (*authorization, error) {
 	if header == "" {
 		return nil, refuse(MissingAuthentication, "the request is not signed: sign it with AWS Signature Version 4")
 	}
 	var a authorization
-	rest, ok := strings.CutPrefix(header, Algorithm+" ")
-	a.algorithm = Algorithm
-	if !ok {
-		rest, ok = strings.CutPrefix(header, AlgorithmV4A+" ")
-		a.algorithm = AlgorithmV4A
+	var rest string
+	ok := false
+	for _, alg := range algorithms {
+		if rest, ok = strings.CutPrefix(header, alg+" "); ok {
+			a.algorithm = alg
+			break
+		}
 	}
 	if !ok {
-		return nil, refuse(IncompleteSignature, "the Authorization header must use %s or %s", Algorithm, AlgorithmV4A)
+		return nil, refuse(IncompleteSignature, "the Authorization header must use %s", strings.Join(algorithms, " or "))
 	}
 	var seen int
 	for _, part := range strings.Split(rest, ",") {
@@ -91,6 +95,10 @@ func parseAuthorization(header string) (*authorization, error) {
 			// A DER-encoded P-256 ECDSA signature is at most 72 bytes.
 			if a.algorithm == AlgorithmV4A && (len(value) < 16 || len(value) > 144 || len(value)%2 != 0) {
 				return nil, refuse(IncompleteSignature, "Signature must be a hex-encoded DER ECDSA signature")
+			}
+			// An RSA-4096 signature is 512 bytes.
+			if (a.algorithm == AlgorithmX509RSA || a.algorithm == AlgorithmX509ECDSA) && (len(value) < 16 || len(value) > 1024 || len(value)%2 != 0) {
+				return nil, refuse(IncompleteSignature, "Signature must be a hex-encoded RSA or DER ECDSA signature")
 			}
 			a.signature = value
 			seen |= 4

@@ -139,7 +139,7 @@ func IsSigned(r *http.Request) bool {
 // Verify checks r's signature and returns the key that made it. A refusal is
 // an *Error; a failing KeyStore or an unreadable body is returned wrapped.
 func (v *Verifier) Verify(r *http.Request) (*Result, error) {
-	auth, err := parseAuthorization(r.Header.Get("Authorization"))
+	auth, err := parseAuthorization(r.Header.Get("Authorization"), Algorithm, AlgorithmV4A)
 	if err != nil {
 		return nil, err
 	}

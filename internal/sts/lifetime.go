@@ -132,6 +132,13 @@ func (l *RoleLimits) remember(roleARN string, max time.Duration) {
 	l.known[roleARN] = roleLimit{max: max, expires: l.now().Add(l.ttl())}
 }
 
+// exceedsChainLimit reports whether STS refused a duration over one hour
+// because podid's own identity is a role session (role chaining).
+func exceedsChainLimit(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "ValidationError" && strings.Contains(api.ErrorMessage(), "role chaining")
+}
+
 // exceedsMaxSession reports whether STS refused a duration longer than the
 // role's MaxSessionDuration.
 func exceedsMaxSession(err error) bool {

@@ -108,6 +108,43 @@ func TestLifetimeLearnedFromSTS(t *testing.T) {
 	}
 }
 
+// podid server acting as a role session (Roles Anywhere, IRSA, an instance
+// profile) chains every AssumeRole, which STS caps at one hour: the first
+// exchange is refused once and asked again within the hour, and podid
+// knows it from then on, for every role.
+func TestRoleChainingLimitLearnedFromSTS(t *testing.T) {
+	emu, _, _ := setup(t)
+	admin := iam.NewFromConfig(emu.AdminConfig())
+	own, err := admin.CreateRole(t.Context(), &iam.CreateRoleInput{RoleName: aws.String("podid-server"), AssumeRolePolicyDocument: aws.String(awsemu.PodidTrust(serverARN)), MaxSessionDuration: aws.Int32(43200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session, err := awssts.NewFromConfig(emu.Config(server.AccessKeyID, server.SecretAccessKey, "")).AssumeRole(t.Context(), &awssts.AssumeRoleInput{RoleArn: own.Role.Arn, RoleSessionName: aws.String("podid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := session.Credentials
+	assumer := &sts.Assumer{Client: awssts.NewFromConfig(emu.Config(*c.AccessKeyId, *c.SecretAccessKey, *c.SessionToken)), Identity: identity}
+	trust := awsemu.PodidTrust(*own.Role.Arn)
+	for i, name := range []string{"first", "second", "third"} {
+		out, err := admin.CreateRole(t.Context(), &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust), MaxSessionDuration: aws.Int32(43200)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		res, err := assumer.Assume(t.Context(), &association.Association{Namespace: "demo", ServiceAccount: "app", RoleARN: *out.Role.Arn}, pod)
+		if err != nil {
+			t.Fatalf("exchange %d: %v", i, err)
+		}
+		if got := res.Credentials.Expiration.Sub(before); got < 59*time.Minute || got > 61*time.Minute {
+			t.Errorf("exchange %d: credentials last %s, want the hour role chaining allows", i, got.Round(time.Second))
+		}
+	}
+	if n := refusals(emu); n != 1 {
+		t.Errorf("STS refused %d calls, want the first one only", n)
+	}
+}
+
 // STS's throttling is absorbed: retried with backoff, counted, and the
 // exchange succeeds.
 func TestThrottlingIsRetriedAndCounted(t *testing.T) {

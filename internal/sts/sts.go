@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -67,6 +68,12 @@ type Assumer struct {
 	// Limits knows roles' MaxSessionDuration; nil: a refusal for the
 	// duration is retried within IAM's default every time.
 	Limits *RoleLimits
+	// Chained says podid's own identity is a role session (IAM Roles
+	// Anywhere, IRSA, an instance profile): every AssumeRole is then role
+	// chaining, which STS caps at one hour. Unset, podid learns it from
+	// the first refusal and asks again within the hour.
+	Chained bool
+	chained atomic.Bool
 }
 
 func (as *Assumer) duration() time.Duration {
@@ -84,6 +91,9 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 		RoleSessionName: aws.String(sessionName),
 	}
 	duration := as.duration()
+	if as.Chained || as.chained.Load() {
+		duration = min(duration, iamDefaultMaxSession)
+	}
 	if a.TargetRoleARN != "" {
 		// Used at once, only to assume the target role.
 		duration = chainSourceDuration
@@ -137,8 +147,12 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 func (as *Assumer) assumeWithin(ctx context.Context, in *sts.AssumeRoleInput, duration time.Duration) (*sts.AssumeRoleOutput, error) {
 	in.DurationSeconds = aws.Int32(int32(duration / time.Second))
 	out, err := as.Client.AssumeRole(ctx, in)
-	if err != nil && duration > iamDefaultMaxSession && exceedsMaxSession(err) {
-		as.Limits.Learn(aws.ToString(in.RoleArn), iamDefaultMaxSession)
+	if err != nil && duration > iamDefaultMaxSession && (exceedsMaxSession(err) || exceedsChainLimit(err)) {
+		if exceedsChainLimit(err) {
+			as.chained.Store(true)
+		} else {
+			as.Limits.Learn(aws.ToString(in.RoleArn), iamDefaultMaxSession)
+		}
 		in.DurationSeconds = aws.Int32(int32(iamDefaultMaxSession / time.Second))
 		out, err = as.Client.AssumeRole(ctx, in)
 	}

@@ -197,18 +197,18 @@ func (m *Manager) reconcileSecret(ctx context.Context) ([]byte, error) {
 	}
 	st := parseSecret(secret.Data)
 	changed := false
-	if st.ca == nil || st.ca.renewDue(now, m.opts.CAValidity/5) {
+	if st.ca == nil || st.ca.RenewDue(now, m.opts.CAValidity/5) {
 		ca, err := newCA(now, m.opts.CAValidity)
 		if err != nil {
 			return nil, err
 		}
 		if st.ca != nil {
-			m.opts.Log.Info("renewing the webhook's CA", "secret", m.opts.Secret.String(), "notAfter", st.ca.cert.NotAfter)
+			m.opts.Log.Info("renewing the webhook's CA", "secret", m.opts.Secret.String(), "notAfter", st.ca.Cert.NotAfter)
 		}
 		st.bundle = append([]*keyPair{ca}, st.stillValid(now)...)
 		st.ca, st.serving, changed = ca, nil, true
 	}
-	if st.serving == nil || st.serving.renewDue(now, m.opts.CertValidity/3) || !st.serving.signedBy(st.ca) || !st.serving.covers(m.opts.DNSNames, m.opts.IPs) {
+	if st.serving == nil || st.serving.RenewDue(now, m.opts.CertValidity/3) || !st.serving.SignedBy(st.ca) || !covers(st.serving, m.opts.DNSNames, m.opts.IPs) {
 		serving, err := newServing(st.ca, now, m.opts.CertValidity, m.opts.DNSNames, m.opts.IPs)
 		if err != nil {
 			return nil, err
@@ -233,9 +233,9 @@ func (m *Manager) reconcileSecret(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("writing Secret %s: %w", m.opts.Secret, err)
 		}
-		m.opts.Log.Info("wrote the webhook's certificate", "secret", m.opts.Secret.String(), "notAfter", st.serving.cert.NotAfter)
+		m.opts.Log.Info("wrote the webhook's certificate", "secret", m.opts.Secret.String(), "notAfter", st.serving.Cert.NotAfter)
 	}
-	cert, err := tls.X509KeyPair(st.serving.certPEM, st.serving.keyPEM)
+	cert, err := tls.X509KeyPair(st.serving.CertPEM, st.serving.KeyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("loading the webhook's certificate: %w", err)
 	}

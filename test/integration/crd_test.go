@@ -133,8 +133,17 @@ func TestServiceAccountCannotChange(t *testing.T) {
 	if err := k8s.Create(t.Context(), pia); err != nil {
 		t.Fatal(err)
 	}
-	pia.Spec.ServiceAccount = "other"
-	err := k8s.Update(t.Context(), pia)
+	// The controller may write the status meanwhile: change the latest.
+	var err error
+	for range 5 {
+		if err = k8s.Get(t.Context(), client.ObjectKeyFromObject(pia), pia); err != nil {
+			t.Fatal(err)
+		}
+		pia.Spec.ServiceAccount = "other"
+		if err = k8s.Update(t.Context(), pia); !apierrors.IsConflict(err) {
+			break
+		}
+	}
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("changing serviceAccount: want Invalid, got %v", err)
 	}

@@ -35,6 +35,7 @@ func TestRealNode(t *testing.T) {
 		fn   func(*testing.T)
 	}{
 		{"chart installed as shipped", testChartInstalled},
+		{"podid's AWS identity is a Roles Anywhere session; no AWS key in any pod or Secret", testNoAWSKey},
 		{"workload identity through the SDK chain", testWorkloadIdentity},
 		{"EKS API from the host, and an association outliving its namespace", testEKSAPIFromTheHost},
 		{"Crossplane's guide: a role trusting EKS, --update-trust, a two-hop chain in a pod", testCrossplaneChain},
@@ -51,6 +52,7 @@ func TestRealNode(t *testing.T) {
 		{"doctor names an agent or a server down", testDoctorNodeDown},
 		{"pods wait for the node's agent (startup taint)", testStartupTaint},
 		{"faults under load", testFaultsUnderLoad},
+		{"podid's Roles Anywhere certificate renewed during the run", testIdentityRenewed},
 	} {
 		if !t.Run(step.name, step.fn) && step.name == "chart installed as shipped" {
 			t.Fatal("podid is not installed; the other checks would only repeat it")

@@ -69,7 +69,7 @@ func run(m *testing.M) int {
 	sb, err = sandbox.Start(ctx, sandbox.Options{
 		Dir: dir, Identity: identity, Out: os.Stderr, Node: sandbox.NodeReal,
 		RealNode: sandbox.RealNodeOptions{TokenExpirationSeconds: 600, SessionDuration: "25m", Rotator: true,
-			CredentialProvider: credentialProviderOptions},
+			CredentialProvider: credentialProviderOptions, IdentityCertificateLifetime: "3m"},
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "realnode: the sandbox did not come up on the real node: %v\n", err)

@@ -33,6 +33,9 @@
 //     Artifactory exchange replays a SigV4A-signed one).
 //   - ECR GetAuthorizationToken (awsJson1_1), issuing 12-hour passwords an
 //     emulated registry checks with ECRAuthorization.
+//   - IAM Roles Anywhere (REST-JSON): trust anchors (certificate bundles),
+//     profiles, imported CRLs, and CreateSession signed with a certificate's
+//     key, checked as AWS does (rolesanywhere.go).
 //
 // What it does not: evaluate identity-based policies (a principal may call
 // any action) or permission boundaries, SCPs, resource policies other than trust
@@ -107,6 +110,10 @@ type Emulator struct {
 	policies  map[string]*managedPolicy
 	iamWrites int
 	iamCalls  int
+	// raVerifier checks Roles Anywhere's control-plane calls;
+	// rolesAnywhere is its state (rolesanywhere.go).
+	raVerifier    *sigv4.Verifier
+	rolesAnywhere rolesAnywhere
 }
 
 // New returns an emulator holding opts.Users and no roles.
@@ -128,6 +135,8 @@ func New(opts Options) *Emulator {
 		ecrTokens: map[string]ECRToken{},
 		oidc:      map[string]OIDCProvider{},
 		policies:  map[string]*managedPolicy{},
+
+		rolesAnywhere: rolesAnywhere{anchors: map[string]*trustAnchor{}, profiles: map[string]*raProfile{}, crls: map[string]*raCRL{}},
 	}
 	if e.now == nil {
 		e.now = time.Now
@@ -145,6 +154,7 @@ func New(opts Options) *Emulator {
 	e.sts = &sigv4.Verifier{Service: "sts", Keys: keyStore{e}, Now: e.now}
 	e.iam = &sigv4.Verifier{Service: "iam", Keys: keyStore{e}, Now: e.now}
 	e.ecr = &sigv4.Verifier{Service: "ecr", Keys: keyStore{e}, Now: e.now}
+	e.raVerifier = &sigv4.Verifier{Service: "rolesanywhere", Keys: keyStore{e}, Now: e.now}
 	return e
 }
 
@@ -153,6 +163,10 @@ func New(opts Options) *Emulator {
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), ecrTargetPrefix) {
 		e.serveECR(w, r)
+		return
+	}
+	if isRolesAnywherePath(r.URL.Path) {
+		e.serveRolesAnywhere(w, r)
 		return
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
@@ -250,6 +264,9 @@ type principal struct {
 	// claims its token's condition keys ("<provider>:sub", ":aud").
 	federated string
 	claims    map[string]string
+	// service is the service principal of a call a service makes itself
+	// (rolesanywhere.amazonaws.com).
+	service string
 }
 
 // roleARN is the role a session principal acts as ("" for users).

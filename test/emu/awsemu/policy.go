@@ -81,6 +81,12 @@ type request struct {
 	sessionName string
 	externalID  string // "" when not sent
 	tags        map[string]string
+	// sourceARN is aws:SourceArn, set when a service calls on a resource's
+	// behalf (Roles Anywhere: the trust anchor).
+	sourceARN string
+	// principalTags are aws:PrincipalTag/<key> (Roles Anywhere: the
+	// certificate's x509Subject/…, x509Issuer/…, x509SAN/… attributes).
+	principalTags map[string]string
 }
 
 // allows evaluates the policy for one action: an explicit Deny wins, then
@@ -127,10 +133,15 @@ func (ps *principalSet) matches(c principal) bool {
 			return true
 		}
 	}
-	// A web identity caller is its identity provider; no caller of the
-	// emulator is an AWS service.
+	// A web identity caller is its identity provider; a service (Roles
+	// Anywhere) is its service principal.
 	for _, want := range ps.Federated {
 		if c.federated != "" && want == c.federated {
+			return true
+		}
+	}
+	for _, want := range ps.Service {
+		if c.service != "" && want == c.service {
 			return true
 		}
 	}
@@ -165,6 +176,11 @@ func contextValue(key string, req request) (string, bool) {
 	case strings.HasPrefix(k, "aws:requesttag/"):
 		v, ok := req.tags[key[len("aws:RequestTag/"):]]
 		return v, ok
+	case k == "aws:sourcearn":
+		return req.sourceARN, req.sourceARN != ""
+	case strings.HasPrefix(k, "aws:principaltag/"):
+		v, ok := req.principalTags[key[len("aws:PrincipalTag/"):]]
+		return v, ok
 	}
 	// "<issuer host/path>:sub" and ":aud" of a web identity token.
 	v, ok := req.caller.claims[key]
@@ -188,15 +204,15 @@ func evaluate(op, key string, values []string, req request) bool {
 		return false
 	}
 	switch op {
-	case "StringEquals":
+	case "StringEquals", "ArnEquals":
 		return match(func(v string) bool { return got == v })
-	case "StringNotEquals":
+	case "StringNotEquals", "ArnNotEquals":
 		return !match(func(v string) bool { return got == v })
 	case "StringEqualsIgnoreCase":
 		return match(func(v string) bool { return strings.EqualFold(got, v) })
-	case "StringLike":
+	case "StringLike", "ArnLike":
 		return match(func(v string) bool { return globMatch(v, got) })
-	case "StringNotLike":
+	case "StringNotLike", "ArnNotLike":
 		return !match(func(v string) bool { return globMatch(v, got) })
 	}
 	return false // unsupported operators never match: fail closed

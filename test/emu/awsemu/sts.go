@@ -159,26 +159,29 @@ func (e *Emulator) assume(caller principal, f formValues, action string) (*Sessi
 		return nil, errorf("ValidationError", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 
-	now := e.now()
+	s := e.newSession(r, sessionName, caller.arn, time.Duration(duration)*time.Second)
+	s.Tags, s.Transitive, s.Policy, s.ExternalID = tags, transitive, policy, externalID
+	return s, nil
+}
+
+// newSession issues credentials of role r, recognised by every service of
+// the emulator until they expire. The caller holds e.mu.
+func (e *Emulator) newSession(r *role, sessionName, caller string, duration time.Duration) *Session {
 	s := &Session{
 		Account:       r.account,
 		RoleARN:       r.arn,
 		ARN:           fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", e.opts.Partition, r.account, r.name, sessionName),
 		AssumedRoleID: r.id + ":" + sessionName,
 		SessionName:   sessionName,
-		Caller:        caller.arn,
-		Tags:          tags,
-		Transitive:    transitive,
-		Policy:        policy,
-		ExternalID:    externalID,
-		Duration:      time.Duration(duration) * time.Second,
-		Expiration:    now.Add(time.Duration(duration) * time.Second).Truncate(time.Second),
+		Caller:        caller,
+		Duration:      duration,
+		Expiration:    e.now().Add(duration).Truncate(time.Second),
 		AccessKeyID:   "ASIA" + randomString(upperAlnum, 16),
 		SessionToken:  "IQoJb3JpZ2luX2VtdQ" + randomString(base64ish, 300),
 		secret:        randomString(base64ish, 40),
 	}
 	e.keys[s.AccessKeyID] = s
-	return s, nil
+	return s
 }
 
 // sessionTags merges the request's tags with the transitive tags of the

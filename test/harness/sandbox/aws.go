@@ -40,8 +40,10 @@ func randomSecret() string {
 }
 
 // startAWS runs the emulator on addr (host:port) until ctx ends and creates
-// the sample role, trusted by podid server's user.
-func startAWS(ctx context.Context, id association.Identity, addr string) (*awsSide, error) {
+// the sample role, trusted by serverPrincipal, podid server's identity: its
+// user's ARN when "" (the simulated node, where podid server runs in this
+// process with the user's key).
+func startAWS(ctx context.Context, id association.Identity, addr, serverPrincipal string) (*awsSide, error) {
 	admin := awsemu.User{Name: "sandbox-admin", AccessKeyID: "AKIASANDBOXADMIN0001", SecretAccessKey: randomSecret()}
 	a := &awsSide{
 		identity:  id,
@@ -49,7 +51,10 @@ func startAWS(ctx context.Context, id association.Identity, addr string) (*awsSi
 		server:    awsemu.User{Name: "podid-server", AccessKeyID: "AKIASANDBOXPODID0001", SecretAccessKey: randomSecret()},
 		clientKey: sigv4.Key{AccessKeyID: admin.AccessKeyID, SecretAccessKey: admin.SecretAccessKey, Principal: accesskey.Entry{Name: "sandbox-admin", User: "sandbox-admin", Groups: []string{"system:masters"}}},
 	}
-	a.serverARN = fmt.Sprintf("arn:%s:iam::%s:user/%s", id.Partition, id.AccountID, a.server.Name)
+	a.serverARN = serverPrincipal
+	if a.serverARN == "" {
+		a.serverARN = fmt.Sprintf("arn:%s:iam::%s:user/%s", id.Partition, id.AccountID, a.server.Name)
+	}
 	a.emulator = awsemu.New(awsemu.Options{AccountID: id.AccountID, Partition: id.Partition, Users: []awsemu.User{a.admin, a.server}})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

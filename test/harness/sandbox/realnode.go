@@ -60,6 +60,11 @@ type RealNodeOptions struct {
 	// CredentialProvider installs podid-credential-provider with the chart
 	// (credentialProvider.enabled) and restarts the kubelet with it.
 	CredentialProvider *CredentialProviderOptions
+	// IdentityCertificateLifetime is the lifetime of podid server's Roles
+	// Anywhere certificate (the chart's
+	// server.awsIdentity.rolesAnywhere.certificate.lifetime); "" keeps the
+	// chart's default. Tests shorten it to see it renewed.
+	IdentityCertificateLifetime string
 }
 
 // CredentialProviderOptions configure the kubelet credential provider the
@@ -113,6 +118,9 @@ type realSide struct {
 	chartDir string
 	// InstallTime is chart install → all podid pods Ready.
 	installTime time.Duration
+	// identityTime is the upgrade with the Roles Anywhere ARNs → podid
+	// server acting as its role.
+	identityTime time.Duration
 }
 
 // RealNode is the sandbox's real node, nil on a simulated one.
@@ -190,10 +198,12 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 		return err
 	}
 
-	if s.aws, err = startAWS(runCtx, opts.Identity, net.JoinHostPort(r.node.IP, "0")); err != nil {
+	// podid server acts as the role `podid roles-anywhere setup` makes.
+	serverRole := fmt.Sprintf("arn:%s:iam::%s:role/podid-server-%s", opts.Identity.Partition, opts.Identity.AccountID, opts.Identity.ClusterName)
+	if s.aws, err = startAWS(runCtx, opts.Identity, net.JoinHostPort(r.node.IP, "0"), serverRole); err != nil {
 		return err
 	}
-	say("STS and IAM at %s (on the node's bridge, where pods reach it); role %s trusts podid server's user", s.aws.endpoint, s.aws.sampleRole)
+	say("STS, IAM and IAM Roles Anywhere at %s (on the node's bridge, where pods reach it); role %s trusts podid server's role", s.aws.endpoint, s.aws.sampleRole)
 
 	values, err := s.writeChartValues()
 	if err != nil {
@@ -211,6 +221,9 @@ func (s *Sandbox) startReal(ctx, runCtx context.Context) error {
 	}
 	r.installTime = time.Since(began)
 	say("podid installed: server (2 replicas), agent DaemonSet, webhook, all Ready in %.1fs", r.installTime.Seconds())
+	if err := s.setupRolesAnywhere(ctx); err != nil {
+		return err
+	}
 	if opts.RealNode.CredentialProvider != nil {
 		bin, config := r.credentialProviderDirs()
 		say("the agent's init container installed podid-credential-provider into %s and %s; restarting the kubelet with them", bin, config)
@@ -282,19 +295,13 @@ func (s *Sandbox) saveServerCA(ctx context.Context) (string, error) {
 
 // writeChartValues writes the values the sandbox installs the chart with:
 // only what this machine needs (the image built here, the emulator as STS,
-// the link for the agent's addresses) and the server's AWS identity from a
-// Secret, as a user would give it.
+// the link for the agent's addresses) and the server's AWS identity source,
+// IAM Roles Anywhere, as a user would give it.
 func (s *Sandbox) writeChartValues() (string, error) {
 	id := s.opts.Identity
 	ctx := context.Background()
 	if _, err := s.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}, metav1.CreateOptions{}); err != nil {
 		return "", fmt.Errorf("creating namespace %s: %w", systemNamespace, err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNamespace, Name: "podid-aws"}, StringData: map[string]string{
-		"AWS_ACCESS_KEY_ID": s.aws.server.AccessKeyID, "AWS_SECRET_ACCESS_KEY": s.aws.server.SecretAccessKey,
-	}}
-	if _, err := s.cs.CoreV1().Secrets(systemNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		return "", fmt.Errorf("creating podid server's AWS credentials Secret: %w", err)
 	}
 	// sandbox.env's access key, admitted by podid's SigV4 APIs as a cluster
 	// administrator, as `podid access-key create` would write it.
@@ -312,14 +319,21 @@ func (s *Sandbox) writeChartValues() (string, error) {
 	if !localnode.DummyLinks() {
 		link = "lo" // this kernel has no dummy link type
 	}
-	fromSecret := func(key string) map[string]any {
-		return map[string]any{"name": key, "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "podid-aws", "key": key}}}
+	// podid server's AWS identity: IAM Roles Anywhere with podid's own CA,
+	// no key. The ARNs come after the install (setupRolesAnywhere), as
+	// for a user following docs/on-premises.md.
+	certificate := map[string]any{"issuer": "podid"}
+	if l := s.opts.RealNode.IdentityCertificateLifetime; l != "" {
+		certificate["lifetime"] = l
 	}
 	server := map[string]any{
 		"stsEndpoint":      s.aws.endpoint,
 		"accessKeysSecret": "podid-access-keys",
+		"awsIdentity": map[string]any{"source": "rolesAnywhere", "rolesAnywhere": map[string]any{
+			"endpoint": s.aws.endpoint, "certificate": certificate,
+		}},
 		// IAM (roles' MaxSessionDuration) at the emulator too.
-		"extraEnv": []any{fromSecret("AWS_ACCESS_KEY_ID"), fromSecret("AWS_SECRET_ACCESS_KEY"), map[string]any{"name": "AWS_ENDPOINT_URL_IAM", "value": s.aws.endpoint}},
+		"extraEnv": []any{map[string]any{"name": "AWS_ENDPOINT_URL_IAM", "value": s.aws.endpoint}},
 	}
 	if d := s.opts.RealNode.SessionDuration; d != "" {
 		server["sessionDuration"] = d

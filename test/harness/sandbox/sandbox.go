@@ -206,7 +206,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	s.cs = cs
 
 	say("starting the STS/IAM emulator")
-	if s.aws, err = startAWS(runCtx, opts.Identity, "127.0.0.1:0"); err != nil {
+	if s.aws, err = startAWS(runCtx, opts.Identity, "127.0.0.1:0", ""); err != nil {
 		return nil, err
 	}
 	say("STS and IAM at %s; role %s trusts podid server's user", s.aws.endpoint, s.aws.sampleRole)
