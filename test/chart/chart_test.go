@@ -465,3 +465,41 @@ func TestLinuxNodesAndKubeSystem(t *testing.T) {
 		t.Errorf("checked %d workloads, want the server, the agent and the rotator", seen)
 	}
 }
+
+// podid server's AWS identity: a half-given set of Roles Anywhere ARNs, an
+// unknown source or issuer, cert-manager without an issuer and a key
+// Secret without a name are refused saying what to set; the default
+// renders podid's own CA and no key.
+func TestAWSIdentityValues(t *testing.T) {
+	base := []string{"template", "podid", "../../charts/podid", "--kube-version", kubeVersion, "-f", "testdata/default.values.yaml"}
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"server.awsIdentity.rolesAnywhere.trustAnchorArn=arn:aws:rolesanywhere:eu-west-1:111122223333:trust-anchor/x"}, "server.awsIdentity.rolesAnywhere.profileArn is required with trustAnchorArn (podid roles-anywhere setup prints it)"},
+		{[]string{"server.awsIdentity.source=keys"}, "server.awsIdentity.source must be rolesAnywhere, sdk or accessKeySecret"},
+		{[]string{"server.awsIdentity.rolesAnywhere.certificate.issuer=vault"}, "certificate.issuer must be podid or certManager"},
+		{[]string{"server.awsIdentity.rolesAnywhere.certificate.issuer=certManager"}, "certManagerIssuerRef is required with issuer certManager"},
+		{[]string{"server.awsIdentity.source=accessKeySecret"}, "server.awsIdentity.accessKeySecret.name is required"},
+	} {
+		args := append([]string{}, base...)
+		for _, s := range c.set {
+			args = append(args, "--set", s)
+		}
+		if _, err := helm(t, args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--set %v: %v, want %q", c.set, err, c.want)
+		}
+	}
+	out := render(t, "testdata/default.values.yaml")
+	for _, want := range []string{"--roles-anywhere-own-ca", "--roles-anywhere-certificate-secret=podid-aws-identity"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the default rendering lacks %s", want)
+		}
+	}
+	for _, values := range cases(t) {
+		rendered := render(t, values)
+		if strings.Contains(rendered, "AWS_SECRET_ACCESS_KEY") != strings.Contains(values, "access-key-secret") {
+			t.Errorf("%s: AWS_SECRET_ACCESS_KEY rendered: %v", values, strings.Contains(rendered, "AWS_SECRET_ACCESS_KEY"))
+		}
+	}
+}
