@@ -119,6 +119,24 @@ func clip(s string) string {
 	return s
 }
 
+// signedHeaders are the headers podid's signers sign: host, content-type
+// when present, and every X-Amz-* header. It sets r.Host from the URL when
+// unset, as net/http sends it.
+func signedHeaders(r *http.Request) []string {
+	if r.Host == "" {
+		r.Host = r.URL.Host
+	}
+	signed := []string{"host"}
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if strings.HasPrefix(lower, "x-amz-") || lower == "content-type" {
+			signed = append(signed, lower)
+		}
+	}
+	sort.Strings(signed)
+	return signed
+}
+
 // canonicalRequest builds the canonical request over the headers the client
 // chose to sign.
 func canonicalRequest(r *http.Request, signedHeaders []string, payloadHash, service string) string {

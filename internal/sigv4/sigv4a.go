@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"path"
-	"sort"
 	"strings"
 	"time"
 )
@@ -101,17 +100,7 @@ func SignV4A(r *http.Request, creds Credentials, service string, regionSet []str
 	if creds.SessionToken != "" {
 		r.Header.Set(headerToken, creds.SessionToken)
 	}
-	if r.Host == "" {
-		r.Host = r.URL.Host
-	}
-	signed := []string{"host"}
-	for name := range r.Header {
-		lower := strings.ToLower(name)
-		if strings.HasPrefix(lower, "x-amz-") || lower == "content-type" {
-			signed = append(signed, lower)
-		}
-	}
-	sort.Strings(signed)
+	signed := signedHeaders(r)
 	s := scope{date: at.UTC().Format(shortDate), service: service, terminal: "aws4_request"}
 	digest := v4aDigest(amzDate, s, canonicalRequest(r, signed, payloadHash, service))
 	sig, err := ecdsa.SignASN1(rand.Reader, key, digest)

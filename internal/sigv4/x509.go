@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 )
@@ -62,17 +61,7 @@ func SignX509(r *http.Request, key crypto.Signer, cert *x509.Certificate, chain 
 		}
 		r.Header.Set(HeaderX509Chain, strings.Join(parts, ","))
 	}
-	if r.Host == "" {
-		r.Host = r.URL.Host
-	}
-	signed := []string{"host"}
-	for name := range r.Header {
-		lower := strings.ToLower(name)
-		if strings.HasPrefix(lower, "x-amz-") || lower == "content-type" {
-			signed = append(signed, lower)
-		}
-	}
-	sort.Strings(signed)
+	signed := signedHeaders(r)
 	s := scope{date: at.UTC().Format(shortDate), region: region, service: service, terminal: "aws4_request"}
 	digest := x509Digest(algorithm, amzDate, s, canonicalRequest(r, signed, payloadHash, service))
 	sig, err := key.Sign(rand.Reader, digest, crypto.SHA256)

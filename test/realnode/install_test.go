@@ -51,6 +51,7 @@ func TestRealNode(t *testing.T) {
 		// background checks, which watch the agent's cache, are done.
 		{"doctor names an agent or a server down", testDoctorNodeDown},
 		{"pods wait for the node's agent (startup taint)", testStartupTaint},
+		{"a node joins with the startup taint and pods waiting for it", testNodeRegisteredWithTaint},
 		{"faults under load", testFaultsUnderLoad},
 		{"podid's Roles Anywhere certificate renewed during the run", testIdentityRenewed},
 	} {

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/podid/podid/internal/agent"
 )
 
@@ -139,4 +141,82 @@ func lastStart(pods []corev1.Pod) time.Time {
 		}
 	}
 	return last
+}
+
+// testNodeRegisteredWithTaint: a node that joins the cluster (the kubelet
+// registering its Node anew, with --register-with-taints as the chart's
+// docs say and --node-labels) while pods are already waiting for it, and
+// with no agent yet (the old agent's pod is gone with the old Node). None
+// of the waiting pods is scheduled before the new agent is ready; then all
+// run and get credentials.
+func testNodeRegisteredWithTaint(t *testing.T) {
+	ctx := t.Context()
+	const ns, label, replicas = "node-joins", "podid.io/test-pool", 3
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	associate(t, ns, "app")
+	node := sb.RealNode().Name
+
+	// Pods waiting for a node of their pool, which none is yet.
+	d := sb.WorkloadDeployment(ns, "waiting", "app", replicas)
+	d.Spec.Template.Spec.NodeSelector = map[string]string{label: "joining"}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		return len(podsOf(t, ns, unschedulable)) == replicas, nil
+	}); err != nil {
+		t.Fatalf("the pods are not waiting: %v", err)
+	}
+
+	began := time.Now()
+	err := sb.RealNode().Reregister(ctx, func(ctx context.Context) error {
+		// The machine is new: its old agent pod went with the old Node.
+		pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if err := cs.CoreV1().Pods(podidNS).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, "--register-with-taints="+agent.StartupTaintKey+"=:NoSchedule", "--node-labels="+label+"=joining")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // whatever happens, the node is left schedulable
+		kept := slices.DeleteFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey })
+		patchTaints(t, node, kept)
+	})
+
+	var running []corev1.Pod
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		running = podsOf(t, ns, func(p corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" })
+		return len(running) == replicas, nil
+	}); err != nil {
+		t.Fatalf("the waiting pods did not run on the new node: %v (taints %v)\n%s", err, taintsOn(t, node), sb.PodsReport(ctx))
+	}
+	agentStarted := agentStartedAt(t)
+	if agentStarted.Before(began) {
+		t.Fatalf("the agent started at %v, before the node registered again at %v: it is the old one", agentStarted, began)
+	}
+	if slices.ContainsFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey }) {
+		t.Error("the startup taint is still on the node")
+	}
+	for _, p := range running {
+		if started := p.Status.StartTime; started == nil || started.Time.Before(agentStarted) {
+			t.Errorf("pod %s started at %v, before the agent at %v", p.Name, started, agentStarted)
+		}
+		id, err := sb.PodIdentity(ctx, &p)
+		if err != nil {
+			t.Errorf("pod %s: %v", p.Name, err)
+			continue
+		}
+		if id.Source != "CredentialsEndpointProvider" {
+			t.Errorf("pod %s got credentials from %s", p.Name, id.Source)
+		}
+	}
+	t.Logf("figure: a node registered with %s and %d pods waiting: the agent started %s after registration began, the pods %s after the agent, all with credentials",
+		agent.StartupTaintKey, replicas, agentStarted.Sub(began).Round(100*time.Millisecond), lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
 }

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -461,6 +462,31 @@ func (n *Node) UseImageCredentialProviders(ctx context.Context, config, binDir s
 		return err
 	}
 	n.logf("kubelet restarted with image credential providers from %s (%.1fs)", config, time.Since(began).Seconds())
+	return nil
+}
+
+// Reregister stops the kubelet, deletes its Node and starts the kubelet
+// again with extra flags (--register-with-taints, --node-labels), so that
+// the node registers anew as a machine joining the cluster does. Pods bound
+// to the node keep running (the Node is back before the pod garbage
+// collector's grace); pods the caller deleted meanwhile are stopped by the
+// kubelet when it starts.
+func (n *Node) Reregister(ctx context.Context, beforeStart func(context.Context) error, extra ...string) error {
+	began := time.Now()
+	n.stopNamed("kubelet", 15*time.Second)
+	if err := n.Clientset.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Node %s: %w", n.Name, err)
+	}
+	if beforeStart != nil {
+		if err := beforeStart(ctx); err != nil {
+			return err
+		}
+	}
+	n.kubeletArgs = append(n.kubeletArgs, extra...)
+	if err := n.startKubelet(ctx, began); err != nil {
+		return err
+	}
+	n.logf("node %s registered again with %v (%.1fs)", n.Name, extra, time.Since(began).Seconds())
 	return nil
 }
 
