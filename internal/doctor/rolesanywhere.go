@@ -90,12 +90,15 @@ func (d *Doctor) checkRolesAnywhere(s *clusterState) Check {
 	if want := identitycert.CommonName(id.Cluster.ClusterName); cert.Subject.CommonName != want {
 		return failed(name, fmt.Sprintf("%s: the role's trust requires CN %s", desc, want), "issue the certificate for CN "+want)
 	}
-	issuer := ""
+	issuer, caWarning := "", ""
 	if st.caErr == nil {
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM([]byte(st.ca.Data[identitycert.KeyCA]))
 		if verified(cert, ident.Chain, roots, now) {
 			issuer = "podid's own CA"
+			if ca, err := rolesanywhere.ParseCABundle([]byte(st.ca.Data[identitycert.KeyCA])); err == nil && ca[0].NotAfter.Sub(now) < 365*24*time.Hour {
+				caWarning = fmt.Sprintf("podid's CA expires at %s (%s left), and with it every certificate it issues", ca[0].NotAfter.UTC().Format(time.RFC3339), days(ca[0].NotAfter.Sub(now)))
+			}
 		}
 	}
 	var anchorFact string
@@ -125,6 +128,9 @@ func (d *Doctor) checkRolesAnywhere(s *clusterState) Check {
 	fact := fmt.Sprintf("%s, valid until %s (%s left); %s", desc, cert.NotAfter.UTC().Format(time.RFC3339), days(cert.NotAfter.Sub(now)), anchorFact)
 	if exp, err := time.Parse(time.RFC3339, id.Details[serveridentity.KeySessionExpires]); err == nil {
 		fact += fmt.Sprintf("; session until %s", exp.UTC().Format(time.RFC3339))
+	}
+	if caWarning != "" {
+		return warn(name, fact+"; "+caWarning, fmt.Sprintf("kubectl -n %s delete secret %s (podid makes a new CA), then podid roles-anywhere setup --cluster-name %s --podid-namespace %s --approve", d.Namespace, identitycert.CASecretName, id.Cluster.ClusterName, d.Namespace))
 	}
 	return ok(name, fact)
 }

@@ -34,23 +34,29 @@ import (
 	"github.com/podid/podid/internal/rolesanywhere"
 )
 
-// Names of the objects, in podid's namespace.
+// Names of the objects, in podid's namespace, and their keys.
 const (
-	CASecretName    = "podid-identity-ca"
-	SecretName      = "podid-aws-identity"
-	CAConfigMap     = "podid-identity-ca"
-	KeyCA           = "ca.crt"
-	KeyCAKey        = "ca.key"
-	Organization    = "podid"
-	DefaultCommon   = "podid-server"
-	caValidity      = 10 * 365 * 24 * time.Hour
-	DefaultLifetime = 24 * time.Hour
+	CASecretName = "podid-identity-ca"
+	SecretName   = "podid-aws-identity"
+	CAConfigMap  = "podid-identity-ca"
+	KeyCA        = "ca.crt"
+	KeyCAKey     = "ca.key"
+)
+
+// DefaultLifetime is the certificate's, renewed with a third left.
+const DefaultLifetime = 24 * time.Hour
+
+const (
+	organization     = "podid"
+	commonNamePrefix = "podid-server."
+	// caValidity: the trust anchor holds the CA, so it lasts.
+	caValidity = 10 * 365 * 24 * time.Hour
 )
 
 // CommonName is the subject CN of cluster's certificate: a role's trust
 // conditions on it (aws:PrincipalTag/x509Subject/CN), so that a certificate
 // of one cluster cannot act as another's even under a shared CA.
-func CommonName(cluster string) string { return DefaultCommon + "." + cluster }
+func CommonName(cluster string) string { return commonNamePrefix + cluster }
 
 // Options configure a Manager.
 type Options struct {
@@ -132,7 +138,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 			return fmt.Errorf("Secret %s/%s does not hold a readable CA (%s, %s): restore it, or delete it to have podid make a new CA, then run `podid roles-anywhere setup` again to register it", m.opts.Namespace, CASecretName, KeyCA, KeyCAKey)
 		}
 		if ca, err = pki.Issue(&x509.Certificate{
-			Subject:               pkix.Name{CommonName: "podid-identity-ca", Organization: []string{Organization}},
+			Subject:               pkix.Name{CommonName: "podid-identity-ca", Organization: []string{organization}},
 			NotBefore:             now.Add(-pki.Backdate),
 			NotAfter:              now.Add(caValidity),
 			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -160,7 +166,7 @@ func (m *Manager) reconcile(ctx context.Context) error {
 		return nil
 	}
 	if leaf, err = pki.Issue(&x509.Certificate{
-		Subject:   pkix.Name{CommonName: m.opts.CommonName, Organization: []string{Organization}},
+		Subject:   pkix.Name{CommonName: m.opts.CommonName, Organization: []string{organization}},
 		NotBefore: now.Add(-5 * time.Minute),
 		NotAfter:  now.Add(m.opts.Lifetime),
 		KeyUsage:  x509.KeyUsageDigitalSignature,

@@ -113,7 +113,7 @@ func PlanSetup(ctx context.Context, req SetupRequest, api API, iamc IAM) (*Setup
 	if req.Cluster == "" || req.RoleName == "" || req.CommonName == "" {
 		return nil, errors.New("setup needs the cluster, the role's name and the certificate's common name")
 	}
-	if err := checkBundle(req.CABundle); err != nil {
+	if _, err := ParseCABundle(req.CABundle); err != nil {
 		return nil, err
 	}
 	if req.SessionDuration == 0 {
@@ -297,8 +297,10 @@ func bundleDER(b []byte) []byte {
 	}
 }
 
-func checkBundle(b []byte) error {
-	n := 0
+// ParseCABundle reads the CA certificates of a PEM bundle, refusing one
+// that holds none or a certificate that is not a CA.
+func ParseCABundle(b []byte) ([]*x509.Certificate, error) {
+	var cas []*x509.Certificate
 	for rest := b; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -307,17 +309,17 @@ func checkBundle(b []byte) error {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return fmt.Errorf("the CA bundle holds a certificate that does not parse: %w", err)
+			return nil, fmt.Errorf("the CA bundle holds a certificate that does not parse: %w", err)
 		}
 		if !c.IsCA {
-			return fmt.Errorf("the CA bundle holds %q, which is not a CA", c.Subject)
+			return nil, fmt.Errorf("the CA bundle holds %q, which is not a CA", c.Subject)
 		}
-		n++
+		cas = append(cas, c)
 	}
-	if n == 0 {
-		return errors.New("the CA bundle holds no PEM certificate")
+	if len(cas) == 0 {
+		return nil, errors.New("the CA bundle holds no PEM certificate")
 	}
-	return nil
+	return cas, nil
 }
 
 func bundleSubjects(b []byte) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podid/podid/internal/awsjson"
+	"github.com/podid/podid/internal/rolesanywhere"
 	"github.com/podid/podid/internal/sigv4"
 )
 
@@ -28,9 +29,6 @@ import (
 // sts:SetSourceIdentity, with aws:SourceArn the trust anchor and the
 // certificate's attributes as aws:PrincipalTag/x509Subject/CN and the like).
 // The session it issues is one of the emulator's, accepted by its STS.
-
-// RolesAnywhereService is the service principal Roles Anywhere acts as.
-const RolesAnywhereService = "rolesanywhere.amazonaws.com"
 
 type trustAnchor struct {
 	ID, ARN, Name string
@@ -171,25 +169,9 @@ func (p *raProfile) detail() map[string]any {
 
 // parseBundle reads the CA certificates of a trust anchor's bundle (PEM).
 func parseBundle(bundle string) ([]*x509.Certificate, *awsjson.Error) {
-	var cas []*x509.Certificate
-	rest := []byte(bundle)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, validation("x509CertificateData holds a certificate that does not parse: %v", err)
-		}
-		if !cert.IsCA {
-			return nil, validation("x509CertificateData must hold CA certificates (basicConstraints CA:TRUE); %q is not one", cert.Subject)
-		}
-		cas = append(cas, cert)
-	}
-	if len(cas) == 0 {
-		return nil, validation("x509CertificateData holds no PEM certificate")
+	cas, err := rolesanywhere.ParseCABundle([]byte(bundle))
+	if err != nil {
+		return nil, validation("x509CertificateData: %v", err)
 	}
 	return cas, nil
 }
@@ -508,10 +490,10 @@ func (e *Emulator) createSession(w http.ResponseWriter, r *http.Request) {
 		role = e.findRole(m[2], m[3])
 	}
 	tags := certificateTags(cert)
-	caller := principal{service: RolesAnywhereService, arn: RolesAnywhereService}
+	caller := principal{service: rolesanywhere.Service, arn: rolesanywhere.Service}
 	for _, action := range []string{"sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"} {
 		if role == nil || !role.trust.allows(request{caller: caller, action: action, sourceARN: anchor.ARN, principalTags: tags}) {
-			denied("Unable to assume role %s: its trust policy does not allow %s to %s for this certificate (trust anchor %s, subject %s)", roleARN, RolesAnywhereService, action, anchor.ARN, cert.Subject)
+			denied("Unable to assume role %s: its trust policy does not allow %s to %s for this certificate (trust anchor %s, subject %s)", roleARN, rolesanywhere.Service, action, anchor.ARN, cert.Subject)
 			return
 		}
 	}
@@ -527,7 +509,7 @@ func (e *Emulator) createSession(w http.ResponseWriter, r *http.Request) {
 		raError(w, http.StatusBadRequest, "ValidationException", "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 		return
 	}
-	s := e.newSession(role, cert.SerialNumber.Text(16), RolesAnywhereService, time.Duration(duration)*time.Second)
+	s := e.newSession(role, cert.SerialNumber.Text(16), rolesanywhere.Service, time.Duration(duration)*time.Second)
 	s.Tags = tags
 	awsjson.WriteJSON(w, map[string]any{
 		"credentialSet": []any{map[string]any{
