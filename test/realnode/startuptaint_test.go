@@ -168,8 +168,12 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 		t.Fatalf("the pods are not waiting: %v", err)
 	}
 
+	oldNode, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	began := time.Now()
-	err := sb.RealNode().Reregister(ctx, func(ctx context.Context) error {
+	err = sb.RealNode().Reregister(ctx, func(ctx context.Context) error {
 		// The machine is new: its old agent pod went with the old Node.
 		pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
 		if err != nil {
@@ -189,6 +193,9 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 		kept := slices.DeleteFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey })
 		patchTaints(t, node, kept)
 	})
+	if newNode, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil || newNode.UID == oldNode.UID {
+		t.Fatalf("the node was not registered anew (%v): UID %s before, the same after", err, oldNode.UID)
+	}
 
 	var running []corev1.Pod
 	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
