@@ -132,9 +132,25 @@ func New(cfg Config) (*Provider, error) {
 func (p *Provider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	now := p.cfg.Now()
 	p.mu.Lock()
-	if p.identity == nil || now.Sub(p.loadedAt) >= p.cfg.Reload {
-		p.reloadLocked(ctx, now)
+	have := p.identity != nil
+	due := !have || now.Sub(p.loadedAt) >= p.cfg.Reload
+	if due && have {
+		p.loadedAt = now // one reload per interval
 	}
+	p.mu.Unlock()
+	switch {
+	case due && have:
+		// Read in the background: a slow API server delays no caller.
+		p.flight.DoChan("load", func() (any, error) {
+			loadCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p.reload(loadCtx)
+			return nil, nil
+		})
+	case due:
+		p.flight.Do("load", func() (any, error) { p.reload(ctx); return nil, nil })
+	}
+	p.mu.Lock()
 	creds, fresh := p.creds, p.freshLocked(now)
 	p.mu.Unlock()
 	if fresh {
@@ -157,10 +173,12 @@ func (p *Provider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	return v.(aws.Credentials), nil
 }
 
-// reloadLocked reads the source again; a failure keeps the identity it had.
-func (p *Provider) reloadLocked(ctx context.Context, now time.Time) {
+// reload reads the source again; a failure keeps the identity it had.
+func (p *Provider) reload(ctx context.Context) {
 	id, err := p.cfg.Source.Load(ctx)
-	p.loadedAt = now
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loadedAt = p.cfg.Now()
 	if err != nil {
 		p.cfg.Log.Error("reading the Roles Anywhere certificate", "err", err)
 		p.status.Err = err
