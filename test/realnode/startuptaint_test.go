@@ -63,6 +63,15 @@ func testStartupTaint(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the waiting pods did not run once the agent served: %v (taints %v)", err, taintsOn(t, node))
 	}
+	checkStartedAfterAgent(t, node, running, agentStarted)
+	t.Logf("figure: %d pods waiting on a node without its agent were all started %s after the agent's container", replicas, lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
+}
+
+// checkStartedAfterAgent: the agent removed the startup taint from node,
+// and every pod started after the agent and got credentials through the
+// SDK chain.
+func checkStartedAfterAgent(t *testing.T, node string, running []corev1.Pod, agentStarted time.Time) {
+	t.Helper()
 	if slices.ContainsFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey }) {
 		t.Error("the startup taint is still on the node")
 	}
@@ -70,7 +79,7 @@ func testStartupTaint(t *testing.T) {
 		if started := p.Status.StartTime; started == nil || started.Time.Before(agentStarted) {
 			t.Errorf("pod %s started at %v, before the agent at %v", p.Name, started, agentStarted)
 		}
-		id, err := sb.PodIdentity(ctx, &p)
+		id, err := sb.PodIdentity(t.Context(), &p)
 		if err != nil {
 			t.Errorf("pod %s: %v", p.Name, err)
 			continue
@@ -79,7 +88,6 @@ func testStartupTaint(t *testing.T) {
 			t.Errorf("pod %s got credentials from %s", p.Name, id.Source)
 		}
 	}
-	t.Logf("figure: %d pods waiting on a node without its agent were all started %s after the agent's container", replicas, lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
 }
 
 func unschedulable(p corev1.Pod) bool {
@@ -208,22 +216,7 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 	if agentStarted.Before(began) {
 		t.Fatalf("the agent started at %v, before the node registered again at %v: it is the old one", agentStarted, began)
 	}
-	if slices.ContainsFunc(taintsOn(t, node), func(tt corev1.Taint) bool { return tt.Key == agent.StartupTaintKey }) {
-		t.Error("the startup taint is still on the node")
-	}
-	for _, p := range running {
-		if started := p.Status.StartTime; started == nil || started.Time.Before(agentStarted) {
-			t.Errorf("pod %s started at %v, before the agent at %v", p.Name, started, agentStarted)
-		}
-		id, err := sb.PodIdentity(ctx, &p)
-		if err != nil {
-			t.Errorf("pod %s: %v", p.Name, err)
-			continue
-		}
-		if id.Source != "CredentialsEndpointProvider" {
-			t.Errorf("pod %s got credentials from %s", p.Name, id.Source)
-		}
-	}
+	checkStartedAfterAgent(t, node, running, agentStarted)
 	t.Logf("figure: a node registered with %s and %d pods waiting: the agent started %s after registration began, the pods %s after the agent, all with credentials",
 		agent.StartupTaintKey, replicas, agentStarted.Sub(began).Round(100*time.Millisecond), lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
 }
