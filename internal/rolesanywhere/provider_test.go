@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	ra "github.com/aws/aws-sdk-go-v2/service/rolesanywhere"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podid/podid/internal/pki"
 	"github.com/podid/podid/internal/rolesanywhere"
@@ -295,30 +296,13 @@ func TestRenewal(t *testing.T) {
 	}
 }
 
-// fakeClock is the time both the emulator and the providers see.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestCreateSessionCallsPerHour: two replicas under steady load (an STS
 // call every simulated 10 seconds each) for ten simulated hours with
 // one-hour sessions call CreateSession once per 45 minutes each (renewal
 // with a quarter of the session left), never per exchange.
 func TestCreateSessionCallsPerHour(t *testing.T) {
-	clock := &fakeClock{now: time.Now()}
+	// The time both the emulator and the providers see.
+	clock := clocktesting.NewFakeClock(time.Now())
 	emu := awsemutest.Start(t, awsemu.Options{Now: clock.Now})
 	ca := newCA(t, "podid-identity-ca", nil)
 	cfg := emu.AdminConfig()
@@ -338,7 +322,7 @@ func TestCreateSessionCallsPerHour(t *testing.T) {
 		providers = append(providers, p)
 	}
 	calls := 0
-	for end := clock.Now().Add(hours * time.Hour); clock.Now().Before(end); clock.advance(10 * time.Second) {
+	for end := clock.Now().Add(hours * time.Hour); clock.Now().Before(end); clock.Step(10 * time.Second) {
 		for _, p := range providers {
 			if _, err := p.Retrieve(t.Context()); err != nil {
 				t.Fatal(err)
