@@ -20,7 +20,6 @@ import (
 	"github.com/podid/podid/internal/identitycert"
 	"github.com/podid/podid/internal/kube"
 	"github.com/podid/podid/internal/rolesanywhere"
-	"github.com/podid/podid/internal/serveridentity"
 )
 
 // RolesAnywhereOptions make podid server's own AWS identity a session of
@@ -134,26 +133,4 @@ func rolesAnywhereSource(mgr manager.Manager, restCfg *rest.Config, identity ass
 		}
 	}
 	return identitycert.SecretSource(live, types.NamespacedName{Namespace: ns, Name: ra.Secret}), nil
-}
-
-// rolesAnywhereStatus is what the identity publisher adds about the
-// Roles Anywhere session, for doctor.
-func rolesAnywhereStatus(p *rolesanywhere.Provider, ra *RolesAnywhereOptions) func() (map[string]string, error) {
-	return func() (map[string]string, error) {
-		st := p.Status()
-		d := map[string]string{
-			serveridentity.KeyTrustAnchorARN: ra.TrustAnchorARN, serveridentity.KeyProfileARN: ra.ProfileARN, serveridentity.KeyRoleARN: ra.RoleARN,
-			serveridentity.KeyCertificateSubject: st.Subject, serveridentity.KeyCertificateSerial: st.Serial,
-		}
-		if ra.CertificateFile == "" {
-			d[serveridentity.KeyCertificateSecret] = ra.Secret
-		}
-		if !st.CertificateNotAfter.IsZero() {
-			d[serveridentity.KeyCertificateNotAfter] = st.CertificateNotAfter.UTC().Format(time.RFC3339)
-		}
-		if !st.SessionExpires.IsZero() {
-			d[serveridentity.KeySessionExpires] = st.SessionExpires.UTC().Format(time.RFC3339)
-		}
-		return d, st.Err
-	}
 }

@@ -151,7 +151,13 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 				Cluster: identity, Log: slog.Default().With("logger", "server-identity")}
 			if rolesAnywhere != nil {
 				// Often, so that doctor sees a failing renewal within a minute.
-				publisher.Source, publisher.Refresh = rolesAnywhereStatus(rolesAnywhere, opts.RolesAnywhere), time.Minute
+				ra := opts.RolesAnywhere
+				secret := ra.Secret
+				if ra.CertificateFile != "" {
+					secret = "" // read from files
+				}
+				publisher.Source = serveridentity.RolesAnywhereSource(rolesAnywhere, ra.TrustAnchorARN, ra.ProfileARN, ra.RoleARN, secret)
+				publisher.Refresh = time.Minute
 			}
 			if err := mgr.Add(publisher); err != nil {
 				return nil, err

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/association"
+	"github.com/podid/podid/internal/rolesanywhere"
 )
 
 // ConfigMapName is the ConfigMap podid server writes in its namespace.
@@ -243,4 +244,28 @@ func Read(ctx context.Context, c client.Reader, namespace string) (*Identity, er
 	}
 	_, id.RolePathUnknown, _ = PrincipalFor(id.CallerARN)
 	return id, nil
+}
+
+// RolesAnywhereSource is a Publisher.Source for a Roles Anywhere identity:
+// the trust anchor, profile and role, the certificate (its Secret, ""
+// when read from files), the session's expiry, and the provider's last
+// failure.
+func RolesAnywhereSource(p *rolesanywhere.Provider, trustAnchorARN, profileARN, roleARN, secret string) func() (map[string]string, error) {
+	return func() (map[string]string, error) {
+		st := p.Status()
+		d := map[string]string{
+			KeyTrustAnchorARN: trustAnchorARN, KeyProfileARN: profileARN, KeyRoleARN: roleARN,
+			KeyCertificateSubject: st.Subject, KeyCertificateSerial: st.Serial,
+		}
+		if secret != "" {
+			d[KeyCertificateSecret] = secret
+		}
+		if !st.CertificateNotAfter.IsZero() {
+			d[KeyCertificateNotAfter] = st.CertificateNotAfter.UTC().Format(time.RFC3339)
+		}
+		if !st.SessionExpires.IsZero() {
+			d[KeySessionExpires] = st.SessionExpires.UTC().Format(time.RFC3339)
+		}
+		return d, st.Err
+	}
 }

@@ -106,15 +106,11 @@ func TestRolesAnywhereIdentity(t *testing.T) {
 		t.Fatal("the CA changed during certificate renewals: the trust anchor would no longer hold it")
 	}
 
-	// podid server publishes how it is doing; doctor reads it, the
+	// podid server publishes how it is doing (as it does, through
+	// serveridentity.RolesAnywhereSource); doctor reads it, the
 	// certificate, podid's CA and the trust anchor.
 	publisher := &serveridentity.Publisher{Client: k8s, Reader: k8s, Namespace: ns, STS: stsClient, Cluster: identity, Refresh: 200 * time.Millisecond,
-		Log: slog.New(slog.DiscardHandler), Source: func() (map[string]string, error) {
-			st := provider.Status()
-			return map[string]string{serveridentity.KeyTrustAnchorARN: cfg.TrustAnchorARN, serveridentity.KeyCertificateSecret: identitycert.SecretName,
-				serveridentity.KeyCertificateSubject: st.Subject, serveridentity.KeyCertificateSerial: st.Serial,
-				serveridentity.KeySessionExpires: st.SessionExpires.UTC().Format(time.RFC3339)}, st.Err
-		}}
+		Log: slog.New(slog.DiscardHandler), Source: serveridentity.RolesAnywhereSource(provider, cfg.TrustAnchorARN, cfg.ProfileARN, cfg.RoleARN, identitycert.SecretName)}
 	go publisher.Start(ctx)
 	d := &doctor.Doctor{Kube: k8s, Namespace: ns, IAM: iam.NewFromConfig(awsConfig(emuAdmin)), RolesAnywhere: ra.NewFromConfig(awsConfig(emuAdmin))}
 	doctorSays := func(name string, status doctor.Status, want ...string) {
