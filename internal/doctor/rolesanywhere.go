@@ -28,21 +28,22 @@ type TrustAnchorReader interface {
 // rolesAnywhereState is what doctor reads of podid's Roles Anywhere
 // identity: the certificate's Secret, podid's CA and the trust anchor.
 type rolesAnywhereState struct {
-	secret    *corev1.Secret
-	secretErr error
-	ca        *corev1.ConfigMap
-	caErr     error
-	anchor    *ratypes.TrustAnchorDetail
-	anchorErr error
+	// secretName is the certificate's Secret, as podid server published it.
+	secretName string
+	secret     *corev1.Secret
+	secretErr  error
+	ca         *corev1.ConfigMap
+	caErr      error
+	anchor     *ratypes.TrustAnchorDetail
+	anchorErr  error
 }
 
 func (d *Doctor) readRolesAnywhere(ctx context.Context, id *serveridentity.Identity) *rolesAnywhereState {
-	st := &rolesAnywhereState{secret: &corev1.Secret{}, ca: &corev1.ConfigMap{}}
-	secretName := id.Details[serveridentity.KeyCertificateSecret]
-	if secretName == "" {
-		secretName = identitycert.SecretName
+	st := &rolesAnywhereState{secretName: id.Details[serveridentity.KeyCertificateSecret], secret: &corev1.Secret{}, ca: &corev1.ConfigMap{}}
+	if st.secretName == "" {
+		st.secretName = identitycert.SecretName
 	}
-	st.secretErr = d.Kube.Get(ctx, objectKey(d.Namespace, secretName), st.secret)
+	st.secretErr = d.Kube.Get(ctx, objectKey(d.Namespace, st.secretName), st.secret)
 	st.caErr = d.Kube.Get(ctx, objectKey(d.Namespace, identitycert.CAConfigMap), st.ca)
 	if d.RolesAnywhere != nil {
 		anchorARN := id.Details[serveridentity.KeyTrustAnchorARN]
@@ -67,10 +68,7 @@ func (d *Doctor) checkRolesAnywhere(s *clusterState) Check {
 	const name = "roles-anywhere"
 	id, st, now := s.identity, s.rolesAnywhere, d.now()
 	logs := fmt.Sprintf("kubectl -n %s logs deployment/%s | grep -e roles-anywhere -e identity-cert", d.Namespace, ServerDeployment)
-	secretName := id.Details[serveridentity.KeyCertificateSecret]
-	if secretName == "" {
-		secretName = identitycert.SecretName
-	}
+	secretName := st.secretName
 	if st.secretErr != nil {
 		return warn(name, fmt.Sprintf("cannot read Secret %s/%s, which holds podid server's certificate: %v; podid server published certificate %q serial %s until %s", d.Namespace, secretName, st.secretErr,
 			id.Details[serveridentity.KeyCertificateSubject], id.Details[serveridentity.KeyCertificateSerial], id.Details[serveridentity.KeyCertificateNotAfter]), "run doctor as someone who may read Secrets in "+d.Namespace)
