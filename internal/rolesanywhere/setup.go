@@ -80,6 +80,7 @@ type Setup struct {
 	ra           API
 	iam          IAM
 	anchor       *ratypes.TrustAnchorDetail
+	anchorStale  bool // the anchor exists without podid's CA bundle
 	profile      *ratypes.ProfileDetail
 	roleExists   bool
 	roleTrust    string
@@ -113,9 +114,11 @@ func PlanSetup(ctx context.Context, req SetupRequest, api API, iamc IAM) (*Setup
 	if req.Cluster == "" || req.RoleName == "" || req.CommonName == "" {
 		return nil, errors.New("setup needs the cluster, the role's name and the certificate's common name")
 	}
-	if _, err := ParseCABundle(req.CABundle); err != nil {
+	cas, err := ParseCABundle(req.CABundle)
+	if err != nil {
 		return nil, err
 	}
+	subjects := bundleSubjects(cas)
 	if req.SessionDuration == 0 {
 		req.SessionDuration = 3600
 	}
@@ -131,12 +134,13 @@ func PlanSetup(ctx context.Context, req SetupRequest, api API, iamc IAM) (*Setup
 			s.anchor = &anchors.TrustAnchors[i]
 		}
 	}
+	s.anchorStale = s.anchor != nil && !sameBundle(anchorBundle(s.anchor), cas)
 	switch {
 	case s.anchor == nil:
-		s.Changes = append(s.Changes, Change{"create", "trust anchor " + name, "with podid's CA bundle (" + bundleSubjects(req.CABundle) + ")"})
-	case !sameBundle(anchorBundle(s.anchor), req.CABundle):
+		s.Changes = append(s.Changes, Change{"create", "trust anchor " + name, "with podid's CA bundle (" + subjects + ")"})
+	case s.anchorStale:
 		s.TrustAnchorARN = aws.ToString(s.anchor.TrustAnchorArn)
-		s.Changes = append(s.Changes, Change{"update", "trust anchor " + name, "its CA bundle becomes podid's (" + bundleSubjects(req.CABundle) + ")"})
+		s.Changes = append(s.Changes, Change{"update", "trust anchor " + name, "its CA bundle becomes podid's (" + subjects + ")"})
 	default:
 		s.TrustAnchorARN = aws.ToString(s.anchor.TrustAnchorArn)
 		s.Changes = append(s.Changes, Change{"keep", "trust anchor " + name, "holds podid's CA bundle"})
@@ -219,7 +223,7 @@ func (s *Setup) Apply(ctx context.Context) error {
 			return fmt.Errorf("rolesanywhere:CreateTrustAnchor: %w", err)
 		}
 		s.TrustAnchorARN = aws.ToString(out.TrustAnchor.TrustAnchorArn)
-	case !sameBundle(anchorBundle(s.anchor), s.req.CABundle):
+	case s.anchorStale:
 		if _, err := s.ra.UpdateTrustAnchor(ctx, &ra.UpdateTrustAnchorInput{TrustAnchorId: s.anchor.TrustAnchorId, Source: source}); err != nil {
 			return fmt.Errorf("rolesanywhere:UpdateTrustAnchor: %w", err)
 		}
@@ -280,20 +284,20 @@ func anchorBundle(a *ratypes.TrustAnchorDetail) []byte {
 	return nil
 }
 
-// sameBundle compares the certificates of two PEM bundles.
-func sameBundle(a, b []byte) bool {
-	return bytes.Equal(bundleDER(a), bundleDER(b))
-}
-
-func bundleDER(b []byte) []byte {
-	var out []byte
+// sameBundle says a PEM bundle holds exactly the certificates cas.
+func sameBundle(bundle []byte, cas []*x509.Certificate) bool {
+	var want []byte
+	for _, c := range cas {
+		want = append(want, c.Raw...)
+	}
+	var have []byte
 	for {
 		var block *pem.Block
-		block, b = pem.Decode(b)
+		block, bundle = pem.Decode(bundle)
 		if block == nil {
-			return out
+			return bytes.Equal(have, want)
 		}
-		out = append(out, block.Bytes...)
+		have = append(have, block.Bytes...)
 	}
 }
 
@@ -322,17 +326,10 @@ func ParseCABundle(b []byte) ([]*x509.Certificate, error) {
 	return cas, nil
 }
 
-func bundleSubjects(b []byte) string {
-	var names []string
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-			names = append(names, c.Subject.CommonName+" until "+c.NotAfter.UTC().Format("2006-01-02"))
-		}
+func bundleSubjects(cas []*x509.Certificate) string {
+	names := make([]string, len(cas))
+	for i, c := range cas {
+		names[i] = c.Subject.CommonName + " until " + c.NotAfter.UTC().Format("2006-01-02")
 	}
 	return strings.Join(names, ", ")
 }
