@@ -147,8 +147,9 @@ func (as *Assumer) Assume(ctx context.Context, a *association.Association, pod P
 func (as *Assumer) assumeWithin(ctx context.Context, in *sts.AssumeRoleInput, duration time.Duration) (*sts.AssumeRoleOutput, error) {
 	in.DurationSeconds = aws.Int32(int32(duration / time.Second))
 	out, err := as.Client.AssumeRole(ctx, in)
-	if err != nil && duration > iamDefaultMaxSession && (exceedsMaxSession(err) || exceedsChainLimit(err)) {
-		if exceedsChainLimit(err) {
+	chained := err != nil && exceedsChainLimit(err)
+	if err != nil && duration > iamDefaultMaxSession && (chained || exceedsMaxSession(err)) {
+		if chained {
 			as.chained.Store(true)
 		} else {
 			as.Limits.Learn(aws.ToString(in.RoleArn), iamDefaultMaxSession)
