@@ -1,0 +1,200 @@
+package socketkeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary is also the server the keeper runs: with
+// KEEPER_TEST_SERVER set it serves its pid and restart count on the
+// inherited socket "http" until SIGTERM, or exits at once with
+// KEEPER_TEST_SERVER=fail.
+func TestMain(m *testing.M) {
+	switch os.Getenv("KEEPER_TEST_SERVER") {
+	case "":
+		os.Exit(m.Run())
+	case "fail":
+		fmt.Fprintln(os.Stderr, "bad flag")
+		os.Exit(3)
+	}
+	socks, restarts, err := Inherited()
+	if err != nil || socks["http"] == nil {
+		fmt.Fprintln(os.Stderr, "no inherited socket:", err)
+		os.Exit(2)
+	}
+	if _, still := os.LookupEnv(EnvSockets); still {
+		fmt.Fprintln(os.Stderr, "Inherited left", EnvSockets, "set")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "%d %d", os.Getpid(), restarts)
+	})}
+	go func() { <-ctx.Done(); srv.Shutdown(context.Background()) }()
+	if err := srv.Serve(socks["http"]); !errors.Is(err, http.ErrServerClosed) {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func keeper(t *testing.T, mode string) (Options, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		Command: func() *exec.Cmd {
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), "KEEPER_TEST_SERVER="+mode)
+			return cmd
+		},
+		Sockets:   []Socket{{Name: "http", Listener: l}},
+		MinUptime: 300 * time.Millisecond,
+	}, "http://" + l.Addr().String()
+}
+
+// ask returns the pid and restart count of the server that answered.
+func ask(client *http.Client, url string) (pid, restarts int, err error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = fmt.Sscanf(string(body), "%d %d", &pid, &restarts)
+	return pid, restarts, err
+}
+
+// A server killed with SIGKILL, again and again under a client's steady
+// requests, costs the client no refused connection: the keeper's sockets
+// queue the connections until the restarted server answers them. Only the
+// request the server was in the middle of when killed can fail (and the
+// SDKs retry it).
+func TestKilledServerLosesNoConnection(t *testing.T) {
+	opts, url := keeper(t, "serve")
+	var restarted atomic.Int32
+	opts.OnRestart = func(n int) { restarted.Store(int32(n)) }
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts) }()
+
+	// New connections each time, as the SDKs' credential fetches make.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	var requests, refused, cut atomic.Int32
+	var lastErr atomic.Value
+	stopLoad := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			select {
+			case <-stopLoad:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			requests.Add(1)
+			switch _, _, err := ask(client, url); {
+			case errors.Is(err, syscall.ECONNREFUSED):
+				refused.Add(1)
+				lastErr.Store(err.Error())
+			case err != nil:
+				cut.Add(1)
+			}
+		}
+	}()
+
+	pids := map[int]bool{}
+	for kill := 0; kill <= 3; kill++ {
+		var pid, restarts int
+		var err error
+		deadline := time.Now().Add(10 * time.Second)
+		for pid, restarts, err = ask(client, url); err != nil || pids[pid]; pid, restarts, err = ask(client, url) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no new server answered after kill %d: %v", kill, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if restarts != kill {
+			t.Errorf("server %d says it was restarted %d times, want %d", pid, restarts, kill)
+		}
+		pids[pid] = true
+		if kill == 3 {
+			break
+		}
+		time.Sleep(opts.MinUptime + 100*time.Millisecond) // long enough to count as a crash
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stopLoad)
+	<-loadDone
+	t.Logf("%d requests across 3 SIGKILLs: %d refused, %d cut while the killed server handled them", requests.Load(), refused.Load(), cut.Load())
+	if refused.Load() > 0 {
+		t.Errorf("%d of %d requests were refused while the server was killed and restarted; last: %v", refused.Load(), requests.Load(), lastErr.Load())
+	}
+	if cut.Load() > 3 {
+		t.Errorf("%d requests failed other than refused, more than the 3 the killed servers were handling", cut.Load())
+	}
+	if restarted.Load() != 3 {
+		t.Errorf("OnRestart saw %d restarts, want 3", restarted.Load())
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after ctx ended: %v", err)
+	}
+	// Stopped: the keeper's copy of the socket is closed with the server's.
+	if _, _, err := ask(client, url); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("after the keeper stopped, a request got %v, want connection refused", err)
+	}
+}
+
+// A server that fails as it starts is not restarted: the keeper ends with
+// its status, for the kubelet's back-off to apply.
+func TestServerFailingAtStartEndsTheKeeper(t *testing.T) {
+	opts, _ := keeper(t, "fail")
+	var stderr strings.Builder
+	command := opts.Command
+	opts.Command = func() *exec.Cmd { cmd := command(); cmd.Stderr = &stderr; return cmd }
+	starts := 0
+	opts.OnRestart = func(int) { starts++ }
+	err := Run(t.Context(), opts)
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "not restarting") {
+		t.Fatalf("Run = %v, want the server's exit status and no restart", err)
+	}
+	if starts != 0 || stderr.String() != "bad flag\n" {
+		t.Errorf("restarts %d, server's stderr %q", starts, stderr.String())
+	}
+}
+
+func TestSocketNames(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, name := range []string{"", "a,b"} {
+		err := Run(t.Context(), Options{Command: func() *exec.Cmd { return exec.Command("true") }, Sockets: []Socket{{Name: name, Listener: l}}})
+		if err == nil || !strings.Contains(err.Error(), strconv.Quote(name)) {
+			t.Errorf("socket name %q: Run = %v, want it refused", name, err)
+		}
+	}
+}
