@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +19,12 @@ type Options struct {
 	Node string
 	// Listen are the credential endpoint's addresses, host:port.
 	Listen []string
-	// Listener, when set, is used for the credential endpoint instead of
-	// Listen's (tests bind inside a network namespace).
+	// Listeners are served as credential endpoints besides Listen's (tests
+	// bind inside a network namespace).
 	Listeners []net.Listener
+	// Sockets, when set, are served instead of binding Listen, ProbeAddr
+	// and MetricsAddr: the keeper's (see Bind).
+	Sockets *Sockets
 	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics.
 	// "" turns either off.
 	ProbeAddr, MetricsAddr string
@@ -40,6 +44,9 @@ type Options struct {
 	// ReadyFile, when set, is written once the agent is ready and removed
 	// when it stops (see markReady).
 	ReadyFile string
+	// Restarts is how many times this agent's serving process was restarted
+	// by the process keeping its sockets; a metric.
+	Restarts int
 }
 
 // Agent is a running `podid agent`.
@@ -70,35 +77,95 @@ func New(opts Options) *Agent {
 		}
 		opts.Handler.Hosts = append(opts.Handler.Hosts, opts.Listen...)
 	}
-	a := &Agent{opts: opts, handler: NewHandler(opts.Handler), metrics: newMetrics(opts.Cache)}
+	a := &Agent{opts: opts, handler: NewHandler(opts.Handler), metrics: newMetrics(opts.Cache, opts.Restarts)}
 	a.handler.count = a.metrics.requestCounters().inc
 	opts.Cache.observe = a.metrics.observeUpstream
 	return a
 }
 
-// Run serves until ctx ends, then drains in-flight requests.
-func (a *Agent) Run(ctx context.Context) error {
-	listeners := append([]net.Listener(nil), a.opts.Listeners...)
-	for _, addr := range a.opts.Listen {
-		l, err := a.bind(ctx, "credentials", addr, "chart value agent.listen, flag --listen")
+// Sockets are the agent's listening sockets: bound by Bind, or passed on
+// by the process that keeps them across crashes (socketkeeper).
+type Sockets struct {
+	// Credentials are the credential endpoint's.
+	Credentials []net.Listener
+	// Probes and Metrics are nil when turned off.
+	Probes, Metrics net.Listener
+}
+
+// Close closes them all.
+func (s *Sockets) Close() {
+	closeAll(s.Credentials)
+	closeAll([]net.Listener{s.Probes, s.Metrics})
+}
+
+// Bind binds the agent's addresses (Listen, ProbeAddr, MetricsAddr), each
+// with SO_REUSEPORT, waiting while another process holds one (see bind).
+// An IPv6 credential address the node cannot bind is skipped. It returns
+// nil and no error if ctx ended while waiting.
+func Bind(ctx context.Context, opts Options) (*Sockets, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sockets{}
+	for _, addr := range opts.Listen {
+		l, err := bind(ctx, opts.Log, "credentials", addr, "chart value agent.listen, flag --listen")
 		if err != nil {
-			if ctx.Err() != nil {
-				closeAll(listeners)
-				return nil // stopped while waiting for an address
-			}
 			var opErr *net.OpError
-			if errors.As(err, &opErr) && isIPv6(addr) {
+			if ctx.Err() == nil && errors.As(err, &opErr) && isIPv6(addr) {
 				// A node without IPv6 serves IPv4 only.
-				a.opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
+				opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
 				continue
 			}
-			closeAll(listeners)
-			return err
+			s.Close()
+			return nil, ignoreEnded(ctx, err)
 		}
-		listeners = append(listeners, l)
+		s.Credentials = append(s.Credentials, l)
 	}
+	var err error
+	if opts.ProbeAddr != "" {
+		if s.Probes, err = bind(ctx, opts.Log, "probes", opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address"); err != nil {
+			s.Close()
+			return nil, ignoreEnded(ctx, err)
+		}
+	}
+	if opts.MetricsAddr != "" {
+		if s.Metrics, err = bind(ctx, opts.Log, "metrics", opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address"); err != nil {
+			s.Close()
+			return nil, ignoreEnded(ctx, err)
+		}
+	}
+	return s, nil
+}
+
+// ignoreEnded is err, or nil when it is only ctx ending.
+func ignoreEnded(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Run serves until ctx ends, then drains in-flight requests. It serves on
+// Options.Sockets, or binds its addresses (see Bind); Options.Listeners are
+// served as credential endpoints besides.
+func (a *Agent) Run(ctx context.Context) error {
+	sockets := a.opts.Sockets
+	if sockets == nil {
+		var err error
+		if sockets, err = Bind(ctx, a.opts); sockets == nil {
+			closeAll(a.opts.Listeners)
+			return err // nil if stopped while waiting for an address
+		}
+	}
+	listeners := append(append([]net.Listener(nil), a.opts.Listeners...), sockets.Credentials...)
 	if len(listeners) == 0 {
+		sockets.Close()
 		return errors.New("no address to serve credentials on")
+	}
+	// A ready file left by an agent of this pod that was killed is not
+	// this one's.
+	if a.opts.ReadyFile != "" {
+		os.Remove(a.opts.ReadyFile)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -131,26 +198,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, l := range listeners {
 		serve("credentials", l, a.handler)
 	}
+	if sockets.Probes != nil {
+		serve("probes", sockets.Probes, a.probes())
+	}
+	if sockets.Metrics != nil {
+		serve("metrics", sockets.Metrics, a.metricsHandler())
+	}
 	a.serving.Store(true)
 	wg.Go(func() { a.markReady(ctx) })
-	if a.opts.ProbeAddr != "" {
-		l, err := a.bind(ctx, "probes", a.opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address")
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		serve("probes", l, a.probes())
-	}
-	if a.opts.MetricsAddr != "" {
-		l, err := a.bind(ctx, "metrics", a.opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address")
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		serve("metrics", l, a.metricsHandler())
-	}
 	wg.Go(func() { a.opts.Cache.Run(ctx, time.Second) })
 	if a.opts.APIServer != nil {
 		wg.Go(func() { a.watchPods(ctx) })
@@ -187,6 +242,8 @@ func isIPv6(addr string) bool {
 
 func closeAll(ls []net.Listener) {
 	for _, l := range ls {
-		l.Close()
+		if l != nil {
+			l.Close()
+		}
 	}
 }

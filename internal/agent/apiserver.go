@@ -112,3 +112,62 @@ func readAPIError(resp *http.Response) *apiError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	return &apiError{code: resp.StatusCode, status: resp.Status, body: bytes.TrimSpace(body)}
 }
+
+// watchEvent is one event of a watch: its type and its object, decoded by
+// the watcher; an ERROR event's object is a Status.
+type watchEvent struct {
+	Type   string          `json:"type"`
+	Object json.RawMessage `json:"object"`
+}
+
+// watch follows one watch of u (a URL with watch=true and timeoutSeconds)
+// until the server ends it, handing each event but ERROR to handle. An
+// ERROR event ends it with an error, errExpired for a resource version too
+// old; the caller then lists or reads anew.
+func (s *APIServer) watch(ctx context.Context, u, accept string, timeout time.Duration, handle func(watchEvent) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusGone {
+		return errExpired
+	}
+	if resp.StatusCode != http.StatusOK {
+		return readAPIError(resp)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev watchEvent
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil // the server's timeout, or shutting down
+			}
+			return fmt.Errorf("reading the watch: %w", err)
+		}
+		if ev.Type == "ERROR" {
+			var status struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			}
+			json.Unmarshal(ev.Object, &status)
+			if status.Code == http.StatusGone {
+				return errExpired
+			}
+			return fmt.Errorf("the watch failed: %d %s", status.Code, status.Message)
+		}
+		if err := handle(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// errExpired means the watch's resource version is too old: relist.
+var errExpired = errors.New("the watch's resource version expired")

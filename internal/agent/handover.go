@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"syscall"
@@ -13,7 +14,7 @@ import (
 // SO_REUSEPORT: an agent of an earlier podid on its way out, or another
 // program (named in the log, every 30 s, until it lets go or ctx ends).
 // The agent is not ready meanwhile, so a rollout does not go on past it.
-func (a *Agent) bind(ctx context.Context, what, addr, setting string) (l net.Listener, err error) {
+func bind(ctx context.Context, log *slog.Logger, what, addr, setting string) (l net.Listener, err error) {
 	const retry = 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		l, err = listen(ctx, what, addr, setting)
@@ -22,7 +23,7 @@ func (a *Agent) bind(ctx context.Context, what, addr, setting string) (l net.Lis
 			return l, err
 		}
 		if attempt%int(30*time.Second/retry) == 0 {
-			a.opts.Log.Warn(err.Error()+"; waiting for it to let go", "address", addr)
+			log.Warn(err.Error()+"; waiting for it to let go", "address", addr)
 		}
 		if sleep(ctx, retry); ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -17,7 +17,7 @@ type metrics struct {
 	upstream *prometheus.CounterVec
 }
 
-func newMetrics(cache *Cache) *metrics {
+func newMetrics(cache *Cache, restarts int) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -32,6 +32,10 @@ func newMetrics(cache *Cache) *metrics {
 	m.registry.MustRegister(m.requests, m.upstream,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "podid_agent_cached_pods", Help: "Pods whose credentials the agent holds."},
 			func() float64 { return float64(cache.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "podid_agent_restarts_total",
+			Help: "Times the agent's serving process died (a panic, the OOM killer) and was restarted at once by the process keeping its addresses, since its container started.",
+		}, func() float64 { return float64(restarts) }),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

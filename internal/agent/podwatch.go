@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -42,19 +41,6 @@ type podList struct {
 	} `json:"items"`
 }
 
-type watchEvent struct {
-	Type   string `json:"type"`
-	Object struct {
-		Metadata objectMeta `json:"metadata"`
-		// Set on ERROR events, whose object is a Status.
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"object"`
-}
-
-// errExpired means the watch's resource version is too old: relist.
-var errExpired = errors.New("the watch's resource version expired")
-
 // watchPods keeps the cache's pods in step with the node's until ctx ends,
 // relisting with backoff after a failure.
 func (a *Agent) watchPods(ctx context.Context) {
@@ -78,8 +64,7 @@ func (a *Agent) watchPods(ctx context.Context) {
 		}
 		failures++
 		a.opts.Log.Warn("watching this node's pods failed; retrying", "node", a.opts.Node, "error", err.Error())
-		wait := min(time.Second<<min(failures, 5), 30*time.Second)
-		sleep(ctx, wait/2+rand.N(wait/2+1))
+		backoff(ctx, failures)
 	}
 }
 
@@ -151,46 +136,25 @@ func podsHint(err error) error {
 func (a *Agent) watchOnce(ctx context.Context, rv string) (string, error) {
 	timeout := 300 + rand.N(300)
 	q := url.Values{"watch": {"true"}, "resourceVersion": {rv}, "allowWatchBookmarks": {"true"}, "timeoutSeconds": {fmt.Sprint(timeout)}}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeout+30)*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.podsURL(q), nil)
-	if err != nil {
-		return rv, err
-	}
-	req.Header.Set("Accept", acceptMetadata)
-	resp, err := a.opts.APIServer.Client.Do(req)
-	if err != nil {
-		return rv, fmt.Errorf("watching the node's pods: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusGone {
-		return rv, errExpired
-	}
-	if resp.StatusCode != http.StatusOK {
-		return rv, fmt.Errorf("watching the node's pods: %w", podsHint(readAPIError(resp)))
-	}
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev watchEvent
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				return rv, nil // the server's timeout, or shutting down
-			}
-			return rv, fmt.Errorf("reading the pod watch: %w", err)
+	err := a.opts.APIServer.watch(ctx, a.podsURL(q), acceptMetadata, time.Duration(timeout+30)*time.Second, func(ev watchEvent) error {
+		var pod struct {
+			Metadata objectMeta `json:"metadata"`
 		}
-		switch ev.Type {
-		case "ERROR":
-			if ev.Object.Code == http.StatusGone {
-				return rv, errExpired
-			}
-			return rv, fmt.Errorf("the pod watch failed: %d %s", ev.Object.Code, ev.Object.Message)
-		case "DELETED":
-			m := ev.Object.Metadata
+		if err := json.Unmarshal(ev.Object, &pod); err != nil {
+			return fmt.Errorf("decoding a pod of the watch: %w", err)
+		}
+		if ev.Type == "DELETED" {
+			m := pod.Metadata
 			a.opts.Cache.Forget(m.UID)
 			a.opts.Log.Info("pod left the node; its credentials are no longer renewed", "namespace", m.Namespace, "pod", m.Name)
 		}
-		if v := ev.Object.Metadata.ResourceVersion; v != "" {
+		if v := pod.Metadata.ResourceVersion; v != "" {
 			rv = v
 		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errExpired) {
+		return rv, fmt.Errorf("watching the node's pods: %w", podsHint(err))
 	}
+	return rv, err
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -63,10 +64,9 @@ func TestHandoverBinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := New(Options{Cache: NewCache(nil, CacheOptions{})})
 	got := make(chan error, 1)
 	go func() {
-		l, err := a.bind(t.Context(), "credentials", held.Addr().String(), "")
+		l, err := bind(t.Context(), slog.New(slog.DiscardHandler), "credentials", held.Addr().String(), "")
 		if err == nil {
 			l.Close()
 		}

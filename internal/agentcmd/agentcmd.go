@@ -12,6 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -20,6 +23,7 @@ import (
 	"github.com/podid/podid/internal/agent"
 	"github.com/podid/podid/internal/logging"
 	"github.com/podid/podid/internal/podidentity"
+	"github.com/podid/podid/internal/socketkeeper"
 	"github.com/podid/podid/internal/token"
 )
 
@@ -35,7 +39,7 @@ type agentFlags struct {
 	audience, kubeletPods    string
 	kubeAPI, kubeToken       string
 	kubeCA                   string
-	profiling                bool
+	profiling, keepSockets   bool
 	log                      logging.Options
 }
 
@@ -56,7 +60,17 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 			if err != nil {
 				return err
 			}
-			return f.run(cmd, log)
+			if err := f.validate(); err != nil {
+				return err
+			}
+			kept, restarts, err := socketkeeper.Inherited()
+			switch {
+			case err != nil:
+				return err
+			case kept == nil && f.keepSockets:
+				return f.keep(cmd.Context(), log)
+			}
+			return f.run(cmd, log, f.sockets(kept), restarts)
 		},
 	}
 	fs := cmd.Flags()
@@ -74,6 +88,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.startupTaint, "startup-taint", "", `a taint key (e.g. `+agent.StartupTaintKey+`) to remove from the node once the agent serves, for nodes registered with it so that no pod is scheduled before; needs get and patch on nodes`)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
+	fs.BoolVar(&f.keepSockets, "keep-sockets", true, "bind the agent's addresses in a small parent process that restarts the serving process at once if it dies (a panic, the OOM killer), so that pods' connections wait instead of being refused; false serves in this process")
 	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
 	fs.StringVar(&f.audience, "token-audience", podidentity.Audience, "audience of the pod tokens")
 	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
@@ -85,7 +100,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	return cmd
 }
 
-func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
+func (f *agentFlags) validate() error {
 	switch {
 	case f.node == "":
 		return errors.New("--node-name is required (set NODE_NAME from spec.nodeName with the downward API)")
@@ -94,6 +109,57 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 	case f.upstream == "":
 		return errors.New("--server-url is required: podid server's API address")
 	}
+	return nil
+}
+
+// keep binds the agent's addresses and runs the agent as a child process
+// serving them, restarted at once should it die (see socketkeeper).
+func (f *agentFlags) keep(ctx context.Context, log *slog.Logger) error {
+	sockets, err := agent.Bind(ctx, agent.Options{Listen: f.listen, ProbeAddr: f.probeAddr, MetricsAddr: f.metricsAddr, Log: log})
+	if sockets == nil {
+		return err // nil if stopped while waiting for an address
+	}
+	var kept []socketkeeper.Socket
+	for _, l := range sockets.Credentials {
+		kept = append(kept, socketkeeper.Socket{Name: credentialsSocket(l), Listener: l})
+	}
+	if sockets.Probes != nil {
+		kept = append(kept, socketkeeper.Socket{Name: "probes", Listener: sockets.Probes})
+	}
+	if sockets.Metrics != nil {
+		kept = append(kept, socketkeeper.Socket{Name: "metrics", Listener: sockets.Metrics})
+	}
+	self, err := os.Executable()
+	if err != nil {
+		sockets.Close()
+		return fmt.Errorf("finding this program to run the agent: %w", err)
+	}
+	return socketkeeper.Run(ctx, socketkeeper.Options{
+		Command: func() *exec.Cmd { return exec.Command(self, os.Args[1:]...) },
+		Sockets: kept,
+		Log:     log,
+	})
+}
+
+func credentialsSocket(l net.Listener) string { return "credentials " + l.Addr().String() }
+
+// sockets are the ones a keeper passed, as the agent serves them; nil
+// without a keeper.
+func (f *agentFlags) sockets(kept map[string]net.Listener) *agent.Sockets {
+	if kept == nil {
+		return nil
+	}
+	s := &agent.Sockets{Probes: kept["probes"], Metrics: kept["metrics"]}
+	for name, l := range kept {
+		if strings.HasPrefix(name, "credentials ") {
+			s.Credentials = append(s.Credentials, l)
+		}
+	}
+	slices.SortFunc(s.Credentials, func(a, b net.Listener) int { return strings.Compare(a.Addr().String(), b.Addr().String()) })
+	return s
+}
+
+func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger, sockets *agent.Sockets, restarts int) error {
 	api, err := agent.InCluster(f.kubeAPI, f.kubeToken, f.kubeCA)
 	if err != nil {
 		return err
@@ -159,6 +225,8 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger) error {
 		// Removed once ready; the watch above needs the API server anyway.
 		StartupTaint: f.startupTaint,
 		ReadyFile:    f.readyFile,
+		Sockets:      sockets,
+		Restarts:     restarts,
 	})
 	log.Info("starting podid agent", "node", f.node, "cluster", f.cluster, "server", f.upstream)
 	return a.Run(cmd.Context())

@@ -29,10 +29,12 @@ type loadStats struct {
 // testFaultsUnderLoad keeps three pods fetching credentials through fresh
 // SDK chains every 100 ms while podid's leader server pod is deleted, the
 // agent DaemonSet is restarted, the chart is upgraded with a change to the
-// agent, the agent is killed with SIGKILL and the API server is restarted,
-// and counts the fetches that failed after the SDK's own retries. The
-// agent's rollouts must lose none: the new agent shares the node's
-// addresses with the old one and is ready before the old one stops.
+// agent, the agent's serving process and then its whole container are
+// killed with SIGKILL and the API server is restarted, and counts the
+// fetches that failed after the SDK's own retries. The agent's rollouts
+// must lose none (the new agent shares the node's addresses with the old
+// one and is ready before the old one stops), nor the crash of its serving
+// process (the keeper holds the addresses while it restarts).
 func testFaultsUnderLoad(t *testing.T) {
 	ctx := t.Context()
 	associate(t, "load", "load")
@@ -70,6 +72,11 @@ func testFaultsUnderLoad(t *testing.T) {
 		return sum
 	}
 	time.Sleep(3 * time.Second) // every pod's first fetch is done
+	if keeper, server, err := agentProcesses(); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("figure: the agent's memory under this load: keeper %.1f MiB resident, server %.1f MiB", residentMiB(keeper), residentMiB(server))
+	}
 	for _, fault := range []struct {
 		name         string
 		do           func(context.Context) error
@@ -78,7 +85,8 @@ func testFaultsUnderLoad(t *testing.T) {
 		{"the leader podid server pod deleted", deleteLeader, false},
 		{"the agent DaemonSet restarted (kubectl rollout restart)", restartAgent, true},
 		{"a chart upgrade that changes the agent (helm upgrade --set agent.logLevel=debug)", upgradeAgent, true},
-		{"the agent killed with SIGKILL", killAgent, false},
+		{"the agent's serving process killed with SIGKILL (as by the OOM killer)", killAgentServer, true},
+		{"the agent's container killed (SIGKILL of its keeper, the server with it)", killAgentContainer, false},
 		{"the API server restarted", sb.RealNode().RestartAPIServer, false},
 	} {
 		before := stats()
@@ -189,19 +197,40 @@ func upgradeAgent(ctx context.Context) error {
 	return waitAgentRollout(ctx, ds.Generation)
 }
 
-// killAgent kills the node's agent process with SIGKILL, as the OOM killer
-// would, and waits until the kubelet has it serving again.
-func killAgent(ctx context.Context) error {
-	pid, err := agentPID()
+// killAgentServer kills the process of the node's agent that serves, with
+// SIGKILL, as the OOM killer (it holds the memory) or a panic would end it,
+// and waits until the keeper holding the agent's addresses has it serving
+// again.
+func killAgentServer(ctx context.Context) error {
+	keeper, server, err := agentProcesses()
 	if err != nil {
 		return err
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("killing the agent (pid %d): %w", pid, err)
+	if err := syscall.Kill(server, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing the agent's server process (pid %d): %w", server, err)
 	}
+	return waitAgentServing(ctx, func(k, s int) bool { return k == keeper && s != server })
+}
+
+// killAgentContainer kills the agent's container, its keeper with SIGKILL
+// (the container's first process: its server goes with it), and waits
+// until the kubelet has restarted it serving.
+func killAgentContainer(ctx context.Context) error {
+	keeper, server, err := agentProcesses()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(keeper, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing the agent's keeper process (pid %d): %w", keeper, err)
+	}
+	return waitAgentServing(ctx, func(k, s int) bool { return k != keeper && s != server })
+}
+
+// waitAgentServing waits until the agent's processes are the ones wanted
+// and its pod is ready.
+func waitAgentServing(ctx context.Context, want func(keeper, server int) bool) error {
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		now, err := agentPID()
-		if err != nil || now == pid {
+		if keeper, server, err := agentProcesses(); err != nil || !want(keeper, server) {
 			return false, nil
 		}
 		pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
@@ -217,13 +246,15 @@ func killAgent(ctx context.Context) error {
 	})
 }
 
-// agentPID finds the agent's process on this host (the node's containers
-// are processes of the host).
-func agentPID() (int, error) {
+// agentProcesses finds the node's agent on this host (the node's
+// containers are processes of the host): the keeper, which holds the
+// node's addresses, and the server, its child.
+func agentProcesses() (keeper, server int, err error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	parents := map[int]int{} // podid-agent processes and their parents
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -234,10 +265,48 @@ func agentPID() (int, error) {
 			continue
 		}
 		args := strings.Split(string(cmdline), "\x00")
-		// The serving agent, not `podid-agent ready` or `init`.
-		if filepath.Base(args[0]) == "podid-agent" && len(args) > 1 && strings.HasPrefix(args[1], "--") {
-			return pid, nil
+		// The agent, not `podid-agent ready` or `init`.
+		if filepath.Base(args[0]) != "podid-agent" || len(args) < 2 || !strings.HasPrefix(args[1], "--") {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces, not ")".
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		var state string
+		var ppid int
+		if _, err := fmt.Sscan(rest, &state, &ppid); err == nil {
+			parents[pid] = ppid
 		}
 	}
-	return 0, fmt.Errorf("no podid-agent process on this host")
+	for pid, ppid := range parents {
+		if _, ok := parents[ppid]; ok {
+			if server != 0 {
+				return 0, 0, fmt.Errorf("more than one podid-agent server process: %d and %d", server, pid)
+			}
+			keeper, server = ppid, pid
+		}
+	}
+	if server == 0 {
+		return 0, 0, fmt.Errorf("no podid-agent keeper and server processes on this host (found %v)", parents)
+	}
+	return keeper, server, nil
+}
+
+// residentMiB is a process's resident memory, from /proc.
+func residentMiB(pid int) float64 {
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			fmt.Sscan(rest, &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }
