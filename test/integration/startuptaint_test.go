@@ -1,10 +1,14 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -129,4 +133,83 @@ func taintsOf(t *testing.T, node string) []corev1.Taint {
 		t.Fatal(err)
 	}
 	return slices.Clone(n.Spec.Taints)
+}
+
+// An agent keeps its node free of the startup taint while it serves: the
+// taint put back (or the node registered anew with it) is removed again.
+// Under an earlier chart's RBAC, without watch on nodes, it still removes
+// the taint once, and says what it cannot do.
+func TestAgentKeepsItsNodeUntainted(t *testing.T) {
+	install(t, agentpolicy.Policy(agentNamespace), agentpolicy.Binding())
+	agentUser := "system:serviceaccount:" + agentNamespace + ":podid-agent"
+	grant(t, "", "podid-agent-pods", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}}, agentUser)
+	grant(t, "", "podid-agent-nodes", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"patch", "get"}}, agentUser)
+	api, _ := agentOnNode(t, "node-a")
+	startupTaint := corev1.Taint{Key: agent.StartupTaintKey, Effect: corev1.TaintEffectNoSchedule}
+	untainted := func(ctx context.Context) (bool, error) { return len(taintsOf(t, "node-a")) == 0, nil }
+
+	run := func(t *testing.T) (*lockedBuffer, func()) {
+		var log lockedBuffer
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := agent.New(agent.Options{Node: "node-a", Listeners: []net.Listener{l}, Cache: agent.NewCache(nil, agent.CacheOptions{}),
+			APIServer: api, StartupTaint: agent.StartupTaintKey, Log: slog.New(slog.NewTextHandler(&log, nil))})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return &log, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		}
+	}
+
+	t.Run("without watch on nodes", func(t *testing.T) {
+		setTaints(t, "node-a", startupTaint)
+		log, stop := run(t)
+		defer stop()
+		eventually(t, "the agent to remove the startup taint", untainted)
+		eventually(t, "the agent to say it cannot watch its node", func(context.Context) (bool, error) {
+			return strings.Contains(log.String(), "cannot watch this node"), nil
+		})
+	})
+
+	t.Run("with watch on nodes", func(t *testing.T) {
+		grant(t, "", "podid-agent-nodes-watch", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"watch"}}, agentUser)
+		setTaints(t, "node-a", startupTaint)
+		log, stop := run(t)
+		defer stop()
+		eventually(t, "the agent to remove the startup taint", untainted)
+		for range 2 {
+			setTaints(t, "node-a", startupTaint)
+			eventually(t, "the agent to remove the startup taint put back", untainted)
+		}
+		if got := strings.Count(log.String(), "has the startup taint again"); got != 2 {
+			t.Errorf("the agent logged %d removals of the taint put back, want 2:\n%s", got, log.String())
+		}
+		if strings.Contains(log.String(), "cannot watch") {
+			t.Errorf("the agent could not watch its node:\n%s", log.String())
+		}
+	})
+}
+
+// lockedBuffer is a log the agent writes while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
