@@ -72,7 +72,11 @@ func New(opts Options) *Agent {
 		opts.Handler.Log = opts.Log
 	}
 	if len(opts.Handler.Hosts) == 0 {
-		for _, l := range opts.Listeners {
+		listeners := opts.Listeners
+		if opts.Sockets != nil {
+			listeners = append(append([]net.Listener(nil), listeners...), opts.Sockets.Credentials...)
+		}
+		for _, l := range listeners {
 			opts.Handler.Hosts = append(opts.Handler.Hosts, l.Addr().String())
 		}
 		opts.Handler.Hosts = append(opts.Handler.Hosts, opts.Listen...)
