@@ -75,7 +75,9 @@ func testFaultsUnderLoad(t *testing.T) {
 	if keeper, server, err := agentProcesses(); err != nil {
 		t.Error(err)
 	} else {
-		t.Logf("figure: the agent's memory under this load: keeper %.1f MiB resident, server %.1f MiB", residentMiB(keeper), residentMiB(server))
+		kr, ko := memoryMiB(keeper)
+		sr, so := memoryMiB(server)
+		t.Logf("figure: the agent's memory under this load: keeper %.1f MiB resident (%.1f MiB its own, the rest the binary's pages it shares with the server), server %.1f MiB (%.1f MiB its own)", kr, ko, sr, so)
 	}
 	for _, fault := range []struct {
 		name         string
@@ -250,11 +252,32 @@ func waitAgentServing(ctx context.Context, want func(keeper, server int) bool) e
 // containers are processes of the host): the keeper, which holds the
 // node's addresses, and the server, its child.
 func agentProcesses() (keeper, server int, err error) {
-	entries, err := os.ReadDir("/proc")
+	parents, err := agentProcessParents()
 	if err != nil {
 		return 0, 0, err
 	}
-	parents := map[int]int{} // podid-agent processes and their parents
+	for pid, ppid := range parents {
+		if _, ok := parents[ppid]; ok {
+			if server != 0 {
+				return 0, 0, fmt.Errorf("more than one podid-agent server process: %d and %d", server, pid)
+			}
+			keeper, server = ppid, pid
+		}
+	}
+	if server == 0 {
+		return 0, 0, fmt.Errorf("no podid-agent keeper and server processes on this host (found %v)", parents)
+	}
+	return keeper, server, nil
+}
+
+// agentProcessParents are the podid-agent processes on this host, each
+// with its parent's pid.
+func agentProcessParents() (map[int]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	parents := map[int]int{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -281,32 +304,26 @@ func agentProcesses() (keeper, server int, err error) {
 			parents[pid] = ppid
 		}
 	}
-	for pid, ppid := range parents {
-		if _, ok := parents[ppid]; ok {
-			if server != 0 {
-				return 0, 0, fmt.Errorf("more than one podid-agent server process: %d and %d", server, pid)
-			}
-			keeper, server = ppid, pid
-		}
-	}
-	if server == 0 {
-		return 0, 0, fmt.Errorf("no podid-agent keeper and server processes on this host (found %v)", parents)
-	}
-	return keeper, server, nil
+	return parents, nil
 }
 
-// residentMiB is a process's resident memory, from /proc.
-func residentMiB(pid int) float64 {
-	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+// memoryMiB is a process's resident memory and the part of it that is
+// its own (anonymous: heap, stacks), from /proc; the rest is file pages,
+// such as the binary's, shared with other processes mapping them.
+func memoryMiB(pid int) (resident, own float64) {
+	rollup, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "smaps_rollup"))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb float64
+	for line := range strings.Lines(string(rollup)) {
+		var kb float64
+		if rest, ok := strings.CutPrefix(line, "Rss:"); ok {
 			fmt.Sscan(rest, &kb)
-			return kb / 1024
+			resident = kb / 1024
+		} else if rest, ok := strings.CutPrefix(line, "Anonymous:"); ok {
+			fmt.Sscan(rest, &kb)
+			own = kb / 1024
 		}
 	}
-	return 0
+	return resident, own
 }

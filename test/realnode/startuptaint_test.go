@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,7 +183,10 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 	}
 	began := time.Now()
 	err = sb.RealNode().Reregister(ctx, func(ctx context.Context) error {
-		// The machine is new: its old agent pod went with the old Node.
+		// The machine is new: its old agent pod went with the old Node,
+		// and its processes, which the stopped kubelet would leave running
+		// (an agent that serves removes the taint of a node registered
+		// anew: not what is tested here).
 		pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
 		if err != nil {
 			return err
@@ -192,7 +196,7 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		return stopAgentProcesses(ctx)
 	}, "--register-with-taints="+agent.StartupTaintKey+"=:NoSchedule", "--node-labels="+label+"=joining")
 	if err != nil {
 		t.Fatal(err)
@@ -219,4 +223,19 @@ func testNodeRegisteredWithTaint(t *testing.T) {
 	checkStartedAfterAgent(t, node, running, agentStarted)
 	t.Logf("figure: a node registered with %s and %d pods waiting: the agent started %s after registration began, the pods %s after the agent, all with credentials",
 		agent.StartupTaintKey, replicas, agentStarted.Sub(began).Round(100*time.Millisecond), lastStart(running).Sub(agentStarted).Round(100*time.Millisecond))
+}
+
+// stopAgentProcesses kills the agent's processes on this host, the kubelet
+// being stopped, and waits until they are gone.
+func stopAgentProcesses(ctx context.Context) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		parents, err := agentProcessParents()
+		if err != nil {
+			return false, err
+		}
+		for pid := range parents {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		return len(parents) == 0, nil
+	})
 }
