@@ -11,8 +11,8 @@
 // passes the sockets as inherited file descriptors (3, 4, …) named in an
 // environment variable, forwards SIGTERM, and restarts a server that ran
 // long enough to have started properly; a server that fails at once (a
-// bad flag, a missing file) ends the keeper with its error, so that the
-// kubelet's back-off applies.
+// bad flag, a missing file) or keeps crashing ends the keeper with its
+// error, so that the kubelet's back-off applies and its restarts show.
 package socketkeeper
 
 import (
@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,11 @@ type Options struct {
 	// taken for a crash and the server restarted at once; one that ends
 	// sooner ends the keeper. Default 10 s.
 	MinUptime time.Duration
+	// MaxRestarts bounds the restarts within RestartWindow: a server that
+	// keeps crashing ends the keeper, so that its container's restarts and
+	// the kubelet's back-off show it. Defaults 5 and 10 minutes.
+	MaxRestarts   int
+	RestartWindow time.Duration
 	// Log says when the server is restarted.
 	Log *slog.Logger
 	// OnRestart, when set, is called after each restart (metrics, tests).
@@ -75,9 +81,16 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.MinUptime == 0 {
 		opts.MinUptime = 10 * time.Second
 	}
+	if opts.MaxRestarts == 0 {
+		opts.MaxRestarts = 5
+	}
+	if opts.RestartWindow == 0 {
+		opts.RestartWindow = 10 * time.Minute
+	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	var recent []time.Time // restarts within the window
 	files, names, err := socketFiles(opts.Sockets)
 	defer func() {
 		for _, f := range files {
@@ -120,6 +133,12 @@ func Run(ctx context.Context, opts Options) error {
 			if uptime < opts.MinUptime {
 				return fmt.Errorf("the server ended %s after it started (%v); not restarting it", uptime.Round(time.Millisecond), err)
 			}
+			now := time.Now()
+			recent = slices.DeleteFunc(recent, func(t time.Time) bool { return now.Sub(t) > opts.RestartWindow })
+			if len(recent) >= opts.MaxRestarts {
+				return fmt.Errorf("the server died again (%v): %d deaths within %s; not restarting it", err, len(recent)+1, opts.RestartWindow)
+			}
+			recent = append(recent, now)
 			opts.Log.Warn("the server process died; restarted it at once, its addresses stayed open and connections wait for it",
 				"status", err.Error(), "uptime", uptime.Round(time.Second).String(), "restarts", restarts+1)
 		}

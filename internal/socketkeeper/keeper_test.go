@@ -198,3 +198,35 @@ func TestSocketNames(t *testing.T) {
 		}
 	}
 }
+
+// A server that keeps crashing is restarted MaxRestarts times within the
+// window, then the keeper ends, for the kubelet to show and back off.
+func TestServerCrashingAgainEndsTheKeeper(t *testing.T) {
+	opts, url := keeper(t, "serve")
+	opts.MinUptime, opts.MaxRestarts = 100*time.Millisecond, 2
+	restarts := 0
+	opts.OnRestart = func(n int) { restarts = n }
+	done := make(chan error, 1)
+	go func() { done <- Run(t.Context(), opts) }()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for kill := range 3 {
+		pid, _, err := ask(client, url)
+		if err != nil {
+			t.Fatalf("before kill %d: %v", kill, err)
+		}
+		time.Sleep(opts.MinUptime + 50*time.Millisecond)
+		syscall.Kill(pid, syscall.SIGKILL)
+		client.CloseIdleConnections()
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "3 deaths within 10m0s") {
+			t.Errorf("Run = %v, want it ended at the third death", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the keeper still runs after the third crash")
+	}
+	if restarts != 2 {
+		t.Errorf("restarted %d times, want 2", restarts)
+	}
+}
