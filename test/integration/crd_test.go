@@ -133,17 +133,7 @@ func TestServiceAccountCannotChange(t *testing.T) {
 	if err := k8s.Create(t.Context(), pia); err != nil {
 		t.Fatal(err)
 	}
-	// The controller may write the status meanwhile: change the latest.
-	var err error
-	for range 5 {
-		if err = k8s.Get(t.Context(), client.ObjectKeyFromObject(pia), pia); err != nil {
-			t.Fatal(err)
-		}
-		pia.Spec.ServiceAccount = "other"
-		if err = k8s.Update(t.Context(), pia); !apierrors.IsConflict(err) {
-			break
-		}
-	}
+	err := updateLatest(t, pia, func() { pia.Spec.ServiceAccount = "other" })
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("changing serviceAccount: want Invalid, got %v", err)
 	}
@@ -312,8 +302,7 @@ func TestClusterAssociationValidationRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k8s.Delete(context.WithoutCancel(t.Context()), c) })
-	c.Spec.Namespace = "elsewhere"
-	if err := k8s.Update(t.Context(), c); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "namespace cannot be changed") {
+	if err := updateLatest(t, c, func() { c.Spec.Namespace = "elsewhere" }); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "namespace cannot be changed") {
 		t.Fatalf("changing spec.namespace: %v", err)
 	}
 }

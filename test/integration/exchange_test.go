@@ -197,12 +197,8 @@ func TestExchangeWithoutSessionTags(t *testing.T) {
 	if _, err := exchange(t, agentClient("node-a"), w.token(t, w.pod)); errorCode(err) != "AccessDeniedException" {
 		t.Fatalf("with session tags: %v", err)
 	}
-	var pia v1alpha1.PodIdentityAssociation
-	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(w.pia), &pia); err != nil {
-		t.Fatal(err)
-	}
-	pia.Spec.DisableSessionTags = true
-	if err := k8s.Update(t.Context(), &pia); err != nil {
+	pia := w.pia.DeepCopy()
+	if err := updateLatest(t, pia, func() { pia.Spec.DisableSessionTags = true }); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the index to see disableSessionTags", func(context.Context) (bool, error) {

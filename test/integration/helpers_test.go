@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/api/v1alpha1"
@@ -96,4 +97,17 @@ func getAssociation(t *testing.T, namespace, serviceAccount string) *v1alpha1.Po
 		t.Fatal(err)
 	}
 	return stored.View()
+}
+
+// updateLatest makes change to the latest version of obj and updates it,
+// again after a conflict: podid's controllers write status meanwhile.
+func updateLatest(t *testing.T, obj client.Object, change func()) error {
+	t.Helper()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change()
+		return k8s.Update(t.Context(), obj)
+	})
 }

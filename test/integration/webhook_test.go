@@ -204,12 +204,8 @@ func TestWebhookCertificateLifecycle(t *testing.T) {
 	}
 
 	// A Secret someone broke is replaced.
-	var s corev1.Secret
-	if err := k8s.Get(t.Context(), secret, &s); err != nil {
-		t.Fatal(err)
-	}
-	s.Data[corev1.TLSCertKey] = []byte("garbage")
-	if err := k8s.Update(t.Context(), &s); err != nil {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secret.Namespace, Name: secret.Name}}
+	if err := updateLatest(t, s, func() { s.Data[corev1.TLSCertKey] = []byte("garbage") }); err != nil {
 		t.Fatal(err)
 	}
 	if err := replicas[1].Reconcile(t.Context()); err != nil {
