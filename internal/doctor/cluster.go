@@ -337,6 +337,14 @@ func (d *Doctor) checkIdentity(s *clusterState) Check {
 	if id.Source == serveridentity.SourceRolesAnywhere {
 		via = " through IAM Roles Anywhere"
 	}
+	if failing := id.Failing(d.now()); len(failing) > 0 {
+		var each []string
+		for _, r := range failing {
+			each = append(each, fmt.Sprintf("%s: %s", r, id.Replicas[r].Error))
+		}
+		return failed(name, fmt.Sprintf("podid server is %s%s, but %d of its replicas cannot use their own AWS identity, so they fail the exchanges they serve (%s)", id.CallerARN, via, len(failing), strings.Join(each, "; ")),
+			fmt.Sprintf("kubectl -n %s logs %s | grep -e server-identity -e roles-anywhere", d.Namespace, failing[0]))
+	}
 	return ok(name, fmt.Sprintf("podid server is %s%s: roles trust %s; cluster %s", id.CallerARN, via, id.PrincipalARN, id.Cluster.ClusterName))
 }
 

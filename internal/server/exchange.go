@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -161,6 +162,13 @@ func newAPI(ctx context.Context, mgr manager.Manager, cfg *rest.Config, identity
 			}
 			if err := mgr.Add(publisher); err != nil {
 				return nil, err
+			}
+			// Every replica, the leader too, says whether its own identity
+			// works (its own session, its own SDK credentials).
+			if replica, _ := os.Hostname(); replica != "" {
+				if err := mgr.Add(publisher.ReplicaReporter(replica)); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

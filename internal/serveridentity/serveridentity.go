@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -21,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podid/podid/internal/association"
@@ -82,6 +84,9 @@ type Identity struct {
 	Source  string
 	Error   string
 	Details map[string]string
+	// Replicas are each replica's own view of its AWS identity, by name
+	// (see Failing).
+	Replicas map[string]ReplicaStatus
 }
 
 // CallerIdentityAPI is the STS call the publisher needs.
@@ -121,14 +126,13 @@ type Publisher struct {
 	// Source, when set, adds how the identity is obtained (KeyIdentitySource
 	// and the source's keys) to what is published, and its last error.
 	Source func() (details map[string]string, err error)
+	// Now is the clock replicas' views are dated with; default time.Now.
+	Now func() time.Time
 }
 
 // Start implements manager.Runnable; it runs on the leader only.
 func (p *Publisher) Start(ctx context.Context) error {
-	refresh := p.Refresh
-	if refresh == 0 {
-		refresh = 10 * time.Minute
-	}
+	refresh := p.refresh()
 	newBackoff := func() wait.Backoff {
 		return wait.Backoff{Duration: 2 * time.Second, Factor: 2, Jitter: 0.2, Steps: 100, Cap: 5 * time.Minute}
 	}
@@ -154,50 +158,80 @@ func (p *Publisher) Start(ctx context.Context) error {
 func (p *Publisher) NeedLeaderElection() bool { return true }
 
 func (p *Publisher) publish(ctx context.Context) error {
-	var cm corev1.ConfigMap
-	err := p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ConfigMapName}, &cm)
-	exists := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
-	}
-	data, callErr := p.identity(ctx)
-	if callErr != nil {
-		// Keep the principal last published: roles trust it still. Say
-		// what fails, for doctor.
-		data = maps.Clone(cm.Data)
-		if data == nil {
-			data = map[string]string{}
-		}
-		data[KeyIdentityError] = callErr.Error()
-	}
-	data[KeyIdentitySource] = SourceSDK
+	fresh, callErr := p.identity(ctx)
+	var details map[string]string
+	var sourceErr error
 	if p.Source != nil {
-		details, sourceErr := p.Source()
-		maps.Copy(data, details)
-		data[KeyIdentitySource] = SourceRolesAnywhere
-		if sourceErr != nil && callErr == nil {
-			// A renewal failed while the session still serves.
-			data[KeyIdentityError] = sourceErr.Error()
+		details, sourceErr = p.Source()
+	}
+	var data map[string]string
+	written := false
+	// The replicas write their own views meanwhile: a conflict is read again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cm corev1.ConfigMap
+		err := p.Reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: ConfigMapName}, &cm)
+		exists := err == nil
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
 		}
-	}
-	if exists && maps.Equal(cm.Data, data) {
-		return callErr
-	}
-	if exists {
-		cm.Data = data
-		err = p.Client.Update(ctx, &cm)
-	} else {
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: ConfigMapName,
-			Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}}, Data: data}
-		err = p.Client.Create(ctx, &cm)
-	}
+		if callErr == nil {
+			data = maps.Clone(fresh)
+		} else {
+			// Keep the principal last published: roles trust it still. Say
+			// what fails, for doctor.
+			data = map[string]string{}
+			for k, v := range cm.Data {
+				if !strings.HasPrefix(k, KeyReplicaPrefix) {
+					data[k] = v
+				}
+			}
+			data[KeyIdentityError] = callErr.Error()
+		}
+		data[KeyIdentitySource] = SourceSDK
+		if p.Source != nil {
+			maps.Copy(data, details)
+			data[KeyIdentitySource] = SourceRolesAnywhere
+			if sourceErr != nil && callErr == nil {
+				// A renewal failed while the session still serves.
+				data[KeyIdentityError] = sourceErr.Error()
+			}
+		}
+		keepReplicas(data, cm.Data, p.now())
+		switch {
+		case exists && maps.Equal(cm.Data, data):
+			return nil
+		case exists:
+			cm.Data = data
+			err = p.Client.Update(ctx, &cm)
+		default:
+			cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: ConfigMapName,
+				Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}}, Data: data}
+			err = p.Client.Create(ctx, &cm)
+		}
+		written = err == nil
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("writing ConfigMap %s/%s: %w", p.Namespace, ConfigMapName, err)
 	}
-	if callErr == nil {
+	if written && callErr == nil {
 		p.Log.Info("published podid server's AWS identity", "caller", data[KeyCallerARN], "principal", data[KeyPrincipalARN], "source", data[KeyIdentitySource], "configmap", p.Namespace+"/"+ConfigMapName)
 	}
 	return callErr
+}
+
+func (p *Publisher) refresh() time.Duration {
+	if p.Refresh == 0 {
+		return 10 * time.Minute
+	}
+	return p.Refresh
+}
+
+func (p *Publisher) now() time.Time {
+	if p.Now == nil {
+		return time.Now()
+	}
+	return p.Now()
 }
 
 // identity asks STS who podid server is.
@@ -235,7 +269,7 @@ func Read(ctx context.Context, c client.Reader, namespace string) (*Identity, er
 	d := cm.Data
 	id := &Identity{CallerARN: d[KeyCallerARN], PrincipalARN: d[KeyPrincipalARN], Account: d[KeyAccount],
 		Cluster: association.Identity{ClusterName: d[KeyClusterName], Partition: d[KeyPartition], Region: d[KeyRegion], AccountID: d[KeyClusterAccount]},
-		Source:  d[KeyIdentitySource], Error: d[KeyIdentityError], Details: d}
+		Source:  d[KeyIdentitySource], Error: d[KeyIdentityError], Details: d, Replicas: replicas(d)}
 	if id.PrincipalARN == "" || id.Cluster.ClusterName == "" {
 		if id.Error != "" {
 			return nil, fmt.Errorf("podid server has no AWS identity yet: %s", id.Error)
