@@ -2,6 +2,7 @@ package associationcontroller
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -10,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podid/podid/api/v1alpha1"
@@ -26,6 +28,12 @@ type ClusterReconciler struct {
 // <namespace>.<serviceAccount>, so a ServiceAccount event maps to one name; a
 // namespace event maps to every cluster association naming the namespace.
 func (r ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ClusterPodIdentityAssociation{}, clusterNamespaceField,
+		func(o client.Object) []string {
+			return []string{o.(*v1alpha1.ClusterPodIdentityAssociation).Spec.Namespace}
+		}); err != nil {
+		return fmt.Errorf("indexing cluster associations by namespace: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterpodidentityassociation").
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
@@ -38,16 +46,20 @@ func (r ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// clusterNamespaceField indexes cluster associations by the namespace they
+// name, so that a namespace event finds its few among thousands.
+const clusterNamespaceField = "spec.namespace"
+
 func (r ClusterReconciler) forNamespace(ctx context.Context, ns client.Object) []reconcile.Request {
 	var list v1alpha1.ClusterPodIdentityAssociationList
-	if err := r.Client.List(ctx, &list); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{clusterNamespaceField: ns.GetName()}); err != nil {
+		// From the informer's cache: only a missing index fails, at start.
+		logf.FromContext(ctx).Error(err, "listing the cluster associations of a namespace", "namespace", ns.GetName())
 		return nil
 	}
-	var out []reconcile.Request
+	out := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
-		if list.Items[i].Spec.Namespace == ns.GetName() {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
-		}
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
 	}
 	return out
 }
