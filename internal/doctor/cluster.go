@@ -56,6 +56,9 @@ type clusterState struct {
 	// rolesAnywhere is read when podid server's identity is Roles Anywhere.
 	rolesAnywhere *rolesAnywhereState
 	agentPodsErr  error
+	// serverPods are the names of podid server's pods.
+	serverPods    []string
+	serverPodsErr error
 }
 
 // readCluster reads podid's objects, all at once.
@@ -85,6 +88,13 @@ func (d *Doctor) readCluster(ctx context.Context) *clusterState {
 			s.nodes = l.Items
 		},
 		func() { s.identity, s.identityErr = serveridentity.Read(ctx, d.Kube, ns) },
+		func() {
+			var l corev1.PodList
+			s.serverPodsErr = d.Kube.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/name": "podid", agentComponentKey: "server"})
+			for _, p := range l.Items {
+				s.serverPods = append(s.serverPods, p.Name)
+			}
+		},
 	)
 	if s.identityErr == nil && s.identity.Source == serveridentity.SourceRolesAnywhere {
 		s.rolesAnywhere = d.readRolesAnywhere(ctx, s.identity)
@@ -337,7 +347,12 @@ func (d *Doctor) checkIdentity(s *clusterState) Check {
 	if id.Source == serveridentity.SourceRolesAnywhere {
 		via = " through IAM Roles Anywhere"
 	}
-	if failing := id.Failing(d.now()); len(failing) > 0 {
+	failing := id.Failing(d.now())
+	if s.serverPodsErr == nil {
+		// A replica gone (rolled out, deleted) failed nothing since.
+		failing = slices.DeleteFunc(failing, func(r string) bool { return !slices.Contains(s.serverPods, r) })
+	}
+	if len(failing) > 0 {
 		var each []string
 		for _, r := range failing {
 			each = append(each, fmt.Sprintf("%s: %s", r, id.Replicas[r].Error))

@@ -66,18 +66,45 @@ func (r *ReplicaReporter) NeedLeaderElection() bool { return false }
 // Start implements manager.Runnable.
 func (r *ReplicaReporter) Start(ctx context.Context) error {
 	for {
-		if err := r.report(ctx); err != nil && ctx.Err() == nil {
+		if err := r.Report(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Warn("writing this replica's view of its AWS identity failed", "err", err, "replica", r.Name)
 		}
 		select {
 		case <-ctx.Done():
+			r.withdraw()
 			return nil
 		case <-time.After(min(r.refresh(), replicaHeartbeat)):
 		}
 	}
 }
 
-func (r *ReplicaReporter) report(ctx context.Context) error {
+// withdraw removes this replica's view as it stops, so that a replica
+// rolled out is not taken for one failing; a replica that dies without
+// withdrawing is ignored by doctor once its pod is gone, and dropped by
+// the leader once stale.
+func (r *ReplicaReporter) withdraw() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key := KeyReplicaPrefix + r.Name
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cm corev1.ConfigMap
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ConfigMapName}, &cm); err != nil {
+			return err
+		}
+		if _, ok := cm.Data[key]; !ok {
+			return nil
+		}
+		delete(cm.Data, key)
+		return r.Client.Update(ctx, &cm)
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		r.Log.Warn("removing this replica's view of its AWS identity as it stops failed; it is dropped once stale", "err", err, "replica", r.Name)
+	}
+}
+
+// Report checks this replica's identity and writes its view if it changed
+// or its heartbeat is due (Start does, every Refresh).
+func (r *ReplicaReporter) Report(ctx context.Context) error {
 	st := ReplicaStatus{At: r.now().UTC().Truncate(time.Second)}
 	if data, err := r.identity(ctx); err != nil {
 		st.Error = err.Error()

@@ -10,6 +10,7 @@ import (
 
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,8 +22,9 @@ import (
 
 // Each podid server replica reports whether its own AWS identity works,
 // beside the leader's published identity: a replica whose credentials
-// fail while the leader's work is named by doctor, and views of replicas
-// gone are dropped.
+// fail while the leader's work is named by doctor; a replica that stops
+// withdraws its view; the view of one that died is ignored once its pod
+// is gone and dropped once stale.
 func TestEachReplicaReportsItsIdentity(t *testing.T) {
 	ctx := t.Context()
 	ns := newNamespace(t)
@@ -31,11 +33,20 @@ func TestEachReplicaReportsItsIdentity(t *testing.T) {
 		return &serveridentity.Publisher{Client: k8s, Reader: k8s, Namespace: ns, STS: awssts.NewFromConfig(awsConfig(user)),
 			Cluster: identity, Refresh: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler), Now: clk.Now}
 	}
-	run := func(r interface{ Start(context.Context) error }) context.CancelFunc {
+	// run starts r; the function it returns stops it and waits until it
+	// has (a replica withdraws its view as it stops).
+	run := func(r interface{ Start(context.Context) error }) func() {
 		ctx, cancel := context.WithCancel(ctx)
-		go r.Start(ctx)
-		t.Cleanup(cancel)
-		return cancel
+		done := make(chan struct{})
+		go func() { defer close(done); r.Start(ctx) }()
+		stop := func() { cancel(); <-done }
+		t.Cleanup(stop)
+		return stop
+	}
+	// The replicas' pods, which doctor matches the views with.
+	for _, name := range []string{"podid-server-a", "podid-server-b"} {
+		create(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app.kubernetes.io/name": "podid", "app.kubernetes.io/component": "server"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "server", Image: "podid:test"}}}})
 	}
 	leader := publisher(serverUser)
 	run(leader)
@@ -66,23 +77,39 @@ func TestEachReplicaReportsItsIdentity(t *testing.T) {
 		t.Logf("doctor: %s aws-identity: %s | %s", last.Status, last.Fact, last.Fix)
 	}
 	doctorSays(doctor.Fail, "1 of its replicas cannot use their own AWS identity", "podid-server-b: sts:GetCallerIdentity", "kubectl -n "+ns+" logs podid-server-b")
-	if view := replicaViews(t, ns)["podid-server-a"]; view.Error != "" || !strings.HasSuffix(view.Caller, ":user/podid-server") {
-		t.Errorf("replica a's view: %+v", view)
-	}
+	eventually(t, "replica a's view, working", func(context.Context) (bool, error) {
+		view := replicaViews(t, ns)["podid-server-a"]
+		return view.Error == "" && strings.HasSuffix(view.Caller, ":user/podid-server"), nil
+	})
 
 	// Replica b gets working credentials (restarted with them).
 	stopB()
 	stopB = run(publisher(serverUser).ReplicaReporter("podid-server-b"))
 	doctorSays(doctor.OK, "podid server is arn:aws:iam::"+identity.AccountID+":user/podid-server")
 
-	// Replica b is gone; once its view is stale the leader drops it.
+	// Replica b stops (a rollout): it withdraws its view.
 	eventually(t, "both replicas' views", func(context.Context) (bool, error) { return len(replicaViews(t, ns)) == 2, nil })
 	stopB()
-	clk.Step(serveridentity.ReplicaStale + time.Minute) // a's reports it again, b's not
-	eventually(t, "the leader to drop replica b's stale view", func(context.Context) (bool, error) {
+	eventually(t, "replica b to withdraw its view", func(context.Context) (bool, error) {
+		_, hasB := replicaViews(t, ns)["podid-server-b"]
+		return !hasB, nil
+	})
+
+	// A replica that died failing, without withdrawing: doctor ignores it
+	// once its pod is gone, and the leader drops its view once stale.
+	crashed := publisher(broken).ReplicaReporter("podid-server-crashed")
+	if err := crashed.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	doctorSays(doctor.OK, "podid server is arn:aws:iam::"+identity.AccountID+":user/podid-server")
+	if _, ok := replicaViews(t, ns)["podid-server-crashed"]; !ok {
+		t.Fatal("the crashed replica's view was not written")
+	}
+	clk.Step(serveridentity.ReplicaStale + time.Minute) // a's reports again, the crashed one's not
+	eventually(t, "the leader to drop the crashed replica's stale view", func(context.Context) (bool, error) {
 		views := replicaViews(t, ns)
-		_, hasB := views["podid-server-b"]
-		return !hasB && len(views) == 1, nil
+		_, hasCrashed := views["podid-server-crashed"]
+		return !hasCrashed && len(views) == 1, nil
 	})
 }
 
