@@ -25,29 +25,59 @@ func (d *Doctor) networkPolicies(ctx context.Context, namespace string) ([]netwo
 	return l.Items, nil
 }
 
-// checkNetworkPolicies evaluates the NetworkPolicies selecting the pod, as
-// a CNI enforcing them would: once one restricts its egress, some policy
-// must allow TCP to the agent's address and port.
+// checkNetworkPolicies evaluates the NetworkPolicies selecting the pod, and
+// Cilium's policies where Cilium runs, as a CNI enforcing them would: once
+// one restricts its egress, some policy must allow TCP to the agent's
+// address and port (and, under Cilium, none deny it).
 func checkNetworkPolicies(pc *podContext) Check {
 	const name = "network-policy"
-	if pc.policyErr != nil {
+	switch {
+	case pc.policyErr != nil:
 		return skipped(name, "could not list NetworkPolicies: "+short(pc.policyErr))
+	case pc.ciliumErr != nil:
+		return skipped(name, "could not list Cilium's policies: "+short(pc.ciliumErr))
 	}
 	host, port := agentHost(pc), agentPort(pc)
 	ip := net.ParseIP(host)
+	cilium := pc.cilium != nil
 	var restricting []string
+	allowed := ""
 	for i := range pc.policies {
 		np := &pc.policies[i]
 		if !selects(&np.Spec.PodSelector, pc.pod.Labels) || !restrictsEgress(np) {
 			continue
 		}
-		if rule := allowingRule(np, ip, port); rule >= 0 {
-			return ok(name, fmt.Sprintf("NetworkPolicy %s allows egress to %s:%d (egress rule %d)", np.Name, host, port, rule+1))
+		if rule := allowingRule(np, ip, port, cilium); rule >= 0 && allowed == "" {
+			allowed = fmt.Sprintf("NetworkPolicy %s allows egress to %s:%d (egress rule %d)", np.Name, host, port, rule+1)
 		}
 		restricting = append(restricting, np.Name)
 	}
-	if len(restricting) == 0 {
+	if cilium {
+		v := pc.cilium.verdict(pc.pod, pc.sa, port)
+		if v.deniedBy != "" {
+			return failed(name, fmt.Sprintf("%s denies this pod egress to the host entity, where the agent is (%s:%d): the SDK cannot reach it", v.deniedBy, host, port),
+				"remove the egressDeny rule for the host entity on TCP "+strconv.Itoa(int(port))+" from "+v.deniedBy)
+		}
+		if len(restricting) > 0 || len(v.restricting) > 0 {
+			for i := range restricting {
+				restricting[i] = "NetworkPolicy " + restricting[i]
+			}
+			restricting = append(restricting, v.restricting...)
+		}
+		if allowed == "" && v.allowedBy != "" {
+			allowed = fmt.Sprintf("%s allows egress to the host entity on TCP %d, where the agent is (egress rule %d)", v.allowedBy, port, v.allowedByRuleNum)
+		}
+	}
+	switch {
+	case len(restricting) == 0 && cilium:
+		return ok(name, "no NetworkPolicy or Cilium policy restricts this pod's egress")
+	case len(restricting) == 0:
 		return ok(name, "no NetworkPolicy restricts this pod's egress")
+	case allowed != "":
+		return ok(name, allowed)
+	case cilium:
+		return failed(name, fmt.Sprintf("under Cilium, this pod's egress is restricted (by %s) and nothing allows it to %s:%d: the SDK cannot reach the agent", strings.Join(restricting, ", "), host, port),
+			ciliumFix(host, port))
 	}
 	return failed(name, fmt.Sprintf("NetworkPolicies %s select this pod and allow no egress to %s:%d: the SDK cannot reach the agent", strings.Join(restricting, ", "), host, port),
 		fmt.Sprintf("add to one of them the egress rule {to: [{ipBlock: {cidr: %s/32}}], ports: [{protocol: TCP, port: %d}]}", host, port))
@@ -64,10 +94,11 @@ func restrictsEgress(np *networkPolicy) bool {
 
 // allowingRule is the index of the egress rule allowing TCP to ip:port, or
 // -1. Pod and namespace selectors never match the agent's link-local
-// address, which belongs to no pod.
-func allowingRule(np *networkPolicy, ip net.IP, port int32) int {
+// address, which belongs to no pod; under Cilium, neither does an ipBlock
+// (the address is the host entity's).
+func allowingRule(np *networkPolicy, ip net.IP, port int32, cilium bool) int {
 	for i, rule := range np.Spec.Egress {
-		if portAllowed(rule.Ports, port) && peerAllowed(rule.To, ip) {
+		if portAllowed(rule.Ports, port) && (len(rule.To) == 0 || !cilium && peerAllowed(rule.To, ip)) {
 			return i
 		}
 	}

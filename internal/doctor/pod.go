@@ -31,6 +31,8 @@ type podContext struct {
 	env       map[string][]resolvedEnv // container name → its environment
 	policies  []networkPolicy
 	policyErr error
+	cilium    *ciliumPolicies // nil where Cilium's resources do not exist
+	ciliumErr error
 	nodePods  []corev1.Pod
 	nodeErr   error
 	owner     string // "deployment/x", for the restart command
@@ -43,6 +45,7 @@ func (d *Doctor) podSection(ctx context.Context, cs *clusterState, roles *roleCa
 		func() { pc.assoc, pc.nearMiss, pc.assocErr = d.findAssociation(ctx, pod.Namespace, pc.sa) },
 		func() { pc.env = d.resolveEnv(ctx, pod) },
 		func() { pc.policies, pc.policyErr = d.networkPolicies(ctx, pod.Namespace) },
+		func() { pc.cilium, pc.ciliumErr = d.ciliumPolicies(ctx, pod.Namespace) },
 		func() { pc.nodePods, pc.nodeErr = d.podsOnNode(ctx, pod.Spec.NodeName) },
 		func() { pc.owner = d.owner(ctx, pod) },
 	)
