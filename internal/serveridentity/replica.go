@@ -86,16 +86,10 @@ func (r *ReplicaReporter) withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	key := KeyReplicaPrefix + r.Name
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cm corev1.ConfigMap
-		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ConfigMapName}, &cm); err != nil {
-			return err
-		}
-		if _, ok := cm.Data[key]; !ok {
-			return nil
-		}
-		delete(cm.Data, key)
-		return r.Client.Update(ctx, &cm)
+	err := r.edit(ctx, func(data map[string]string) bool {
+		_, had := data[key]
+		delete(data, key)
+		return had
 	})
 	if err != nil && !apierrors.IsNotFound(err) {
 		r.Log.Warn("removing this replica's view of its AWS identity as it stops failed; it is dropped once stale", "err", err, "replica", r.Name)
@@ -121,16 +115,9 @@ func (r *ReplicaReporter) Report(ctx context.Context) error {
 	}
 	value, _ := json.Marshal(st) // strings and a time: cannot fail
 	key := KeyReplicaPrefix + r.Name
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cm corev1.ConfigMap
-		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ConfigMapName}, &cm); err != nil {
-			return err
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		cm.Data[key] = string(value)
-		return r.Client.Update(ctx, &cm)
+	err := r.edit(ctx, func(data map[string]string) bool {
+		data[key] = string(value)
+		return true
 	})
 	if apierrors.IsNotFound(err) {
 		return nil // the leader has not published yet: next time
@@ -140,6 +127,25 @@ func (r *ReplicaReporter) Report(ctx context.Context) error {
 	}
 	r.last = st
 	return nil
+}
+
+// edit changes the ConfigMap's data with change, which says whether it
+// changed anything, reading it afresh after a conflict: the other replicas
+// and the leader write it too.
+func (r *ReplicaReporter) edit(ctx context.Context, change func(data map[string]string) bool) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cm corev1.ConfigMap
+		if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ConfigMapName}, &cm); err != nil {
+			return err
+		}
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		if !change(cm.Data) {
+			return nil
+		}
+		return r.Client.Update(ctx, &cm)
+	})
 }
 
 // keepReplicas copies the replicas' views from old into data, but those
