@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	ra "github.com/aws/aws-sdk-go-v2/service/rolesanywhere"
+	ratypes "github.com/aws/aws-sdk-go-v2/service/rolesanywhere/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -337,5 +339,32 @@ func TestCreateSessionCallsPerHour(t *testing.T) {
 	t.Logf("figure: %d CreateSession calls for %d credential retrievals by %d replicas over %d hours of 1-hour sessions: %.2f per replica per hour", n, calls, replicas, hours, perHour)
 	if perHour > 1.5 {
 		t.Fatalf("%.2f CreateSession calls per replica per hour, want about 1.33 (one per 45 minutes)", perHour)
+	}
+}
+
+// Setup finds podid's trust anchor and profile past the first page of an
+// account that holds many (AWS pages its lists: 50 at most by default):
+// re-running it plans no second anchor or profile.
+func TestSetupReadsEveryPage(t *testing.T) {
+	e := newEnv(t)
+	other := newCA(t, "another-ca", nil)
+	for i := range 60 {
+		// Named before podid-lab, so that podid's come last.
+		name := fmt.Sprintf("another-%02d", i)
+		if _, err := e.ra.CreateTrustAnchor(t.Context(), &ra.CreateTrustAnchorInput{Name: aws.String(name), Source: &ratypes.Source{
+			SourceType: ratypes.TrustAnchorTypeCertificateBundle, SourceData: &ratypes.SourceDataMemberX509CertificateData{Value: string(other.CertPEM)}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ra.CreateProfile(t.Context(), &ra.CreateProfileInput{Name: aws.String(name), RoleArns: []string{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := rolesanywhere.SetupRequest{Cluster: cluster, CommonName: commonName, CABundle: e.ca.CertPEM, RoleName: "podid-server"}
+	again, err := rolesanywhere.PlanSetup(t.Context(), req, e.ra, iam.NewFromConfig(e.emu.AdminConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Pending() {
+		t.Fatalf("with 60 other trust anchors and profiles, setup would write: %s", changes(again))
 	}
 }

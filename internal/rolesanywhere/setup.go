@@ -125,13 +125,15 @@ func PlanSetup(ctx context.Context, req SetupRequest, api API, iamc IAM) (*Setup
 	s := &Setup{req: req, ra: api, iam: iamc, statementSid: StatementSid(req.Cluster)}
 	name := "podid-" + req.Cluster
 
-	anchors, err := api.ListTrustAnchors(ctx, &ra.ListTrustAnchorsInput{})
-	if err != nil {
-		return nil, fmt.Errorf("rolesanywhere:ListTrustAnchors: %w", err)
-	}
-	for i := range anchors.TrustAnchors {
-		if aws.ToString(anchors.TrustAnchors[i].Name) == name {
-			s.anchor = &anchors.TrustAnchors[i]
+	for anchors := ra.NewListTrustAnchorsPaginator(api, &ra.ListTrustAnchorsInput{}); anchors.HasMorePages() && s.anchor == nil; {
+		page, err := anchors.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("rolesanywhere:ListTrustAnchors: %w", err)
+		}
+		for i := range page.TrustAnchors {
+			if aws.ToString(page.TrustAnchors[i].Name) == name {
+				s.anchor = &page.TrustAnchors[i]
+			}
 		}
 	}
 	s.anchorStale = s.anchor != nil && !sameBundle(anchorBundle(s.anchor), cas)
@@ -175,13 +177,15 @@ func PlanSetup(ctx context.Context, req SetupRequest, api API, iamc IAM) (*Setup
 		}
 	}
 
-	profiles, err := api.ListProfiles(ctx, &ra.ListProfilesInput{})
-	if err != nil {
-		return nil, fmt.Errorf("rolesanywhere:ListProfiles: %w", err)
-	}
-	for i := range profiles.Profiles {
-		if aws.ToString(profiles.Profiles[i].Name) == name {
-			s.profile = &profiles.Profiles[i]
+	for profiles := ra.NewListProfilesPaginator(api, &ra.ListProfilesInput{}); profiles.HasMorePages() && s.profile == nil; {
+		page, err := profiles.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("rolesanywhere:ListProfiles: %w", err)
+		}
+		for i := range page.Profiles {
+			if aws.ToString(page.Profiles[i].Name) == name {
+				s.profile = &page.Profiles[i]
+			}
 		}
 	}
 	switch {

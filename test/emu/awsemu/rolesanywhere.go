@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,7 +109,7 @@ func (e *Emulator) serveRolesAnywhere(w http.ResponseWriter, r *http.Request) {
 		for _, a := range sortedByName(e.rolesAnywhere.anchors, func(a *trustAnchor) string { return a.Name }) {
 			list = append(list, a.detail())
 		}
-		out = map[string]any{"trustAnchors": list}
+		out, aerr = raPage("trustAnchors", list, r.URL.Query())
 	case r.Method == http.MethodPost && r.URL.Path == "/profiles":
 		out, aerr = e.raCreateProfile(caller, region, res.Body)
 	case r.Method == http.MethodGet && r.URL.Path == "/profiles":
@@ -115,7 +117,7 @@ func (e *Emulator) serveRolesAnywhere(w http.ResponseWriter, r *http.Request) {
 		for _, p := range sortedByName(e.rolesAnywhere.profiles, func(p *raProfile) string { return p.Name }) {
 			list = append(list, p.detail())
 		}
-		out = map[string]any{"profiles": list}
+		out, aerr = raPage("profiles", list, r.URL.Query())
 	case r.Method == http.MethodPost && r.URL.Path == "/crls":
 		out, aerr = e.raImportCRL(caller, region, res.Body)
 	case len(parts) >= 2 && parts[0] == "trustanchor":
@@ -131,6 +133,33 @@ func (e *Emulator) serveRolesAnywhere(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	awsjson.WriteJSON(w, out)
+}
+
+// raPage is one page of a Roles Anywhere list, as AWS pages them: pageSize
+// items (default 50) from nextToken, and the token of the next page when
+// there is one, so that a client reading only the first page misses some.
+func raPage(key string, list []any, q url.Values) (map[string]any, *awsjson.Error) {
+	size, start := 50, 0
+	if v := q.Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 50 {
+			return nil, validation("pageSize %q: it must be between 1 and 50", v)
+		}
+		size = n
+	}
+	if v := q.Get("nextToken"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > len(list) {
+			return nil, validation("nextToken %q is not one this list gave", v)
+		}
+		start = n
+	}
+	end := min(start+size, len(list))
+	out := map[string]any{key: list[start:end]}
+	if end < len(list) {
+		out["nextToken"] = strconv.Itoa(end)
+	}
+	return out, nil
 }
 
 func sortedByName[T any](m map[string]T, name func(T) string) []T {
