@@ -107,14 +107,21 @@ func testFaultsUnderLoad(t *testing.T) {
 		if failed > 0 {
 			t.Logf("  failures: %s", strings.Join(newErrors(before.Errors, during.Errors), "\n  "))
 		}
+		failedBefore := t.Failed()
 		if fetches == 0 {
 			t.Errorf("%s: the pods made no fetches", fault.name)
 		}
 		if fault.zeroFailures && failed > 0 {
 			t.Errorf("%s: %d SDK fetches failed; the agent's handover should lose none", fault.name, failed)
 		}
-		if after.Failures != during.Failures || after.Fetches == during.Fetches {
+		if after.Failures != during.Failures {
 			t.Errorf("%s: fetches still fail %s after podid is whole again: %d more failures in 3s", fault.name, 5*time.Second, after.Failures-during.Failures)
+		}
+		if after.Fetches == during.Fetches {
+			t.Errorf("%s: no fetch completed in the 3s from %s after podid was whole again: they hang", fault.name, 5*time.Second)
+		}
+		if !failedBefore && t.Failed() {
+			t.Logf("agent log:\n%s\nserver log:\n%s", componentLog(ctx, "agent", 80), componentLog(ctx, "server", 40))
 		}
 	}
 }

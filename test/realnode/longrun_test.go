@@ -3,6 +3,7 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -105,21 +106,26 @@ func watchRestrictedRenewal(ctx context.Context, logf func(string, ...any)) erro
 	if err := wait.PollUntilContextTimeout(ctx, 2*time.Second, max(deadline, time.Minute), true, func(context.Context) (bool, error) {
 		return assumeRoleCalls(uid) >= 2, nil
 	}); err != nil {
-		return fmt.Errorf("the agent did not renew the restricted pod's credentials in the background (%d exchanges for it); agent log:\n%s", assumeRoleCalls(uid), agentLog(ctx))
+		return fmt.Errorf("the agent did not renew the restricted pod's credentials in the background (%d exchanges for it); agent log:\n%s", assumeRoleCalls(uid), componentLog(ctx, "agent", 30))
 	}
 	logf("renewed in the background %s after the pod started", time.Since(pod.CreationTimestamp.Time).Round(time.Second))
 	return nil
 }
 
-func agentLog(ctx context.Context) string {
-	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+// componentLog is the end of the log of each podid pod of component
+// (agent, server, rotator), for a failure's message.
+func componentLog(ctx context.Context, component string, lines int64) string {
+	pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component})
 	if err != nil || len(pods.Items) == 0 {
-		return fmt.Sprint("no agent pod: ", err)
+		return fmt.Sprintf("no %s pod: %v", component, err)
 	}
-	lines := int64(30)
-	data, err := cs.CoreV1().Pods("podid-system").GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{Container: "agent", TailLines: &lines}).DoRaw(ctx)
-	if err != nil {
-		return err.Error()
+	var out strings.Builder
+	for _, p := range pods.Items {
+		data, err := cs.CoreV1().Pods(podidNS).GetLogs(p.Name, &corev1.PodLogOptions{Container: component, TailLines: &lines}).DoRaw(ctx)
+		if err != nil {
+			data = []byte(err.Error())
+		}
+		fmt.Fprintf(&out, "--- %s:\n%s\n", p.Name, data)
 	}
-	return string(data)
+	return out.String()
 }

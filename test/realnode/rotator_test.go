@@ -72,7 +72,7 @@ func testRotatorPullSecret(t *testing.T) {
 		return c != nil && c.Reason == v1alpha1.ReasonRotated, nil
 	})
 	if err != nil {
-		t.Fatalf("the SecretRotator is not Ready: %+v\n%s", st, rotatorLog(ctx))
+		t.Fatalf("the SecretRotator is not Ready: %+v\n%s", st, componentLog(ctx, "rotator", 30))
 	}
 	t.Logf("figure: SecretRotator created → pull secret written in %s", time.Since(began).Round(time.Millisecond))
 	// The rotator's identity is its association's role, through podid.
@@ -159,16 +159,4 @@ func logTail(path string, n int) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func rotatorLog(ctx context.Context) string {
-	pods, err := cs.CoreV1().Pods("podid-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=rotator"})
-	if err != nil || len(pods.Items) == 0 {
-		return fmt.Sprint("no rotator pod: ", err)
-	}
-	raw, err := cs.CoreV1().Pods("podid-system").GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{TailLines: ptr.To[int64](30)}).DoRaw(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	return string(raw)
 }
