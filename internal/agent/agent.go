@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/podid/podid/internal/socketkeeper"
 )
 
 // Options configure an Agent.
@@ -102,17 +105,34 @@ func (s *Sockets) Close() {
 	closeAll([]net.Listener{s.Probes, s.Metrics})
 }
 
-// Bind binds the agent's addresses (Listen, ProbeAddr, MetricsAddr), each
-// with SO_REUSEPORT, waiting while another process holds one (see bind).
-// An IPv6 credential address the node cannot bind is skipped. It returns
-// nil and no error if ctx ended while waiting.
-func Bind(ctx context.Context, opts Options) (*Sockets, error) {
+// Reserved are the agent's sockets bound but not yet listening: what the
+// keeper holds for the agent it runs (see socketkeeper).
+type Reserved struct {
+	Credentials []*os.File
+	// Probes and Metrics are nil when turned off.
+	Probes, Metrics *os.File
+}
+
+// Close closes them all.
+func (r *Reserved) Close() {
+	for _, f := range append(slices.Clone(r.Credentials), r.Probes, r.Metrics) {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// Reserve binds the agent's addresses (Listen, ProbeAddr, MetricsAddr),
+// each with SO_REUSEPORT, without listening yet, waiting while another
+// process holds one (see bind). An IPv6 credential address the node cannot
+// bind is skipped. It returns nil and no error if ctx ended while waiting.
+func Reserve(ctx context.Context, opts Options) (*Reserved, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sockets{}
+	r := &Reserved{}
 	for _, addr := range opts.Listen {
-		l, err := bind(ctx, opts.Log, "credentials", addr, "chart value agent.listen, flag --listen")
+		f, err := bind(ctx, opts.Log, "credentials", addr, "chart value agent.listen, flag --listen")
 		if err != nil {
 			var opErr *net.OpError
 			if ctx.Err() == nil && errors.As(err, &opErr) && isIPv6(addr) {
@@ -120,23 +140,50 @@ func Bind(ctx context.Context, opts Options) (*Sockets, error) {
 				opts.Log.Warn("not serving on an IPv6 address; the node seems to have no IPv6", "address", addr, "error", err.Error())
 				continue
 			}
-			s.Close()
+			r.Close()
 			return nil, ignoreEnded(ctx, err)
 		}
-		s.Credentials = append(s.Credentials, l)
+		r.Credentials = append(r.Credentials, f)
 	}
 	var err error
 	if opts.ProbeAddr != "" {
-		if s.Probes, err = bind(ctx, opts.Log, "probes", opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address"); err != nil {
-			s.Close()
+		if r.Probes, err = bind(ctx, opts.Log, "probes", opts.ProbeAddr, "chart value agent.healthPort, flag --health-probe-bind-address"); err != nil {
+			r.Close()
 			return nil, ignoreEnded(ctx, err)
 		}
 	}
 	if opts.MetricsAddr != "" {
-		if s.Metrics, err = bind(ctx, opts.Log, "metrics", opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address"); err != nil {
-			s.Close()
+		if r.Metrics, err = bind(ctx, opts.Log, "metrics", opts.MetricsAddr, "chart value agent.metricsPort, flag --metrics-bind-address"); err != nil {
+			r.Close()
 			return nil, ignoreEnded(ctx, err)
 		}
+	}
+	return r, nil
+}
+
+// Bind reserves the agent's addresses and listens on them (see Reserve).
+func Bind(ctx context.Context, opts Options) (*Sockets, error) {
+	r, err := Reserve(ctx, opts)
+	if r == nil {
+		return nil, err
+	}
+	s := &Sockets{}
+	listen := func(f *os.File) net.Listener {
+		if f == nil || err != nil {
+			return nil
+		}
+		var l net.Listener
+		l, err = socketkeeper.Listen(f)
+		return l
+	}
+	for _, f := range r.Credentials {
+		s.Credentials = append(s.Credentials, listen(f))
+	}
+	s.Probes, s.Metrics = listen(r.Probes), listen(r.Metrics)
+	if err != nil {
+		r.Close()
+		s.Close()
+		return nil, err
 	}
 	return s, nil
 }

@@ -4,23 +4,22 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"syscall"
 	"time"
 )
 
-// bind is listen, waiting while the address is held by a process without
+// bind is reserve, waiting while the address is held by a process without
 // SO_REUSEPORT: an agent of an earlier podid on its way out, or another
 // program (named in the log, every 30 s, until it lets go or ctx ends).
 // The agent is not ready meanwhile, so a rollout does not go on past it.
-func bind(ctx context.Context, log *slog.Logger, what, addr, setting string) (l net.Listener, err error) {
+func bind(ctx context.Context, log *slog.Logger, what, addr, setting string) (*os.File, error) {
 	const retry = 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		l, err = listen(ctx, what, addr, setting)
+		f, err := reserve(what, addr, setting)
 		var taken *addrTakenError
 		if err == nil || !errors.As(err, &taken) {
-			return l, err
+			return f, err
 		}
 		if attempt%int(30*time.Second/retry) == 0 {
 			log.Warn(err.Error()+"; waiting for it to let go", "address", addr)

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,29 +11,21 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/podid/podid/internal/socketkeeper"
 )
 
-// listen listens on addr with SO_REUSEPORT, so that the agent replacing
-// this one on the node (the DaemonSet rolls out with a surge) binds the same
-// addresses while this one still serves, and takes over without a refused
-// connection. An address already taken by a process without it is an
-// *addrTakenError naming who holds it, as far as this process can see, and
-// what to change: on a node, the agent shares the host's ports with every
+// reserve binds addr with SO_REUSEPORT, not listening yet (see
+// socketkeeper.Reserve), so that the agent replacing this one on the node
+// (the DaemonSet rolls out with a surge) binds the same addresses while
+// this one still serves, and takes over without a refused connection. An
+// address already taken by a process without it is an *addrTakenError
+// naming who holds it, as far as this process can see, and what to
+// change: on a node, the agent shares the host's ports with every
 // host-network pod and system service.
-func listen(ctx context.Context, what, addr, setting string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	l, err := lc.Listen(ctx, "tcp", addr)
+func reserve(what, addr, setting string) (*os.File, error) {
+	f, err := socketkeeper.Reserve(addr)
 	if err == nil {
-		return l, nil
+		return f, nil
 	}
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return nil, fmt.Errorf("listening for %s on %s: %w", what, addr, err)

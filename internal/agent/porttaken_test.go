@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podid/podid/internal/socketkeeper"
 )
 
 // A port taken on the node is an error that names the process holding it
@@ -20,7 +22,7 @@ func TestPortTakenNamesItsHolder(t *testing.T) {
 	}
 	defer held.Close()
 	comm, _ := os.ReadFile("/proc/self/comm")
-	_, err = listen(t.Context(), "probes", held.Addr().String(), "chart value agent.healthPort")
+	_, err = reserve("probes", held.Addr().String(), "chart value agent.healthPort")
 	want := "the address is taken on this node by process " + strings.TrimSpace(string(comm)) + " (pid " + strconv.Itoa(os.Getpid()) + "); free it, or move the agent's probes (chart value agent.healthPort)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v\nwant it to say %q", err, want)
@@ -49,12 +51,12 @@ func TestPortHolderOutOfSight(t *testing.T) {
 // the same address; a holder without SO_REUSEPORT is waited for, and the
 // address is taken as soon as it lets go.
 func TestHandoverBinds(t *testing.T) {
-	old, err := listen(t.Context(), "credentials", "127.0.0.1:0", "")
+	old, err := listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	replacement, err := listen(t.Context(), "credentials", old.Addr().String(), "")
+	replacement, err := listen(old.Addr().String())
 	if err != nil {
 		t.Fatalf("the replacement agent could not bind beside the old one: %v", err)
 	}
@@ -86,4 +88,13 @@ func TestHandoverBinds(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("still waiting after the holder let go")
 	}
+}
+
+// listen reserves addr as the agent does and listens on it.
+func listen(addr string) (net.Listener, error) {
+	f, err := reserve("credentials", addr, "")
+	if err != nil {
+		return nil, err
+	}
+	return socketkeeper.Listen(f)
 }

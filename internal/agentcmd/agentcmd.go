@@ -112,26 +112,26 @@ func (f *agentFlags) validate() error {
 	return nil
 }
 
-// keep binds the agent's addresses and runs the agent as a child process
+// keep reserves the agent's addresses and runs the agent as a child process
 // serving them, restarted at once should it die (see socketkeeper).
 func (f *agentFlags) keep(ctx context.Context, log *slog.Logger) error {
-	sockets, err := agent.Bind(ctx, agent.Options{Listen: f.listen, ProbeAddr: f.probeAddr, MetricsAddr: f.metricsAddr, Log: log})
-	if sockets == nil {
+	reserved, err := agent.Reserve(ctx, agent.Options{Listen: f.listen, ProbeAddr: f.probeAddr, MetricsAddr: f.metricsAddr, Log: log})
+	if reserved == nil {
 		return err // nil if stopped while waiting for an address
 	}
 	var kept []socketkeeper.Socket
-	for _, l := range sockets.Credentials {
-		kept = append(kept, socketkeeper.Socket{Name: credentialsSocket(l), Listener: l})
+	for _, sock := range reserved.Credentials {
+		kept = append(kept, socketkeeper.Socket{Name: "credentials " + sock.Name(), File: sock})
 	}
-	if sockets.Probes != nil {
-		kept = append(kept, socketkeeper.Socket{Name: "probes", Listener: sockets.Probes})
+	if reserved.Probes != nil {
+		kept = append(kept, socketkeeper.Socket{Name: "probes", File: reserved.Probes})
 	}
-	if sockets.Metrics != nil {
-		kept = append(kept, socketkeeper.Socket{Name: "metrics", Listener: sockets.Metrics})
+	if reserved.Metrics != nil {
+		kept = append(kept, socketkeeper.Socket{Name: "metrics", File: reserved.Metrics})
 	}
 	self, err := os.Executable()
 	if err != nil {
-		sockets.Close()
+		reserved.Close()
 		return fmt.Errorf("finding this program to run the agent: %w", err)
 	}
 	return socketkeeper.Run(ctx, socketkeeper.Options{
@@ -140,8 +140,6 @@ func (f *agentFlags) keep(ctx context.Context, log *slog.Logger) error {
 		Log:     log,
 	})
 }
-
-func credentialsSocket(l net.Listener) string { return "credentials " + l.Addr().String() }
 
 // sockets are the ones a keeper passed, as the agent serves them; nil
 // without a keeper.

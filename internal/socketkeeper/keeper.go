@@ -39,11 +39,11 @@ const (
 	EnvRestarts = "PODID_KEEPER_RESTARTS"
 )
 
-// Socket is a listening socket the keeper holds, with the name the server
-// finds it by.
+// Socket is a socket the keeper holds (see Reserve), with the name the
+// server finds it by.
 type Socket struct {
-	Name     string
-	Listener net.Listener
+	Name string
+	File *os.File
 }
 
 // Options configure Run.
@@ -52,8 +52,9 @@ type Options struct {
 	// the sockets and the environment variables above. Its Stdout and
 	// Stderr are the keeper's unless set.
 	Command func() *exec.Cmd
-	// Sockets are passed to every start of the server. Run owns them: they
-	// are closed when it returns.
+	// Sockets are passed to every start of the server, which listens on them
+	// when it is ready (Inherited). Run owns them: they are closed when it
+	// returns.
 	Sockets []Socket
 	// MinUptime is how long the server must have run for a death to be
 	// taken for a crash and the server restarted at once; one that ends
@@ -159,31 +160,22 @@ func stop(cmd *exec.Cmd, files []*os.File, exited <-chan error) error {
 	return nil
 }
 
-// socketFiles takes the sockets' file descriptors out of their listeners:
-// the keeper only holds them, it never accepts.
+// socketFiles checks the sockets' names and lists their files and names.
 func socketFiles(sockets []Socket) ([]*os.File, []string, error) {
 	var files []*os.File
 	var names []string
 	for _, s := range sockets {
+		files = append(files, s.File)
 		if s.Name == "" || strings.Contains(s.Name, ",") {
 			return files, nil, fmt.Errorf("socket name %q: it must be non-empty, without a comma", s.Name)
 		}
-		fl, ok := s.Listener.(interface{ File() (*os.File, error) })
-		if !ok {
-			return files, nil, fmt.Errorf("socket %s: a %T has no file descriptor to pass", s.Name, s.Listener)
-		}
-		f, err := fl.File()
-		if err != nil {
-			return files, nil, fmt.Errorf("socket %s: %w", s.Name, err)
-		}
-		s.Listener.Close() // the duplicate in f keeps the socket open
-		files = append(files, f)
 		names = append(names, s.Name)
 	}
 	return files, names, nil
 }
 
-// Inherited returns the sockets a keeper passed to this process, by name,
+// Inherited returns the sockets a keeper passed to this process, listening,
+// by name,
 // and how many times it has restarted it; nil when this process was not
 // started by a keeper. It clears the environment variables, so that a
 // process this one starts does not take descriptors it does not have.
@@ -200,9 +192,8 @@ func Inherited() (map[string]net.Listener, int, error) {
 		return out, restarts, nil
 	}
 	for i, name := range strings.Split(names, ",") {
-		f := os.NewFile(uintptr(3+i), name)
-		l, err := net.FileListener(f)
-		f.Close() // FileListener holds its own duplicate
+		// The server is ready to accept: the socket listens from now on.
+		l, err := Listen(os.NewFile(uintptr(3+i), name))
 		if err != nil {
 			return nil, 0, fmt.Errorf("the socket %s the keeper passed as descriptor %d: %w", name, 3+i, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary is also the server the keeper runs: with
@@ -53,19 +54,30 @@ func TestMain(m *testing.M) {
 
 func keeper(t *testing.T, mode string) (Options, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, addr := reserve(t)
 	return Options{
 		Command: func() *exec.Cmd {
 			cmd := exec.Command(os.Args[0])
 			cmd.Env = append(os.Environ(), "KEEPER_TEST_SERVER="+mode)
 			return cmd
 		},
-		Sockets:   []Socket{{Name: "http", Listener: l}},
+		Sockets:   []Socket{{Name: "http", File: f}},
 		MinUptime: 300 * time.Millisecond,
-	}, "http://" + l.Addr().String()
+	}, "http://" + addr
+}
+
+// reserve reserves a loopback port for a test.
+func reserve(t *testing.T) (*os.File, string) {
+	t.Helper()
+	f, err := Reserve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
 
 // ask returns the pid and restart count of the server that answered.
@@ -92,12 +104,17 @@ func TestKilledServerLosesNoConnection(t *testing.T) {
 	opts, url := keeper(t, "serve")
 	var restarted atomic.Int32
 	opts.OnRestart = func(n int) { restarted.Store(int32(n)) }
+	// Reserved, the socket does not listen yet: no connection waits on it.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	if _, _, err := ask(client, url); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("before the server started, a request got %v, want connection refused", err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()
+	firstAnswer(t, client, url)
 
 	// New connections each time, as the SDKs' credential fetches make.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	var requests, refused, cut atomic.Int32
 	var lastErr atomic.Value
 	stopLoad := make(chan struct{})
@@ -186,13 +203,9 @@ func TestServerFailingAtStartEndsTheKeeper(t *testing.T) {
 }
 
 func TestSocketNames(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	for _, name := range []string{"", "a,b"} {
-		err := Run(t.Context(), Options{Command: func() *exec.Cmd { return exec.Command("true") }, Sockets: []Socket{{Name: name, Listener: l}}})
+		f, _ := reserve(t)
+		err := Run(t.Context(), Options{Command: func() *exec.Cmd { return exec.Command("true") }, Sockets: []Socket{{Name: name, File: f}}})
 		if err == nil || !strings.Contains(err.Error(), strconv.Quote(name)) {
 			t.Errorf("socket name %q: Run = %v, want it refused", name, err)
 		}
@@ -209,6 +222,7 @@ func TestServerCrashingAgainEndsTheKeeper(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(t.Context(), opts) }()
 	client := &http.Client{Timeout: 5 * time.Second}
+	firstAnswer(t, client, url)
 	for kill := range 3 {
 		pid, _, err := ask(client, url)
 		if err != nil {
@@ -228,5 +242,17 @@ func TestServerCrashingAgainEndsTheKeeper(t *testing.T) {
 	}
 	if restarts != 2 {
 		t.Errorf("restarted %d times, want 2", restarts)
+	}
+}
+
+// firstAnswer waits for the first server to listen and answer.
+func firstAnswer(t *testing.T, client *http.Client, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, _, err := ask(client, url); err != nil; _, _, err = ask(client, url) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first server did not answer: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
