@@ -9,10 +9,11 @@
 // It is the pattern of nginx's master process and of systemd's socket
 // activation, reduced to what podid's node agent needs: the keeper binds,
 // passes the sockets as inherited file descriptors (3, 4, …) named in an
-// environment variable, forwards SIGTERM, and restarts a server that ran
-// long enough to have started properly; a server that fails at once (a
-// bad flag, a missing file) or keeps crashing ends the keeper with its
-// error, so that the kubelet's back-off applies and its restarts show.
+// environment variable, forwards SIGTERM, and restarts a server that had
+// started properly (its sockets listen); a server that fails before it
+// listens (a bad flag, a missing file) or keeps crashing ends the keeper
+// with its error, so that the kubelet's back-off applies and its restarts
+// show.
 package socketkeeper
 
 import (
@@ -56,10 +57,6 @@ type Options struct {
 	// when it is ready (Inherited). Run owns them: they are closed when it
 	// returns.
 	Sockets []Socket
-	// MinUptime is how long the server must have run for a death to be
-	// taken for a crash and the server restarted at once; one that ends
-	// sooner ends the keeper. Default 10 s.
-	MinUptime time.Duration
 	// MaxRestarts bounds the restarts within RestartWindow: a server that
 	// keeps crashing ends the keeper, so that its container's restarts and
 	// the kubelet's back-off show it. Defaults 5 and 10 minutes.
@@ -71,17 +68,17 @@ type Options struct {
 	OnRestart func(restarts int)
 }
 
-// Run starts the server and restarts it each time it dies after running
-// MinUptime, until ctx ends: then the keeper closes its copies of the
-// sockets (so that a socket the server closes stops listening, and a
+// Run starts the server and restarts it each time it dies once started,
+// until ctx ends. Started means that the sockets listen (the server calls
+// Inherited when it is ready to accept): a death before that, a bad flag or
+// a missing file, ends the keeper with the server's status, whereas a death
+// after it is a crash, however soon it comes (the OOM killer does not wait).
+// When ctx ends, the keeper closes its copies of the sockets (so that a socket the server closes stops listening, and a
 // replacement sharing the address with SO_REUSEPORT gets its connections),
 // sends the server SIGTERM and waits for it. It returns nil when the server
 // stopped because ctx ended or exited 0, and an error saying how it ended
 // otherwise.
 func Run(ctx context.Context, opts Options) error {
-	if opts.MinUptime == 0 {
-		opts.MinUptime = 10 * time.Second
-	}
 	if opts.MaxRestarts == 0 {
 		opts.MaxRestarts = 5
 	}
@@ -131,8 +128,8 @@ func Run(ctx context.Context, opts Options) error {
 			if ctx.Err() != nil || err == nil {
 				return nil
 			}
-			if uptime < opts.MinUptime {
-				return fmt.Errorf("the server ended %s after it started (%v); not restarting it", uptime.Round(time.Millisecond), err)
+			if !listening(files) {
+				return fmt.Errorf("the server ended %s after it started, before it listened (%v); not restarting it", uptime.Round(time.Millisecond), err)
 			}
 			now := time.Now()
 			recent = slices.DeleteFunc(recent, func(t time.Time) bool { return now.Sub(t) > opts.RestartWindow })

@@ -101,3 +101,15 @@ func Listen(f *os.File) (net.Listener, error) {
 	}
 	return net.FileListener(f)
 }
+
+// listening says whether any of the sockets listens: a server was ready to
+// accept on them. The keeper's descriptors share the socket with the
+// server's, so a listen() by the server shows on them.
+func listening(files []*os.File) bool {
+	for _, f := range files {
+		if on, err := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && on == 1 {
+			return true
+		}
+	}
+	return false
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,7 +95,7 @@ func testFaultsUnderLoad(t *testing.T) {
 		before := stats()
 		began := time.Now()
 		if err := fault.do(ctx); err != nil {
-			t.Fatalf("%s: %v", fault.name, err)
+			t.Fatalf("%s: %v\n%s", fault.name, err, faultDiagnostics(ctx))
 		}
 		recovered := time.Since(began)
 		// The pods keep fetching for a while after the system is whole.
@@ -121,9 +122,32 @@ func testFaultsUnderLoad(t *testing.T) {
 			t.Errorf("%s: no fetch completed in the 3s from %s after podid was whole again: they hang", fault.name, 5*time.Second)
 		}
 		if !failedBefore && t.Failed() {
-			t.Logf("agent log:\n%s\nserver log:\n%s", componentLog(ctx, "agent", 80), componentLog(ctx, "server", 40))
+			t.Log(faultDiagnostics(ctx))
 		}
 	}
+}
+
+// faultDiagnostics is what shows why a fault's fetches failed or hung: the
+// agent's and server's logs, the server pods, the host's TCP connections
+// to the server's port (the agent is on the host network) with their
+// timers, and the Service's rules as kube-proxy wrote them.
+func faultDiagnostics(ctx context.Context) string {
+	var out strings.Builder
+	fmt.Fprintf(&out, "agent log:\n%s\nserver log:\n%s\n", componentLog(ctx, "agent", 80), componentLog(ctx, "server", 40))
+	if pods, err := cs.CoreV1().Pods(podidNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=server"}); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(&out, "server pod %s: ip %s, phase %s, deleting %v\n", p.Name, p.Status.PodIP, p.Status.Phase, p.DeletionTimestamp != nil)
+		}
+	}
+	for _, c := range [][]string{
+		{"ss", "-tnpoi", "state", "all", "( dport = :8443 or sport = :8443 )"},
+		{"conntrack", "-L", "-p", "tcp", "--dport", "8443"},
+		{"sh", "-c", "iptables-save -t nat | grep -e podid-system/podid-server -e KUBE-SEP"},
+	} {
+		data, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput()
+		fmt.Fprintf(&out, "$ %s (%v)\n%s\n", strings.Join(c, " "), err, data)
+	}
+	return out.String()
 }
 
 func newErrors(before, after []string) []string {
