@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -11,10 +13,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/eksauth"
 	"github.com/aws/aws-sdk-go-v2/service/eksauth/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // UpstreamError is a refusal from the exchange API, with the status the
@@ -56,10 +61,40 @@ type EKSAuthOptions struct {
 	Timeout time.Duration
 }
 
+// UpstreamTransport is the HTTP transport for calls to the exchange API,
+// trusting tlsConfig's roots (nil: the system's). It differs from
+// http.DefaultTransport where a node agent needs it to:
+//
+//   - HTTP/2 health checks. Every exchange goes over one HTTP/2 connection to
+//     a server replica. If that replica's node or pod network vanishes
+//     without closing it, the connection would look alive for the ~15
+//     minutes of TCP's retransmissions, and each exchange sent on it would
+//     wait for its full timeout. A ping after a quiet spell finds it dead in
+//     seconds, and the next exchange dials anew.
+//   - Short dial and TLS timeouts: the server is inside the cluster, where a
+//     connection that does not open within seconds is not going to.
+func UpstreamTransport(tlsConfig *tls.Config) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: upstreamDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 5 * time.Second
+	t.TLSClientConfig = tlsConfig
+	t.ForceAttemptHTTP2 = true
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: upstreamPingAfter, PingTimeout: upstreamPingTimeout}
+	return t
+}
+
+// The upstream transport's health check and dial timeout; variables for the
+// tests.
+var (
+	upstreamPingAfter   = 5 * time.Second
+	upstreamPingTimeout = 3 * time.Second
+	upstreamDialTimeout = 3 * time.Second
+)
+
 // NewEKSAuth returns the upstream.
 func NewEKSAuth(opts EKSAuthOptions) *EKSAuth {
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{}
+		opts.HTTPClient = &http.Client{Transport: UpstreamTransport(nil)}
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
@@ -79,10 +114,31 @@ func NewEKSAuth(opts EKSAuthOptions) *EKSAuth {
 		cluster: opts.ClusterName,
 		client: eksauth.New(eksauth.Options{
 			Region: opts.Region, BaseEndpoint: aws.String(opts.Endpoint), Credentials: creds, HTTPClient: &httpClient,
-			// The cache retries with backoff; the SDK should not multiply it.
-			RetryMaxAttempts: 1,
+			Retryer: retryLostConnection(),
 		}),
 	}
+}
+
+// retryLostConnection retries an exchange once, at once, when its
+// connection failed before an answer came (refused, reset, found dead by the
+// health check): the exchange is idempotent, and another connection most
+// likely reaches a live replica. Nothing else is retried here: the cache
+// retries with backoff, and the SDK should not multiply it; nor is a
+// timeout, which has already spent the pod's patience.
+func retryLostConnection() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 2
+		o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+		o.RateLimiter = ratelimit.None
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			var send *smithyhttp.RequestSendError
+			var netErr net.Error
+			if !errors.As(err, &send) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || (errors.As(err, &netErr) && netErr.Timeout()) {
+				return aws.FalseTernary
+			}
+			return aws.TrueTernary
+		})}
+	})
 }
 
 // Fetch implements Upstream.

@@ -6,6 +6,7 @@ package agentcmd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,16 +167,15 @@ func (f *agentFlags) run(cmd *cobra.Command, log *slog.Logger, sockets *agent.So
 	if err != nil {
 		return err
 	}
-	httpClient := &http.Client{}
+	var tlsConfig *tls.Config
 	if f.upstreamCA != "" {
 		ca, err := agent.NewServerCA(f.upstreamCA)
 		if err != nil {
 			return fmt.Errorf("--server-ca-file: %w", err)
 		}
-		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.TLSClientConfig = ca.TLSConfig()
-		httpClient.Transport = transport
+		tlsConfig = ca.TLSConfig()
 	}
+	httpClient := &http.Client{Transport: agent.UpstreamTransport(tlsConfig)}
 	upOpts := agent.EKSAuthOptions{Endpoint: f.upstream, ClusterName: f.cluster, Region: f.region, HTTPClient: httpClient}
 	switch f.upstreamAuth {
 	case "agent-token":

@@ -25,6 +25,21 @@ type loadStats struct {
 	Fetches  int64    `json:"fetches"`
 	Failures int64    `json:"failures"`
 	Errors   []string `json:"errors"`
+	Slow     []struct {
+		Began    time.Time     `json:"began"`
+		Duration time.Duration `json:"duration"`
+	} `json:"slow"`
+}
+
+// slowestSince is the longest fetch that began at or after t, and how many
+// took a second or more.
+func (s loadStats) slowestSince(t time.Time) (slowest time.Duration, slow int) {
+	for _, f := range s.Slow {
+		if !f.Began.Before(t) {
+			slowest, slow = max(slowest, f.Duration), slow+1
+		}
+	}
+	return slowest, slow
 }
 
 // testFaultsUnderLoad keeps three pods fetching credentials through fresh
@@ -69,6 +84,7 @@ func testFaultsUnderLoad(t *testing.T) {
 			sum.Fetches += s.Fetches
 			sum.Failures += s.Failures
 			sum.Errors = append(sum.Errors, s.Errors...)
+			sum.Slow = append(sum.Slow, s.Slow...)
 		}
 		return sum
 	}
@@ -104,7 +120,8 @@ func testFaultsUnderLoad(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		after := stats()
 		fetches, failed := during.Fetches-before.Fetches, during.Failures-before.Failures
-		t.Logf("figure: %s (whole again after %.1fs): %d SDK credential fetches, %d failed after the SDK's retries", fault.name, recovered.Seconds(), fetches, failed)
+		slowest, slow := after.slowestSince(began.Add(-time.Second))
+		t.Logf("figure: %s (whole again after %.1fs): %d SDK credential fetches, %d failed after the SDK's retries; %d took 1s or more, the slowest %.1fs", fault.name, recovered.Seconds(), fetches, failed, slow, slowest.Seconds())
 		if failed > 0 {
 			t.Logf("  failures: %s", strings.Join(newErrors(before.Errors, during.Errors), "\n  "))
 		}

@@ -10,8 +10,8 @@
 // GET /identity (a fresh credential chain, then GetCallerIdentity) and
 // GET /stats on $LISTEN (default :8080), and with $FETCH_INTERVAL set
 // fetches credentials through a fresh chain at that interval, counting what
-// failed after the SDK's own retries — the steady load the fault tests
-// watch.
+// failed after the SDK's own retries and noting the slow ones — the
+// steady load the fault tests watch.
 package main
 
 import (
@@ -32,6 +32,16 @@ type Stats struct {
 	Fetches  int64    `json:"fetches"`
 	Failures int64    `json:"failures"`
 	Errors   []string `json:"errors,omitempty"`
+	// Slow are the fetches that took a second or more (the first 500):
+	// when each began, and how long it took.
+	Slow []SlowFetch `json:"slow,omitempty"`
+}
+
+// SlowFetch is a fetch that took a second or more.
+type SlowFetch struct {
+	Began    time.Time     `json:"began"`
+	Duration time.Duration `json:"duration"`
+	Failed   bool          `json:"failed,omitempty"`
 }
 
 var started = time.Now()
@@ -58,9 +68,14 @@ func main() {
 		}
 		go func() {
 			for range time.Tick(interval) {
+				began := time.Now()
 				err := workload.Fetch(ctx)
+				took := time.Since(began)
 				mu.Lock()
 				stats.Fetches++
+				if took >= time.Second && len(stats.Slow) < 500 {
+					stats.Slow = append(stats.Slow, SlowFetch{Began: began.UTC(), Duration: took, Failed: err != nil})
+				}
 				if err != nil {
 					stats.Failures++
 					if len(stats.Errors) < 20 {
