@@ -22,7 +22,7 @@ import (
 // retries) rather than waiting out its timeout, and the next one dials a
 // live replica.
 func TestUpstreamTransportDropsASilentConnection(t *testing.T) {
-	upstreamPingAfter, upstreamPingTimeout = 200*time.Millisecond, 200*time.Millisecond
+	upstreamPingAfter, upstreamPingTimeout = 300*time.Millisecond, time.Second
 	t.Cleanup(func() { upstreamPingAfter, upstreamPingTimeout = 5*time.Second, 3*time.Second })
 
 	var connections atomic.Int32
@@ -73,7 +73,7 @@ func TestUpstreamTransportDropsASilentConnection(t *testing.T) {
 // The exchange in flight when its connection is found dead is not lost:
 // the upstream asks again at once over a new connection.
 func TestExchangeRetriedOnANewConnection(t *testing.T) {
-	upstreamPingAfter, upstreamPingTimeout = 200*time.Millisecond, 200*time.Millisecond
+	upstreamPingAfter, upstreamPingTimeout = 300*time.Millisecond, time.Second
 	t.Cleanup(func() { upstreamPingAfter, upstreamPingTimeout = 5*time.Second, 3*time.Second })
 	var calls atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -470,7 +470,8 @@ func (n *Node) UseImageCredentialProviders(ctx context.Context, config, binDir s
 // the node registers anew as a machine joining the cluster does. Pods bound
 // to the node keep running (the Node is back before the pod garbage
 // collector's grace); pods the caller deleted meanwhile are stopped by the
-// kubelet when it starts.
+// kubelet when it starts. kube-proxy, which exits when its Node is deleted,
+// is started again.
 func (n *Node) Reregister(ctx context.Context, beforeStart func(context.Context) error, extra ...string) error {
 	began := time.Now()
 	n.stopNamed("kubelet", 15*time.Second)
@@ -484,6 +485,15 @@ func (n *Node) Reregister(ctx context.Context, beforeStart func(context.Context)
 	}
 	n.kubeletArgs = append(n.kubeletArgs, extra...)
 	if err := n.startKubelet(ctx, began); err != nil {
+		return err
+	}
+	// kube-proxy exits when its Node is deleted ("Node is being deleted"),
+	// for its DaemonSet or unit to start it again on the new Node; left
+	// dead, the Services' rules would stay as they were, routing to pods
+	// long gone. Start it again, as they would.
+	if err := n.restart(ctx, "kube-proxy", func(ctx context.Context) error {
+		return getOK(ctx, "http://"+nodeIP+":10256/healthz")
+	}); err != nil {
 		return err
 	}
 	n.logf("node %s registered again with %v (%.1fs)", n.Name, extra, time.Since(began).Seconds())
