@@ -289,10 +289,8 @@ func (e *Emulator) raCreateProfile(caller principal, region string, body []byte)
 	if aerr != nil {
 		return nil, aerr
 	}
-	for _, arn := range in.RoleARNs {
-		if !roleARNPattern.MatchString(arn) {
-			return nil, validation("roleArns: %q is not a role ARN", arn)
-		}
+	if aerr := checkRoleARNs(in.RoleARNs); aerr != nil {
+		return nil, aerr
 	}
 	id := newUUID()
 	now := e.now()
@@ -300,6 +298,17 @@ func (e *Emulator) raCreateProfile(caller principal, region string, body []byte)
 		Name: in.Name, RoleARNs: in.RoleARNs, DurationSeconds: duration, Enabled: in.Enabled != nil && *in.Enabled, created: now, updated: now}
 	e.rolesAnywhere.profiles[id] = p
 	return map[string]any{"profile": p.detail()}, nil
+}
+
+// checkRoleARNs refuses a profile's role that is not a role ARN, as AWS
+// does on CreateProfile and UpdateProfile.
+func checkRoleARNs(arns []string) *awsjson.Error {
+	for _, arn := range arns {
+		if !roleARNPattern.MatchString(arn) {
+			return validation("roleArns: %q is not a role ARN", arn)
+		}
+	}
+	return nil
 }
 
 func profileDuration(v *int, def int) (int, *awsjson.Error) {
@@ -330,6 +339,9 @@ func (e *Emulator) raProfileOp(method string, parts []string, body []byte) (any,
 		}
 		duration, aerr := profileDuration(in.DurationSeconds, p.DurationSeconds)
 		if aerr != nil {
+			return nil, aerr
+		}
+		if aerr := checkRoleARNs(in.RoleARNs); aerr != nil {
 			return nil, aerr
 		}
 		p.DurationSeconds = duration
