@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
@@ -41,6 +42,7 @@ type agentFlags struct {
 	kubeAPI, kubeToken       string
 	kubeCA                   string
 	profiling, keepSockets   bool
+	socketStore              string
 	log                      logging.Options
 }
 
@@ -90,6 +92,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", "127.0.0.1:2705", `address of /metrics; "" turns it off`)
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's /debug/pprof/ on the metrics address")
 	fs.BoolVar(&f.keepSockets, "keep-sockets", true, "bind the agent's addresses in a small parent process that restarts the serving process at once if it dies (a panic, the OOM killer), so that pods' connections wait instead of being refused; false serves in this process")
+	fs.StringVar(&f.socketStore, "socket-store", "", "with --keep-sockets, the unix socket of a `podid-agent socket-store` in another container of this pod, which holds copies of the agent's sockets so that they outlive a restart of this container (SIGKILL, a failed liveness probe)")
 	fs.StringVar(&f.kubeletPods, "kubelet-pods-dir", "/var/lib/kubelet/pods", `the kubelet's pods directory, mounted read-only: the agent reads pods' rotated tokens there for background refreshes instead of keeping copies; "" keeps copies`)
 	fs.StringVar(&f.audience, "token-audience", podidentity.Audience, "audience of the pod tokens")
 	fs.StringVar(&f.log.Format, "log-format", "json", "log format: json or text")
@@ -97,7 +100,7 @@ with hostNetwork after ` + "`podid agent init`" + ` has put the addresses on the
 	fs.StringVar(&f.kubeAPI, "kube-api-server", "", "the API server's URL (default: in-cluster, https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	fs.StringVar(&f.kubeToken, "kube-token-file", "", "the agent's ServiceAccount token for the API server (default: the in-cluster token)")
 	fs.StringVar(&f.kubeCA, "kube-ca-file", "", "CA bundle of the API server (default: the in-cluster ca.crt)")
-	cmd.AddCommand(newAgentInitCommand(), newAgentReadyCommand())
+	cmd.AddCommand(newAgentInitCommand(), newAgentReadyCommand(), newSocketStoreCommand())
 	return cmd
 }
 
@@ -115,24 +118,36 @@ func (f *agentFlags) validate() error {
 
 // keep reserves the agent's addresses and runs the agent as a child process
 // serving them, restarted at once should it die (see socketkeeper).
+//
+// With a socket store, the sockets a previous keeper of this pod left there
+// (this container restarted) are taken instead of reserved anew: they are
+// the same addresses, still open, with the connections that waited; and the
+// sockets are given to the store, to outlive this container.
 func (f *agentFlags) keep(ctx context.Context, log *slog.Logger) error {
-	reserved, err := agent.Reserve(ctx, agent.Options{Listen: f.listen, ProbeAddr: f.probeAddr, MetricsAddr: f.metricsAddr, Log: log})
-	if reserved == nil {
-		return err // nil if stopped while waiting for an address
+	lease, kept := f.claimStore(ctx, log)
+	if kept == nil {
+		reserved, err := agent.Reserve(ctx, agent.Options{Listen: f.listen, ProbeAddr: f.probeAddr, MetricsAddr: f.metricsAddr, Log: log})
+		if reserved == nil {
+			if lease != nil {
+				lease.Close()
+			}
+			return err // nil if stopped while waiting for an address
+		}
+		for _, sock := range reserved.Credentials {
+			kept = append(kept, socketkeeper.Socket{Name: "credentials " + sock.Name(), File: sock})
+		}
+		if reserved.Probes != nil {
+			kept = append(kept, socketkeeper.Socket{Name: "probes", File: reserved.Probes})
+		}
+		if reserved.Metrics != nil {
+			kept = append(kept, socketkeeper.Socket{Name: "metrics", File: reserved.Metrics})
+		}
 	}
-	var kept []socketkeeper.Socket
-	for _, sock := range reserved.Credentials {
-		kept = append(kept, socketkeeper.Socket{Name: "credentials " + sock.Name(), File: sock})
-	}
-	if reserved.Probes != nil {
-		kept = append(kept, socketkeeper.Socket{Name: "probes", File: reserved.Probes})
-	}
-	if reserved.Metrics != nil {
-		kept = append(kept, socketkeeper.Socket{Name: "metrics", File: reserved.Metrics})
+	if lease != nil {
+		go lease.Keep(ctx, kept, log)
 	}
 	self, err := os.Executable()
 	if err != nil {
-		reserved.Close()
 		return fmt.Errorf("finding this program to run the agent: %w", err)
 	}
 	return socketkeeper.Run(ctx, socketkeeper.Options{
@@ -140,6 +155,33 @@ func (f *agentFlags) keep(ctx context.Context, log *slog.Logger) error {
 		Sockets: kept,
 		Log:     log,
 	})
+}
+
+// claimStore reaches the socket store, waiting a little for its container
+// to start, and returns the lease and the sockets it held (nil when this is
+// the pod's first agent); a nil lease without a store.
+func (f *agentFlags) claimStore(ctx context.Context, log *slog.Logger) (*socketkeeper.Lease, []socketkeeper.Socket) {
+	if f.socketStore == "" {
+		return nil, nil
+	}
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		lease, held, claimErr := socketkeeper.Claim(f.socketStore)
+		if claimErr == nil {
+			if len(held) > 0 {
+				log.Info("took the sockets a previous agent of this pod left in the socket store; the connections that waited are served", "sockets", len(held))
+				return lease, held
+			}
+			return lease, nil
+		}
+		err = claimErr
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log.Warn("no socket store: a restart of this container will refuse connections until it serves again", "store", f.socketStore, "error", err.Error())
+	return nil, nil
 }
 
 // sockets are the ones a keeper passed, as the agent serves them; nil
@@ -270,6 +312,32 @@ address only. Where the dummy kernel module is missing, use --link lo.`,
 // the ready file in the pod's own volume, which only that pod's agent
 // writes (its HTTP /readyz port is the node's, shared with the agent it
 // replaces during a rollout).
+func newSocketStoreCommand() *cobra.Command {
+	store := &socketkeeper.Store{}
+	cmd := &cobra.Command{
+		Use:   "socket-store",
+		Short: "Hold copies of the agent's sockets, in a second container of its pod, so that they outlive a restart of the agent's container",
+		Long: `podid-agent socket-store runs beside the agent (podid-agent --socket-store):
+the agent gives it copies of the node's addresses it serves, and takes them
+back when its container restarts (SIGKILL, a failed liveness probe). In
+between, the addresses stay open and pods' connections wait instead of being
+refused. Sockets nobody claims within --hold are given up; all are, at once,
+when the store stops.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, logging.Options{Format: "json", Level: "info"})
+			if err != nil {
+				return err
+			}
+			store.Log = log
+			return store.Serve(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&store.Path, "path", "/run/podid-agent/sockets", "the store's unix socket, in a directory the agent's container mounts too")
+	cmd.Flags().DurationVar(&store.Hold, "hold", 10*time.Second, "how long the sockets of an agent gone are held for the next one")
+	return cmd
+}
+
 func newAgentReadyCommand() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{

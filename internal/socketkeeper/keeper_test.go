@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "bad flag")
 		os.Exit(3)
+	case "keeper":
+		os.Exit(testKeeper())
 	}
 	socks, restarts, err := Inherited()
 	if err != nil || socks["http"] == nil {

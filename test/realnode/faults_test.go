@@ -50,7 +50,9 @@ func (s loadStats) slowestSince(t time.Time) (slowest time.Duration, slow int) {
 // fetches that failed after the SDK's own retries. The agent's rollouts
 // must lose none (the new agent shares the node's addresses with the old
 // one and is ready before the old one stops), nor the crash of its serving
-// process (the keeper holds the addresses while it restarts).
+// process (the keeper holds the addresses while it restarts), nor the kill
+// of its whole container (the socket store, the pod's other container,
+// holds them until the kubelet has started it again).
 func testFaultsUnderLoad(t *testing.T) {
 	ctx := t.Context()
 	associate(t, "load", "load")
@@ -96,6 +98,12 @@ func testFaultsUnderLoad(t *testing.T) {
 		sr, so := memoryMiB(server)
 		t.Logf("figure: the agent's memory under this load: keeper %.1f MiB resident (%.1f MiB its own, the rest the binary's pages it shares with the server), server %.1f MiB (%.1f MiB its own)", kr, ko, sr, so)
 	}
+	if store := socketStoreProcess(); store == 0 {
+		t.Error("no podid-agent socket-store process on this host: the chart runs one beside each agent")
+	} else {
+		r, o := memoryMiB(store)
+		t.Logf("figure: the socket store's memory: %.1f MiB resident (%.1f MiB its own)", r, o)
+	}
 	for _, fault := range []struct {
 		name         string
 		do           func(context.Context) error
@@ -105,7 +113,7 @@ func testFaultsUnderLoad(t *testing.T) {
 		{"the agent DaemonSet restarted (kubectl rollout restart)", restartAgent, true},
 		{"a chart upgrade that changes the agent (helm upgrade --set agent.logLevel=debug)", upgradeAgent, true},
 		{"the agent's serving process killed with SIGKILL (as by the OOM killer)", killAgentServer, true},
-		{"the agent's container killed (SIGKILL of its keeper, the server with it)", killAgentContainer, false},
+		{"the agent's container killed (SIGKILL of its keeper, the server with it)", killAgentContainer, true},
 		{"the API server restarted", sb.RealNode().RestartAPIServer, false},
 	} {
 		before := stats()
@@ -353,6 +361,24 @@ func agentProcessParents() (map[int]int, error) {
 		}
 	}
 	return parents, nil
+}
+
+// socketStoreProcess is the pid of the agent pod's socket store on this
+// host, 0 if none.
+func socketStoreProcess() int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(args) > 1 && filepath.Base(args[0]) == "podid-agent" && args[1] == "socket-store" {
+			return pid
+		}
+	}
+	return 0
 }
 
 // memoryMiB is a process's resident memory and the part of it that is
