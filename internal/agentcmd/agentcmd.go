@@ -334,7 +334,7 @@ when the store stops.`,
 		},
 	}
 	cmd.Flags().StringVar(&store.Path, "path", "/run/podid-agent/sockets", "the store's unix socket, in a directory the agent's container mounts too")
-	cmd.Flags().DurationVar(&store.Hold, "hold", 10*time.Second, "how long the sockets of an agent gone are held for the next one")
+	cmd.Flags().DurationVar(&store.Hold, "hold", 15*time.Second, "how long the sockets of an agent gone are held for the next one")
 	return cmd
 }
 

@@ -14,6 +14,10 @@
 // listens (a bad flag, a missing file) or keeps crashing ends the keeper
 // with its error, so that the kubelet's back-off applies and its restarts
 // show.
+//
+// A Store, run in a second container of the same pod, extends this to the
+// keeper's own death: it holds copies of the sockets while the kubelet
+// restarts the keeper's container, and the next keeper takes them back.
 package socketkeeper
 
 import (

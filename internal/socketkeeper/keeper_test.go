@@ -115,29 +115,7 @@ func TestKilledServerLosesNoConnection(t *testing.T) {
 	go func() { done <- Run(ctx, opts) }()
 	firstAnswer(t, client, url)
 
-	// New connections each time, as the SDKs' credential fetches make.
-	var requests, refused, cut atomic.Int32
-	var lastErr atomic.Value
-	stopLoad := make(chan struct{})
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		for {
-			select {
-			case <-stopLoad:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			requests.Add(1)
-			switch _, _, err := ask(client, url); {
-			case errors.Is(err, syscall.ECONNREFUSED):
-				refused.Add(1)
-				lastErr.Store(err.Error())
-			case err != nil:
-				cut.Add(1)
-			}
-		}
-	}()
+	load := startLoad(client, url)
 
 	pids := map[int]bool{}
 	for kill := 0; kill <= 3; kill++ {
@@ -163,14 +141,13 @@ func TestKilledServerLosesNoConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stopLoad)
-	<-loadDone
-	t.Logf("%d requests across 3 SIGKILLs: %d refused, %d cut while the killed server handled them", requests.Load(), refused.Load(), cut.Load())
-	if refused.Load() > 0 {
-		t.Errorf("%d of %d requests were refused while the server was killed and restarted; last: %v", refused.Load(), requests.Load(), lastErr.Load())
+	requests, refused, cut, lastRefused := load.stop()
+	t.Logf("%d requests across 3 SIGKILLs: %d refused, %d cut while the killed server handled them", requests, refused, cut)
+	if refused > 0 {
+		t.Errorf("%d of %d requests were refused while the server was killed and restarted; last: %v", refused, requests, lastRefused)
 	}
-	if cut.Load() > 3 {
-		t.Errorf("%d requests failed other than refused, more than the 3 the killed servers were handling", cut.Load())
+	if cut > 3 {
+		t.Errorf("%d requests failed other than refused, more than the 3 the killed servers were handling", cut)
 	}
 	if restarted.Load() != 3 {
 		t.Errorf("OnRestart saw %d restarts, want 3", restarted.Load())
@@ -244,6 +221,45 @@ func TestServerCrashingAgainEndsTheKeeper(t *testing.T) {
 	if restarts != 2 {
 		t.Errorf("restarted %d times, want 2", restarts)
 	}
+}
+
+// load makes a request on a new connection every 2 ms, as the SDKs'
+// credential fetches do, counting those refused and those failing
+// otherwise, until stopped.
+type load struct {
+	requests, refused, failed atomic.Int32
+	lastRefused               atomic.Value
+	done, stopped             chan struct{}
+}
+
+func startLoad(client *http.Client, url string) *load {
+	l := &load{done: make(chan struct{}), stopped: make(chan struct{})}
+	go func() {
+		defer close(l.stopped)
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			l.requests.Add(1)
+			switch _, _, err := ask(client, url); {
+			case errors.Is(err, syscall.ECONNREFUSED):
+				l.refused.Add(1)
+				l.lastRefused.Store(err.Error())
+			case err != nil:
+				l.failed.Add(1)
+			}
+		}
+	}()
+	return l
+}
+
+// stop ends the load and returns its counts and the last refusal.
+func (l *load) stop() (requests, refused, failed int32, lastRefused any) {
+	close(l.done)
+	<-l.stopped
+	return l.requests.Load(), l.refused.Load(), l.failed.Load(), l.lastRefused.Load()
 }
 
 // firstAnswer waits for the first server to listen and answer.

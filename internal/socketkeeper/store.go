@@ -30,8 +30,9 @@ type Store struct {
 	// Path of the store's unix socket.
 	Path string
 	// Hold is how long sockets are kept once their keeper is gone; default
-	// 10 s (the kubelet restarts a container that died for the first time
-	// at once, and the next time after 10 s of back-off).
+	// 15 s: the kubelet restarts a container that ended for the first time
+	// at once, and the second time within 10 minutes after 10 s of
+	// back-off; later ones, after 20 s and more, are refused meanwhile.
 	Hold time.Duration
 	Log  *slog.Logger
 
@@ -53,7 +54,7 @@ type storeMessage struct {
 // Serve answers keepers until ctx ends, then gives the sockets up.
 func (s *Store) Serve(ctx context.Context) error {
 	if s.Hold == 0 {
-		s.Hold = 10 * time.Second
+		s.Hold = 15 * time.Second
 	}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,64 +58,21 @@ func TestSocketsOutliveTheirKeeper(t *testing.T) {
 	f, addr := reserve(t)
 	f.Close() // only its port: each keeper reserves the address itself
 	url := "http://" + addr
-	dir := t.TempDir()
-	store := &Store{Path: filepath.Join(dir, "store"), Hold: 2 * time.Second}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan error, 1)
-	go func() { served <- store.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	startKeeper := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "KEEPER_TEST_SERVER=keeper", "KEEPER_TEST_STORE="+store.Path, "KEEPER_TEST_ADDR="+addr)
-		cmd.Stderr = os.Stderr
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if _, err := os.Stat(store.Path); err == nil || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
+	store := startStore(t, 2*time.Second)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	first := startKeeper()
+	first := startKeeper(t, store, addr)
 	firstAnswer(t, client, url)
 	firstPid, _, err := ask(client, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	var requests, refused, failed atomic.Int32
-	stopLoad, loadDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		for {
-			select {
-			case <-stopLoad:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			requests.Add(1)
-			switch _, _, err := ask(client, url); {
-			case errors.Is(err, syscall.ECONNREFUSED):
-				refused.Add(1)
-			case err != nil:
-				failed.Add(1)
-			}
-		}
-	}()
+	load := startLoad(client, url)
 	time.Sleep(100 * time.Millisecond)
 	first.Process.Kill() // its server goes too (Pdeathsig)
 	first.Wait()
 	time.Sleep(300 * time.Millisecond) // the kubelet starting the container again
-	startKeeper()
+	startKeeper(t, store, addr)
 	deadline := time.Now().Add(10 * time.Second)
 	for pid, _, err := ask(client, url); err != nil || pid == firstPid; pid, _, err = ask(client, url) {
 		if time.Now().After(deadline) {
@@ -125,14 +81,13 @@ func TestSocketsOutliveTheirKeeper(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	close(stopLoad)
-	<-loadDone
-	t.Logf("%d requests while the keeper was killed and another started 300ms later: %d refused, %d failed otherwise", requests.Load(), refused.Load(), failed.Load())
-	if refused.Load() > 0 {
-		t.Errorf("%d of %d requests refused: the store did not keep the sockets open", refused.Load(), requests.Load())
+	requests, refused, failed, _ := load.stop()
+	t.Logf("%d requests while the keeper was killed and another started 300ms later: %d refused, %d failed otherwise", requests, refused, failed)
+	if refused > 0 {
+		t.Errorf("%d of %d requests refused: the store did not keep the sockets open", refused, requests)
 	}
-	if failed.Load() > 1 {
-		t.Errorf("%d requests failed other than refused, more than the one the killed server may have been handling", failed.Load())
+	if failed > 1 {
+		t.Errorf("%d requests failed other than refused, more than the one the killed server may have been handling", failed)
 	}
 }
 
@@ -142,20 +97,8 @@ func TestStoreGivesUpSocketsNobodyClaims(t *testing.T) {
 	f, addr := reserve(t)
 	f.Close()
 	url := "http://" + addr
-	store := &Store{Path: filepath.Join(t.TempDir(), "store"), Hold: 500 * time.Millisecond}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	go store.Serve(ctx)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(store.Path); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "KEEPER_TEST_SERVER=keeper", "KEEPER_TEST_STORE="+store.Path, "KEEPER_TEST_ADDR="+addr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	store := startStore(t, 500*time.Millisecond)
+	cmd := startKeeper(t, store, addr)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
 	firstAnswer(t, client, url)
 	cmd.Process.Kill()
@@ -167,4 +110,42 @@ func TestStoreGivesUpSocketsNobodyClaims(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startStore serves a store with hold in a temporary directory until the
+// test ends, and waits for its socket.
+func startStore(t *testing.T, hold time.Duration) *Store {
+	t.Helper()
+	store := &Store{Path: filepath.Join(t.TempDir(), "store"), Hold: hold}
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- store.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(store.Path); err == nil {
+			return store
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the store's socket did not appear")
+		}
+	}
+}
+
+// startKeeper runs the test binary as a keeper of addr using store, as the
+// agent's container does, until the test ends.
+func startKeeper(t *testing.T, store *Store, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "KEEPER_TEST_SERVER=keeper", "KEEPER_TEST_STORE="+store.Path, "KEEPER_TEST_ADDR="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
 }
