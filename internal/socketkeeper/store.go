@@ -159,23 +159,22 @@ func Claim(path string) (*Lease, []Socket, error) {
 }
 
 // Keep gives the store copies of the keeper's sockets, in place of what it
-// held, and gives them again to a store that restarts, until ctx ends; then
-// it closes the lease, and the store holds the sockets for its Hold (or
-// gives them up, if it is stopping too).
+// held, and gives them again to a store that restarts. The lease stays open
+// until this process ends, even past ctx (which only stops the redialling):
+// the store's Hold counts from the keeper's exit, not from the SIGTERM that
+// began its drain.
 func (l *Lease) Keep(ctx context.Context, sockets []Socket, log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	conn := l.conn
 	for {
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		if err := send(conn, sockets); err == nil {
 			// The store sends nothing more: a read ends when it goes.
 			if extra, err := receive(conn); err == nil {
 				closeAll(extra)
 			}
 		}
-		stop()
 		conn.Close()
 		if ctx.Err() != nil {
 			return

@@ -51,14 +51,21 @@ func testKeeper() int {
 }
 
 // The whole keeper killed with SIGKILL, as when the kubelet's container is,
-// costs the clients no refused connection when a store holds the sockets:
-// the next keeper claims them and serves what waited. A keeper that does
-// not come back within Hold has its addresses refused again.
+// or stopped with SIGTERM, as the kubelet restarts a container whose
+// liveness probe failed, costs the clients no refused connection when a
+// store holds the sockets: the next keeper claims them and serves what
+// waited.
 func TestSocketsOutliveTheirKeeper(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { testSocketsOutliveTheirKeeper(t, sig) })
+	}
+}
+
+func testSocketsOutliveTheirKeeper(t *testing.T, sig syscall.Signal) {
 	f, addr := reserve(t)
 	f.Close() // only its port: each keeper reserves the address itself
 	url := "http://" + addr
-	store := startStore(t, 2*time.Second)
+	store := startStore(t, 3*time.Second)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	first := startKeeper(t, store, addr)
 	firstAnswer(t, client, url)
@@ -69,7 +76,7 @@ func TestSocketsOutliveTheirKeeper(t *testing.T) {
 
 	load := startLoad(client, url)
 	time.Sleep(100 * time.Millisecond)
-	first.Process.Kill() // its server goes too (Pdeathsig)
+	first.Process.Signal(sig) // killed, its server goes too (Pdeathsig); stopped, it stops its server
 	first.Wait()
 	time.Sleep(300 * time.Millisecond) // the kubelet starting the container again
 	startKeeper(t, store, addr)
@@ -82,7 +89,7 @@ func TestSocketsOutliveTheirKeeper(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	requests, refused, failed, _ := load.stop()
-	t.Logf("%d requests while the keeper was killed and another started 300ms later: %d refused, %d failed otherwise", requests, refused, failed)
+	t.Logf("%d requests while the keeper ended (%s) and another started 300ms later: %d refused, %d failed otherwise", requests, sig, refused, failed)
 	if refused > 0 {
 		t.Errorf("%d of %d requests refused: the store did not keep the sockets open", refused, requests)
 	}
