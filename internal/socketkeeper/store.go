@@ -68,7 +68,7 @@ func (s *Store) Serve(ctx context.Context) error {
 		return fmt.Errorf("socket store: %w", err)
 	}
 	go func() { <-ctx.Done(); l.Close() }()
-	defer s.giveUp("the store stops")
+	defer s.stop()
 	for {
 		conn, err := l.AcceptUnix()
 		if err != nil {
@@ -115,20 +115,33 @@ func (s *Store) serve(conn *net.UnixConn) {
 	s.lease = nil
 	if len(s.held) > 0 {
 		s.Log.Warn("the agent's keeper is gone; its addresses stay open for the next one", "hold", s.Hold.String())
-		s.release = time.AfterFunc(s.Hold, func() { s.giveUp("no keeper claimed them within " + s.Hold.String()) })
+		s.release = time.AfterFunc(s.Hold, s.unclaimed)
 	}
 }
 
-func (s *Store) giveUp(why string) {
+// unclaimed gives the sockets up when no keeper claimed them within Hold.
+func (s *Store) unclaimed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lease == nil { // else a keeper claimed them as the timer fired
+		s.dropLocked("no keeper claimed them within " + s.Hold.String())
+	}
+}
+
+// stop gives the sockets up as the store stops.
+func (s *Store) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lease != nil {
-		// A keeper claimed them meanwhile.
-		if why != "the store stops" {
-			return
-		}
 		s.lease.Close()
 	}
+	if s.release != nil {
+		s.release.Stop()
+	}
+	s.dropLocked("the store stops")
+}
+
+func (s *Store) dropLocked(why string) {
 	if len(s.held) > 0 {
 		s.Log.Info("gave up the agent's sockets: "+why, "sockets", len(s.held))
 	}
