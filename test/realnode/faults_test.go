@@ -329,26 +329,14 @@ func agentProcesses() (keeper, server int, err error) {
 // agentProcessParents are the podid-agent processes on this host, each
 // with its parent's pid.
 func agentProcessParents() (map[int]int, error) {
-	entries, err := os.ReadDir("/proc")
+	// The agent, not `podid-agent ready`, `init` or `socket-store`.
+	pids, err := podidAgentProcesses(func(args []string) bool { return strings.HasPrefix(args[1], "--") })
 	if err != nil {
 		return nil, err
 	}
 	parents := map[int]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmdline), "\x00")
-		// The agent, not `podid-agent ready` or `init`.
-		if filepath.Base(args[0]) != "podid-agent" || len(args) < 2 || !strings.HasPrefix(args[1], "--") {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+	for _, pid := range pids {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if err != nil {
 			continue
 		}
@@ -366,19 +354,37 @@ func agentProcessParents() (map[int]int, error) {
 // socketStoreProcess is the pid of the agent pod's socket store on this
 // host, 0 if none.
 func socketStoreProcess() int {
-	entries, _ := os.ReadDir("/proc")
+	pids, _ := podidAgentProcesses(func(args []string) bool { return args[1] == "socket-store" })
+	if len(pids) == 0 {
+		return 0
+	}
+	return pids[0]
+}
+
+// podidAgentProcesses are the pids of this host's podid-agent processes
+// (the node's containers are processes of the host) whose arguments, the
+// program's name and at least one more, match.
+func podidAgentProcesses(match func(args []string) bool) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
 		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 1 && filepath.Base(args[0]) == "podid-agent" && args[1] == "socket-store" {
-			return pid
+		if filepath.Base(args[0]) == "podid-agent" && len(args) > 1 && match(args) {
+			pids = append(pids, pid)
 		}
 	}
-	return 0
+	return pids, nil
 }
 
 // memoryMiB is a process's resident memory and the part of it that is
