@@ -331,14 +331,37 @@ func TestCreateSessionCallsPerHour(t *testing.T) {
 			}
 			calls++
 		}
-		// Let a background renewal finish before time moves on.
-		time.Sleep(100 * time.Microsecond)
+		// A background renewal signs with the time it starts at and is
+		// checked against the emulator's: time must not move on (five
+		// minutes of skew would expire its signature) until it is done.
+		for _, p := range providers {
+			waitRenewed(t, p, clock.Now())
+		}
 	}
 	n := e.emu.CreateSessionCalls()
 	perHour := float64(n) / replicas / hours
 	t.Logf("figure: %d CreateSession calls for %d credential retrievals by %d replicas over %d hours of 1-hour sessions: %.2f per replica per hour", n, calls, replicas, hours, perHour)
 	if perHour > 1.5 {
 		t.Fatalf("%.2f CreateSession calls per replica per hour, want about 1.33 (one per 45 minutes)", perHour)
+	}
+}
+
+// waitRenewed waits while p's session is due for renewal at now (a
+// quarter of its hour left) and no renewal has failed: until the one in
+// flight is done.
+func waitRenewed(t *testing.T, p *rolesanywhere.Provider, now time.Time) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		st := p.Status()
+		if st.Err != nil {
+			t.Fatalf("renewing the session: %v", st.Err)
+		}
+		if st.SessionExpires.Sub(now) > 15*time.Minute {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session, expiring %s, was not renewed within 10s at %s", st.SessionExpires, now)
+		}
 	}
 }
 
